@@ -1,0 +1,178 @@
+"""The tier hook specifications: the contract between tierkit and every tier.
+
+A *tier* is a plugin object (an instance of a tier class) whose methods carry
+``@tierkit.hookimpl`` and are named after the specs below.  When a chain is
+built, every configured tier instance is registered with the chain's
+``pluggy.PluginManager``; pluggy checks each method's argument names against
+these specs and rejects a method named ``tierkit_*`` that matches no spec.
+
+The chain calls ``tierkit_get``, ``tierkit_get_many``, ``tierkit_set``,
+``tierkit_set_many`` and ``tierkit_delete`` directly (pre-bound, in configured
+order) on the hot path; the other hooks are broadcast through ``pm.hook``.
+Registered in chain order, ``pm.hook.tierkit_get(key=...)`` visits tiers in
+the same order as the fast path and returns the same first hit.
+
+Values a tier sees are :class:`tierkit.Entry` tuples ``(value, expires_at,
+tags)``.  An *object tier* (``holds = "objects"``) receives and returns Python
+objects; a *byte tier* (``holds = "bytes"``) receives and returns ``bytes``
+already encoded by the chain's codec.  ``expires_at`` is an absolute time on
+the chain's clock (``time.time()`` unless a test injects one), or ``None`` for
+no expiry.
+
+Errors: a tier may raise from any data hook when its backend fails (network,
+disk); the chain counts the error, opens the tier's circuit breaker after
+repeated failures, and carries on with the other tiers.  A tier must never
+return a corrupt value as a hit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+if TYPE_CHECKING:
+    from tierkit._types import Entry, TierHealth
+
+PROJECT_NAME = "tierkit"
+"""pluggy project name; also the prefix of every hook name."""
+
+hookspec = pluggy.HookspecMarker(PROJECT_NAME)
+hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
+
+REQUIRED_HOOKS = (
+    "tierkit_get",
+    "tierkit_set",
+    "tierkit_delete",
+    "tierkit_clear",
+    "tierkit_invalidate_tags",
+    "tierkit_invalidate_prefix",
+)
+"""Hooks every tier class must implement (checked when the tier is loaded)."""
+
+
+@hookspec(firstresult=True)
+def tierkit_get(key: str) -> Entry | None:  # type: ignore[empty-body]
+    """Look up one key.
+
+    :param key: the cache key, already free of the cache namespace (the tier
+        adds its own namespace/prefix where it shares storage).
+    :return: the stored :class:`~tierkit.Entry` on a hit, or ``None`` on a miss
+        (including an entry whose ``expires_at`` has passed on the tier's clock).
+        ``None`` is never a cached value at this level: a cached ``None`` is an
+        ``Entry`` whose ``value`` is ``None``.
+
+    Stops at the first non-``None`` result.  Required.
+    """
+
+
+@hookspec
+def tierkit_get_many(keys: Sequence[str]) -> Mapping[str, Entry]:  # type: ignore[empty-body]
+    """Look up several keys in one round trip.
+
+    :param keys: distinct keys to look up.
+    :return: a mapping holding an :class:`~tierkit.Entry` for each key that
+        hit; misses are absent.
+
+    Optional: without it the chain calls ``tierkit_get`` once per key.  Remote
+    tiers should implement it (``MGET``, ``SELECT … IN``).
+    """
+
+
+@hookspec
+def tierkit_set(key: str, entry: Entry) -> None:
+    """Store one entry, replacing any previous one under ``key``.
+
+    :param key: the cache key.
+    :param entry: ``(value, expires_at, tags)``.  ``value`` is a Python object
+        for object tiers and ``bytes`` for byte tiers; ``expires_at`` is
+        already capped by the tier's ``max_ttl``.  ``tags`` must be kept so
+        that ``tierkit_invalidate_tags`` can find the key and ``tierkit_get``
+        can return them (the chain copies them when it backfills upper tiers).
+
+    Required.
+    """
+
+
+@hookspec
+def tierkit_set_many(entries: Mapping[str, Entry]) -> None:
+    """Store several entries in one round trip (pipeline, one transaction).
+
+    :param entries: key → :class:`~tierkit.Entry`, as for ``tierkit_set``.
+
+    Optional: without it the chain calls ``tierkit_set`` once per key.
+    """
+
+
+@hookspec
+def tierkit_delete(key: str) -> bool:  # type: ignore[empty-body]
+    """Remove one key.
+
+    :return: ``True`` if an entry was removed, ``False`` if there was none.
+
+    Required.
+    """
+
+
+@hookspec
+def tierkit_invalidate_tags(tags: Sequence[str]) -> int:  # type: ignore[empty-body]
+    """Remove every entry carrying at least one of ``tags``.
+
+    Must not read every entry: keep an index from tag to keys.
+
+    :return: the number of entries removed (best effort for remote tiers).
+
+    Required.
+    """
+
+
+@hookspec
+def tierkit_invalidate_prefix(prefix: str) -> int:  # type: ignore[empty-body]
+    """Remove every entry whose key starts with ``prefix``.
+
+    :return: the number of entries removed.
+
+    Required.
+    """
+
+
+@hookspec
+def tierkit_clear() -> None:
+    """Remove every entry of this tier's namespace, and nothing outside it.
+
+    Broadcast by ``Cache.clear()`` through ``pm.hook``.  Required.
+    """
+
+
+@hookspec
+def tierkit_health() -> TierHealth:  # type: ignore[empty-body]
+    """Report whether the tier can serve right now.
+
+    :return: a :class:`~tierkit.TierHealth` with status ``ok``, ``degraded``
+        or ``down`` and a human-readable reason; ``details`` may carry cheap
+        figures (latency, server version).  Must not raise and must not take
+        longer than the tier's own timeouts.  Secrets never appear in it.
+
+    Broadcast through ``pm.hook``.  Optional: :class:`tierkit.Tier` answers
+    ``ok``.
+    """
+
+
+@hookspec
+def tierkit_stats() -> Mapping[str, Any]:  # type: ignore[empty-body]
+    """Return cheap tier-specific figures (entries, bytes, evictions …).
+
+    The chain adds its own per-tier counters (hits, misses, sets, errors).
+    Must be cheap: no scan of the store per call.
+
+    Broadcast through ``pm.hook``.  Optional.
+    """
+
+
+@hookspec
+def tierkit_close() -> None:
+    """Release connections, files and threads.  Called once by ``Cache.close()``.
+
+    Optional.
+    """
