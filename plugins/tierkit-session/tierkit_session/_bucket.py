@@ -1,0 +1,109 @@
+"""One session's entries for one namespace: an O(1) LRU with a tag index."""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from tierkit._types import Clock, Entry
+
+
+class Bucket:
+    """Key → :class:`~tierkit.Entry`, least recently used first, plus tag → keys.
+
+    It lives inside the host's session mapping, so it dies with the session.
+    Reads take no lock (each ``OrderedDict`` operation is atomic under the GIL
+    and entries are immutable tuples); writes and invalidations hold the
+    bucket's lock so the tag index always matches the entries, even when
+    several threads serve the same session (Streamlit does).
+    """
+
+    __slots__ = ("entries", "evictions", "lock", "tag_index")
+
+    def __init__(self) -> None:
+        self.entries: OrderedDict[str, Entry] = OrderedDict()
+        self.tag_index: dict[str, set[str]] = {}
+        self.evictions = 0
+        self.lock = threading.Lock()
+
+    # Session backends that pickle the session (and Streamlit's
+    # ``runner.enforceSerializableSessionState``) need a picklable bucket:
+    # drop the lock, make a new one on load.
+    def __getstate__(self) -> dict[str, Any]:
+        return {"entries": self.entries, "tag_index": self.tag_index, "evictions": self.evictions}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.entries = state["entries"]
+        self.tag_index = state["tag_index"]
+        self.evictions = state["evictions"]
+        self.lock = threading.Lock()
+
+    def get(self, key: str, clock: Clock) -> Entry | None:
+        """The live entry under ``key``, now most recently used; ``None`` if absent or expired."""
+        entry = self.entries.get(key)
+        if entry is None:
+            return None
+        if entry.expires_at is not None and entry.expires_at <= clock():
+            with self.lock:
+                if self.entries.get(key) is entry:  # not replaced meanwhile
+                    self._remove(key)
+            return None
+        # try/except, not contextlib.suppress, which would triple the cost of a hit.
+        try:  # noqa: SIM105
+            self.entries.move_to_end(key)
+        except KeyError:  # removed by another thread since the lookup: still a hit
+            pass
+        return entry
+
+    def set_many(self, entries: Iterable[tuple[str, Entry]], max_entries: int) -> None:
+        """Store entries (each becomes most recently used), then evict down to ``max_entries``."""
+        with self.lock:
+            for key, entry in entries:
+                if key in self.entries:
+                    self._remove(key)
+                self.entries[key] = entry
+                for tag in entry.tags:
+                    self.tag_index.setdefault(tag, set()).add(key)
+            while len(self.entries) > max_entries:
+                self._remove(next(iter(self.entries)))
+                self.evictions += 1
+
+    def delete(self, key: str) -> bool:
+        with self.lock:
+            if key not in self.entries:
+                return False
+            self._remove(key)
+            return True
+
+    def invalidate_tags(self, tags: Sequence[str]) -> int:
+        """Remove the entries carrying any of ``tags``, found through the index."""
+        with self.lock:
+            keys = set().union(*(self.tag_index.get(tag, ()) for tag in tags))
+            for key in keys:
+                self._remove(key)
+            return len(keys)
+
+    def invalidate_prefix(self, prefix: str) -> int:
+        """Remove the entries whose key starts with ``prefix``."""
+        with self.lock:
+            # A scan of this session's keys: at most max_entries, and sessions
+            # are small, so a sorted index would cost more than it saves.
+            keys = [key for key in self.entries if key.startswith(prefix)]
+            for key in keys:
+                self._remove(key)
+            return len(keys)
+
+    def clear(self) -> None:
+        with self.lock:
+            self.entries.clear()
+            self.tag_index.clear()
+
+    def _remove(self, key: str) -> None:
+        """Drop ``key`` (present) and its tag-index references; the caller holds the lock."""
+        for tag in self.entries.pop(key).tags:
+            keys = self.tag_index[tag]
+            keys.discard(key)
+            if not keys:
+                del self.tag_index[tag]

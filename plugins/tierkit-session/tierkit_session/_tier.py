@@ -1,0 +1,153 @@
+"""The session tier: the hooks tierkit calls, each on the current session's bucket."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from tierkit._types import Entry, Tier, TierContext, TierHealth
+from tierkit.hookspecs import hookimpl
+from tierkit_session._binding import current_session
+from tierkit_session._bucket import Bucket
+
+NO_SESSION = (
+    "no active session: wrap requests in tierkit_session.bind(mapping) or run under Streamlit"
+)
+
+# Creating a session's first bucket is a get-then-set on the host mapping; this
+# lock makes it happen once when two threads of one session race.  Taken only
+# on a session's first write, so it is never contended in steady state.
+_create_lock = threading.Lock()
+
+
+class SessionOptions(BaseModel):
+    """Options of the ``session`` tier, validated by tierkit from the configuration."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    max_entries: int = Field(
+        1000, gt=0, description="Per session and namespace; least recently used entries go first."
+    )
+    state_key: str = Field(
+        "tierkit",
+        min_length=1,
+        description="Key under which the tier keeps its state inside the host's session mapping.",
+    )
+
+
+class SessionTier(Tier):
+    """Python objects cached in the current user's session.
+
+    The session is whatever mapping :func:`tierkit_session.bind` made current
+    (else Streamlit's ``st.session_state``).  Inside it, under
+    ``options.state_key``, the tier keeps a dict namespace → :class:`Bucket`.
+    Outside any session every hook is a cheap no-op: reads miss, writes are
+    dropped, and health reports the tier as skipped.
+    """
+
+    Options = SessionOptions
+    holds = "objects"  # values are Python objects; the chain never encodes them for us
+    default_write = "always"
+    remote = False  # in-process: no circuit breaker needed
+
+    def __init__(self, options: SessionOptions, context: TierContext) -> None:
+        super().__init__(options, context)
+        # Copied into attributes once, so no hook looks through the options.
+        self._max_entries = options.max_entries
+        self._state_key = options.state_key
+        self._namespace = context.namespace
+        self._clock = context.clock
+
+    def _bucket(self) -> Bucket | None:
+        """This namespace's bucket in the current session, or ``None`` (read paths)."""
+        session = current_session()
+        if session is None:
+            return None
+        buckets: dict[str, Bucket] | None = session.get(self._state_key)
+        return None if buckets is None else buckets.get(self._namespace)
+
+    def _bucket_for_write(self) -> Bucket | None:
+        """Like :meth:`_bucket`, but creates the bucket in a session that has none yet."""
+        session = current_session()
+        if session is None:
+            return None
+        buckets: dict[str, Bucket] | None = session.get(self._state_key)
+        bucket = None if buckets is None else buckets.get(self._namespace)
+        if bucket is None:
+            with _create_lock:
+                buckets = session.setdefault(self._state_key, {})
+                bucket = buckets.setdefault(self._namespace, Bucket())
+        return bucket
+
+    @hookimpl
+    def tierkit_get(self, key: str) -> Entry | None:
+        bucket = self._bucket()
+        return None if bucket is None else bucket.get(key, self._clock)
+
+    @hookimpl
+    def tierkit_get_many(self, keys: Sequence[str]) -> Mapping[str, Entry]:
+        bucket = self._bucket()
+        if bucket is None:
+            return {}
+        found = {}
+        for key in keys:
+            entry = bucket.get(key, self._clock)
+            if entry is not None:
+                found[key] = entry
+        return found
+
+    @hookimpl
+    def tierkit_set(self, key: str, entry: Entry) -> None:
+        bucket = self._bucket_for_write()
+        if bucket is not None:
+            bucket.set_many(((key, entry),), self._max_entries)
+
+    @hookimpl
+    def tierkit_set_many(self, entries: Mapping[str, Entry]) -> None:
+        bucket = self._bucket_for_write()
+        if bucket is not None:
+            bucket.set_many(entries.items(), self._max_entries)
+
+    @hookimpl
+    def tierkit_delete(self, key: str) -> bool:
+        bucket = self._bucket()
+        return bucket is not None and bucket.delete(key)
+
+    @hookimpl
+    def tierkit_invalidate_tags(self, tags: Sequence[str]) -> int:
+        bucket = self._bucket()
+        return 0 if bucket is None else bucket.invalidate_tags(tags)
+
+    @hookimpl
+    def tierkit_invalidate_prefix(self, prefix: str) -> int:
+        bucket = self._bucket()
+        return 0 if bucket is None else bucket.invalidate_prefix(prefix)
+
+    @hookimpl
+    def tierkit_clear(self) -> None:
+        """Clear this namespace in the current session; other sessions are out of reach."""
+        bucket = self._bucket()
+        if bucket is not None:
+            bucket.clear()
+
+    @hookimpl
+    def tierkit_health(self) -> TierHealth:
+        if current_session() is None:
+            return TierHealth("skipped", NO_SESSION)
+        bucket = self._bucket()
+        entries = 0 if bucket is None else len(bucket.entries)
+        return TierHealth("ok", f"{entries} entries in this session", {"entries": entries})
+
+    @hookimpl
+    def tierkit_stats(self) -> Mapping[str, Any]:
+        """Figures for the current session only: other sessions are out of reach."""
+        bucket = self._bucket()
+        return {
+            "active_session": current_session() is not None,
+            "entries": 0 if bucket is None else len(bucket.entries),
+            "evictions": 0 if bucket is None else bucket.evictions,
+            "max_entries": self._max_entries,
+        }
