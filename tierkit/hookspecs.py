@@ -53,7 +53,7 @@ REQUIRED_HOOKS = (
 
 
 @hookspec(firstresult=True)
-def tierkit_get(key: str) -> Entry | None:  # type: ignore[empty-body]
+def tierkit_get(key: str) -> Entry | None:
     """Look up one key.
 
     :param key: the cache key, already free of the cache namespace (the tier

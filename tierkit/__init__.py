@@ -1,0 +1,48 @@
+"""tierkit: one cache API over an ordered chain of tiers (memory, Redis, session, file …).
+
+Quick start::
+
+    import tierkit
+
+    cache = tierkit.Cache()              # the chain from configuration
+    cache.set("k", {"a": 1}, ttl=600)
+    cache.get("k")
+
+    @tierkit.cached(ttl=600)
+    def load(page: int) -> list[dict]: ...
+"""
+
+from __future__ import annotations
+
+from tierkit._cache import Cache, HealthReport, TierReport, get_cache
+from tierkit._config import Settings, TierSettings, load_settings
+from tierkit._decorator import CachedFunction, cached
+from tierkit._types import MISSING, Entry, NoOptions, Tier, TierContext, TierHealth
+from tierkit.errors import CodecError, ConfigError, PluginError, TierkitError
+from tierkit.hookspecs import hookimpl
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "MISSING",
+    "Cache",
+    "CachedFunction",
+    "CodecError",
+    "ConfigError",
+    "Entry",
+    "HealthReport",
+    "NoOptions",
+    "PluginError",
+    "Settings",
+    "Tier",
+    "TierContext",
+    "TierHealth",
+    "TierReport",
+    "TierSettings",
+    "TierkitError",
+    "__version__",
+    "cached",
+    "get_cache",
+    "hookimpl",
+    "load_settings",
+]

@@ -1,0 +1,520 @@
+"""The public ``Cache``: one API over the configured chain of tiers.
+
+Read: tiers are asked in order; the first hit wins and is copied into the
+tiers above it (those whose write policy is ``always``) with its *remaining*
+TTL.  Write: every tier whose policy accepts the write gets it, with the TTL
+capped by the tier's ``max_ttl``.  The value is encoded at most once per set
+(only when a byte tier is written) and decoded at most once per hit.
+
+A tier that raises is counted, fed to its circuit breaker and skipped: no
+backend failure reaches the caller.  Programming errors (bad key, bad TTL,
+unserializable value) raise before anything is written.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from tierkit._build import BuiltChain, TierSlot, build_chain
+from tierkit._codec import Codec
+from tierkit._config import Settings, load_settings, redact
+from tierkit._flight import SingleFlight
+from tierkit._types import MISSING, Clock, Entry, TierHealth
+from tierkit.errors import CodecError
+
+T = TypeVar("T")
+_STATUS_RANK = {"ok": 0, "skipped": 0, "degraded": 1, "down": 2}
+
+
+@dataclass(frozen=True)
+class TierReport:
+    """Health of one tier of the order."""
+
+    name: str
+    kind: str
+    status: str
+    reason: str = ""
+    details: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class HealthReport:
+    """``Cache.health()``: the worst status of the configured tiers, and each tier's."""
+
+    status: str
+    tiers: dict[str, TierReport]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "status": self.status,
+            "tiers": {
+                name: {
+                    "kind": t.kind,
+                    "status": t.status,
+                    "reason": t.reason,
+                    "details": dict(t.details),
+                }
+                for name, t in self.tiers.items()
+            },
+        }
+
+
+def _check_key(key: Any) -> None:
+    if type(key) is not str or not key:
+        raise TypeError(f"cache keys must be non-empty str, got {key!r} ({type(key).__name__})")
+
+
+def _check_ttl(ttl: Any) -> None:
+    if ttl is not None and (isinstance(ttl, bool) or not isinstance(ttl, int | float) or not ttl > 0):
+        raise ValueError(f"ttl must be a positive number of seconds or None, got {ttl!r}")
+
+
+def _check_tags(tags: Iterable[str]) -> tuple[str, ...]:
+    if isinstance(tags, str | bytes):
+        raise TypeError(f"tags must be a list of str, not a single {type(tags).__name__} ({tags!r})")
+    checked = tuple(tags)
+    for tag in checked:
+        if type(tag) is not str or not tag:
+            raise TypeError(f"tags must be non-empty str, got {tag!r}")
+    return checked
+
+
+class Cache:
+    """A multi-tier cache built from configuration.
+
+    ``Cache()`` reads the configuration (environment, dotenv files, Streamlit
+    secrets, TOML); keyword arguments override it, e.g.
+    ``Cache(namespace="app", order=["memory", "file"])``.  ``settings=`` takes a
+    ready :class:`~tierkit.Settings` instead.  ``clock`` replaces ``time.time``
+    (tests use :class:`tierkit.testing.FakeClock`).
+    """
+
+    def __init__(
+        self, settings: Settings | None = None, *, clock: Clock | None = None, **overrides: Any
+    ) -> None:
+        if settings is not None and overrides:
+            raise TypeError("pass either settings= or configuration keywords, not both")
+        self.settings = settings if settings is not None else load_settings(**overrides)
+        self._clock: Clock = clock or time.time
+        chain: BuiltChain = build_chain(self.settings, self._clock)
+        self._chain = chain
+        self._codec: Codec = chain.codec
+        self._slots: tuple[TierSlot, ...] = tuple(chain.slots)
+        self._default_ttl = self.settings.default_ttl
+        self._flights = SingleFlight()
+        self._misses = 0
+        self._closed = False
+        first = self._slots[0] if self._slots else None
+        # Fast path: the first tier holds objects and is local (the memory tier):
+        # its bound get is called straight from Cache.get, without breaker checks;
+        # a tier offering a fused front door (a closure over its dict) replaces get.
+        self._first = first if first is not None and not first.holds_bytes and not first.remote else None
+        self._first_get = self._first.get if self._first is not None else None
+        front_door = getattr(self._first.tier, "front_door", None) if self._first is not None else None
+        fused = front_door(self._after_first_miss, self._first) if front_door is not None else None
+        if fused is not None:
+            self.get = fused  # type: ignore[method-assign]
+        self._writers = tuple(s for s in self._slots if s.write == "always")
+        self._persistent_writers = tuple(s for s in self._slots if s.write != "never")
+        self._encode_plain = any(s.holds_bytes for s in self._writers)
+        self._encode_persistent = any(s.holds_bytes for s in self._persistent_writers)
+
+    # -- reads --------------------------------------------------------------------
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """The cached value, or ``default`` on a miss (``tierkit.MISSING`` tells a cached ``None`` apart)."""
+        first_get = self._first_get
+        if first_get is not None and type(key) is str and key:
+            try:
+                entry = first_get(key)
+            except Exception as exc:
+                self._first.failed(exc)  # type: ignore[union-attr]
+            else:
+                if entry is not None:
+                    self._first.hits += 1  # type: ignore[union-attr]
+                    return entry[0]
+                self._first.misses += 1  # type: ignore[union-attr]
+            return self._read_through(key, default, 1, self._codec)
+        _check_key(key)
+        return self._read_through(key, default, 0, self._codec)
+
+    def _after_first_miss(self, key: str, default: Any) -> Any:
+        _check_key(key)
+        self._first.misses += 1  # type: ignore[union-attr]
+        return self._read_through(key, default, 1, self._codec)
+
+    def _read_through(self, key: str, default: Any, start: int, codec: Codec) -> Any:
+        """Ask tiers from ``start`` on; backfill the tiers above a hit."""
+        slots = self._slots
+        for index in range(start, len(slots)):
+            slot = slots[index]
+            if not slot.breaker.allow():
+                continue
+            try:
+                entry = slot.get(key)
+            except Exception as exc:
+                slot.failed(exc)
+                continue
+            slot.breaker.success()
+            if entry is None:
+                slot.misses += 1
+                continue
+            value = entry[0]
+            payload = None
+            if slot.holds_bytes:
+                payload = value
+                try:
+                    value = codec.decode(payload)
+                except CodecError as exc:
+                    self._drop_corrupt(slot, key, exc)
+                    continue
+            slot.hits += 1
+            if index:
+                self._backfill(index, {key: (value, payload, entry)})
+            return value
+        self._misses += 1
+        return default
+
+    def get_many(self, keys: Iterable[str]) -> dict[str, Any]:
+        """Values of the keys that hit (misses are absent), one batch per tier."""
+        wanted = list(dict.fromkeys(keys))
+        for key in wanted:
+            _check_key(key)
+        found: dict[str, Any] = {}
+        for index, slot in enumerate(self._slots):
+            if not wanted:
+                break
+            if not slot.breaker.allow():
+                continue
+            try:
+                entries = slot.get_many(wanted)
+            except Exception as exc:
+                slot.failed(exc)
+                continue
+            slot.breaker.success()
+            hits: dict[str, tuple[Any, bytes | None, Entry]] = {}
+            for key, entry in entries.items():
+                if slot.holds_bytes:
+                    try:
+                        hits[key] = (self._codec.decode(entry[0]), entry[0], entry)
+                    except CodecError as exc:
+                        self._drop_corrupt(slot, key, exc)
+                else:
+                    hits[key] = (entry[0], None, entry)
+            slot.hits += len(hits)
+            slot.misses += len(wanted) - len(hits)
+            if hits:
+                found.update((key, hit[0]) for key, hit in hits.items())
+                if index:
+                    self._backfill(index, hits)
+                wanted = [key for key in wanted if key not in hits]
+        self._misses += len(wanted)
+        return found
+
+    def _backfill(self, index: int, hits: Mapping[str, tuple[Any, bytes | None, Entry]]) -> None:
+        """Copy hits from tier ``index`` into the ``always`` tiers above it, with the remaining TTL."""
+        now = self._clock()
+        for slot in self._slots[:index]:
+            if slot.write != "always" or not slot.breaker.allow():
+                continue
+            batch = {}
+            for key, (value, payload, entry) in hits.items():
+                expires_at = slot.cap(entry[1], now)
+                if expires_at is not None and expires_at <= now:
+                    continue
+                stored = value
+                if slot.holds_bytes:
+                    try:
+                        stored = payload if payload is not None else self._codec.encode(key, value)
+                    except TypeError:
+                        continue  # an object-tier value the codec cannot write: leave byte tiers alone
+                batch[key] = Entry(stored, expires_at, entry[2])
+            if batch:
+                self._write(slot, batch)
+
+    def _drop_corrupt(self, slot: TierSlot, key: str, exc: CodecError) -> None:
+        slot.corrupt += 1
+        slot.errors += 1
+        try:
+            slot.delete(key)
+        except Exception as delete_exc:
+            slot.failed(delete_exc)
+
+    # -- writes -------------------------------------------------------------------
+
+    def set(
+        self,
+        key: str,
+        value: Any,
+        ttl: float | None = None,
+        *,
+        tags: Iterable[str] = (),
+        persistent: bool = False,
+    ) -> None:
+        """Store ``value`` in every tier whose write policy accepts it.
+
+        ``ttl`` in seconds (``None``: the configured ``default_ttl``, which may
+        be no expiry); ``tags`` for :meth:`invalidate`; ``persistent=True`` also
+        writes the tiers with the ``persistent`` policy (the file tier).
+        """
+        self._set_many({key: value}, ttl, tags, persistent, self._codec)
+
+    def set_many(
+        self,
+        items: Mapping[str, Any],
+        ttl: float | None = None,
+        *,
+        tags: Iterable[str] = (),
+        persistent: bool = False,
+    ) -> None:
+        """:meth:`set` for several keys, one batch per tier."""
+        self._set_many(items, ttl, tags, persistent, self._codec)
+
+    def _set_many(
+        self,
+        items: Mapping[str, Any],
+        ttl: float | None,
+        tags: Iterable[str],
+        persistent: bool,
+        codec: Codec,
+    ) -> None:
+        for key in items:
+            _check_key(key)
+        if ttl is None:
+            ttl = self._default_ttl
+        _check_ttl(ttl)
+        tag_tuple = _check_tags(tags)
+        writers = self._persistent_writers if persistent else self._writers
+        encode = self._encode_persistent if persistent else self._encode_plain
+        payloads = {key: codec.encode(key, value) for key, value in items.items()} if encode else {}
+        now = self._clock()
+        expires_at = None if ttl is None else now + ttl
+        for slot in writers:
+            exp = slot.cap(expires_at, now)
+            source = payloads if slot.holds_bytes else items
+            self._write(slot, {key: Entry(value, exp, tag_tuple) for key, value in source.items()})
+
+    def _write(self, slot: TierSlot, batch: Mapping[str, Entry]) -> None:
+        if not slot.breaker.allow():
+            return
+        try:
+            if len(batch) == 1:
+                slot.set(*next(iter(batch.items())))
+            else:
+                slot.set_many(batch)
+        except Exception as exc:
+            slot.failed(exc)
+            return
+        slot.breaker.success()
+        slot.sets += len(batch)
+
+    def get_or_set(
+        self,
+        key: str,
+        factory: Callable[[], T],
+        ttl: float | None = None,
+        *,
+        tags: Iterable[str] = (),
+        persistent: bool = False,
+    ) -> T:
+        """The cached value, or ``factory()`` stored and returned.
+
+        Concurrent callers for the same key in this process wait for one
+        ``factory`` call (single flight) instead of stampeding.
+        """
+        value = self.get(key, MISSING)
+        if value is not MISSING:
+            return value  # type: ignore[no-any-return]
+        return self._compute(key, factory, ttl, tags, persistent, self._codec)
+
+    def _compute(
+        self,
+        key: str,
+        factory: Callable[[], T],
+        ttl: float | None,
+        tags: Iterable[str],
+        persistent: bool,
+        codec: Codec,
+    ) -> T:
+        def lead() -> T:
+            value = self._read_through(key, MISSING, 0, codec)  # a previous leader may have stored it
+            if value is MISSING:
+                value = factory()
+                self._set_many({key: value}, ttl, tags, persistent, codec)
+            return value  # type: ignore[no-any-return]
+
+        return self._flights.run(key, lead)
+
+    # -- removal ------------------------------------------------------------------
+
+    def delete(self, key: str) -> bool:
+        """Remove ``key`` from every writable tier; True if any tier held it."""
+        _check_key(key)
+        removed = False
+        for slot in self._persistent_writers:
+            if not slot.breaker.allow():
+                continue
+            try:
+                removed = slot.delete(key) or removed
+            except Exception as exc:
+                slot.failed(exc)
+                continue
+            slot.breaker.success()
+            slot.deletes += 1
+        return removed
+
+    def invalidate(self, *, tags: Iterable[str] = (), prefix: str | None = None) -> int:
+        """Remove entries carrying any of ``tags`` and/or whose key starts with ``prefix``.
+
+        Returns the number of entries removed, summed over tiers.
+        """
+        tag_tuple = _check_tags(tags)
+        if prefix is not None and (type(prefix) is not str or not prefix):
+            raise ValueError(f"prefix must be a non-empty str, got {prefix!r}")
+        if not tag_tuple and prefix is None:
+            raise ValueError("invalidate() needs tags=[...] and/or prefix=...")
+        removed = 0
+        for slot in self._persistent_writers:
+            if not slot.breaker.allow():
+                continue
+            try:
+                if tag_tuple:
+                    removed += slot.tier.tierkit_invalidate_tags(tags=tag_tuple)
+                if prefix is not None:
+                    removed += slot.tier.tierkit_invalidate_prefix(prefix=prefix)
+            except Exception as exc:
+                slot.failed(exc)
+                continue
+            slot.breaker.success()
+        return removed
+
+    def clear(self, tiers: Sequence[str] | None = None) -> None:
+        """Remove every entry of this cache's namespace, in every writable tier or in ``tiers``."""
+        if tiers is not None:
+            unknown = sorted(set(tiers) - {s.name for s in self._slots})
+            if unknown:
+                raise ValueError(f"clear(tiers=...) names tiers not in the chain: {', '.join(unknown)}")
+            chosen = set(tiers)
+        else:
+            chosen = {s.name for s in self._persistent_writers}
+        self._broadcast("tierkit_clear", only=chosen)
+
+    # -- control plane ------------------------------------------------------------
+
+    def _broadcast(self, hook: str, only: Collection[str] | None = None) -> dict[str, Any]:
+        """Call ``hook`` on every tier through pluggy, isolating each tier's failure."""
+        results: dict[str, Any] = {}
+        slots = {s.name: s for s in self._slots}
+        for impl in getattr(self._chain.pm.hook, hook).get_hookimpls():
+            name = impl.plugin_name
+            if only is not None and name not in only:
+                continue
+            try:
+                results[name] = impl.function()
+            except Exception as exc:
+                slots[name].failed(exc)
+                results[name] = exc
+        return results
+
+    def health(self) -> HealthReport:
+        """Each tier's status (ok / degraded / down / skipped) with the reason."""
+        answers = self._broadcast("tierkit_health")
+        reports: dict[str, TierReport] = {}
+        for slot in self._slots:
+            answer = answers.get(slot.name, TierHealth("ok"))
+            if isinstance(answer, Exception):
+                answer = TierHealth("down", redact(f"health check failed: {type(answer).__name__}: {answer}"))
+            status, reason = answer.status, answer.reason
+            state = slot.breaker.state
+            if state != "closed" and status != "down":
+                status = "down" if state == "open" else "degraded"
+                reason = f"circuit breaker {state} after: {slot.breaker.last_error}"
+            details = dict(answer.details)
+            details["breaker"] = state
+            reports[slot.name] = TierReport(slot.name, slot.kind, status, reason, details)
+        for skipped in self._chain.skipped:
+            reports[skipped.name] = TierReport(skipped.name, skipped.kind, skipped.status, skipped.reason)
+        order = {name: i for i, name in enumerate(self.settings.tier_names())}
+        ordered = dict(sorted(reports.items(), key=lambda item: order.get(item[0], len(order))))
+        worst = max((_STATUS_RANK[r.status] for r in ordered.values()), default=0)
+        overall = {0: "ok", 1: "degraded", 2: "down"}[worst]
+        return HealthReport(overall, ordered)
+
+    def stats(self) -> dict[str, Any]:
+        """Counters of the chain and of each tier (cheap: no scan of any store)."""
+        extra = self._broadcast("tierkit_stats")
+        tiers: dict[str, Any] = {}
+        for slot in self._slots:
+            figures: dict[str, Any] = {
+                "kind": slot.kind,
+                "hits": slot.hits,
+                "misses": slot.misses,
+                "sets": slot.sets,
+                "deletes": slot.deletes,
+                "errors": slot.errors,
+                "corrupt": slot.corrupt,
+                "breaker": slot.breaker.state,
+            }
+            own = extra.get(slot.name)
+            if isinstance(own, Mapping):
+                figures.update(redact(dict(own)))
+            tiers[slot.name] = figures
+        for skipped in self._chain.skipped:
+            tiers[skipped.name] = {
+                "kind": skipped.kind,
+                "status": skipped.status,
+                "reason": skipped.reason,
+            }
+        hits = sum(slot.hits for slot in self._slots)
+        gets = hits + self._misses
+        return {
+            "namespace": self.settings.namespace,
+            "gets": gets,
+            "hits": hits,
+            "misses": self._misses,
+            "hit_ratio": round(hits / gets, 4) if gets else None,
+            "tiers": tiers,
+        }
+
+    @property
+    def tiers(self) -> tuple[str, ...]:
+        """Names of the tiers in the chain, in order (skipped tiers left out)."""
+        return tuple(slot.name for slot in self._slots)
+
+    def close(self) -> None:
+        """Release every tier's resources; the cache must not be used afterwards."""
+        if self._closed:
+            return
+        self._closed = True
+        self._broadcast("tierkit_close")
+        for slot in self._slots:
+            self._chain.pm.unregister(slot.tier)
+
+    def __enter__(self) -> Cache:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<tierkit.Cache namespace={self.settings.namespace!r} tiers={list(self.tiers)!r}>"
+
+
+_default_cache: Cache | None = None
+_default_lock = threading.Lock()
+
+
+def get_cache() -> Cache:
+    """The process-wide default cache, built from configuration on first use."""
+    global _default_cache
+    cache = _default_cache
+    if cache is None:
+        with _default_lock:
+            if _default_cache is None:
+                _default_cache = Cache()
+            cache = _default_cache
+    return cache

@@ -1,0 +1,276 @@
+"""Configuration: one pydantic-settings model fed by every place deployments keep settings.
+
+Sources, highest precedence first:
+
+1. arguments (``Cache(namespace=..., order=[...])`` or ``load_settings(...)``)
+2. environment: ``TIERKIT_…`` (nested with ``__``), then plain aliases such as ``REDIS_URL``
+3. ``.env.local`` then ``.env`` in the working directory (same names)
+4. Streamlit secrets: ``.streamlit/secrets.toml`` (plain aliases, e.g. ``REDIS_URL``)
+5. a TOML file: ``$TIERKIT_CONFIG``, else ``tierkit.toml``, else ``[tool.tierkit]`` in ``pyproject.toml``
+6. defaults
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any
+
+import orjson
+from dotenv import dotenv_values
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    InitSettingsSource,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+from tierkit._types import WritePolicy
+from tierkit.errors import ConfigError
+
+DEFAULT_ORDER = ("memory", "redis", "session", "file")
+"""The chain when no order is configured; tiers that cannot run here are skipped."""
+
+PLAIN_ALIASES: dict[str, tuple[str, str]] = {"REDIS_URL": ("redis", "url")}
+"""Plain variable → (tier name, option) it supplies, at the precedence of the source it is in."""
+
+DOTENV_FILES = (".env", ".env.local")  # later files win
+STREAMLIT_SECRETS = (Path(".streamlit/secrets.toml"), Path.home() / ".streamlit" / "secrets.toml")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+class BreakerSettings(BaseModel):
+    """When a failing tier is taken out of the path and how often it is probed."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    threshold: int = Field(3, gt=0, description="Consecutive failures that open the breaker.")
+    cooldown: float = Field(
+        0.5, gt=0, description="Seconds before the first probe; doubles per failed probe."
+    )
+    max_cooldown: float = Field(5.0, gt=0, description="Longest wait between probes, in seconds.")
+
+
+class TierSettings(BaseModel):
+    """Settings of one tier in the order."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: str | None = Field(None, description="Tier kind (entry-point name); defaults to the tier's name.")
+    options: dict[str, Any] = Field(
+        default_factory=dict, description="Options, validated by the tier's model."
+    )
+    max_ttl: float | None = Field(
+        None, gt=0, description="Cap, in seconds, on the TTL of entries in this tier."
+    )
+    write: WritePolicy | None = Field(
+        None,
+        description="'always', 'persistent' (only set(..., persistent=True)) or 'never' (read-only).",
+    )
+    breaker: BreakerSettings = Field(default_factory=BreakerSettings, description="Circuit breaker settings.")
+
+
+class Settings(BaseSettings):
+    """The effective configuration of a cache."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="TIERKIT_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        env_file=DOTENV_FILES,
+        dotenv_filtering="match_prefix",
+    )
+
+    namespace: str = Field("default", description="Keeps caches sharing a Redis or a directory apart.")
+    order: Annotated[list[str] | None, NoDecode] = Field(
+        None,
+        description="Tier names, fastest first. Default: memory, redis, session, file (absent ones skipped).",
+    )
+    tiers: dict[str, TierSettings] = Field(
+        default_factory=dict, description="Per-tier settings by tier name."
+    )
+    default_ttl: float | None = Field(None, gt=0, description="TTL in seconds when set() is given none.")
+    codec: str = Field(
+        "json",
+        pattern="^(json|pickle)$",
+        description="'json' (default, exact) or 'pickle' (signed).",
+    )
+    signing_key: SecretStr | None = Field(
+        None, description="HMAC key for the pickle codec; required with it."
+    )
+    config: Path | None = Field(None, description="TOML file to read (TIERKIT_CONFIG).", exclude=True)
+
+    @field_validator("namespace")
+    @classmethod
+    def _check_namespace(cls, value: str) -> str:
+        if not _NAME.match(value):
+            raise ValueError("must be 1-64 characters of letters, digits, '_', '.', '-'")
+        return value
+
+    @field_validator("order", mode="before")
+    @classmethod
+    def _split_order(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            text = value.strip()
+            return (
+                orjson.loads(text)
+                if text.startswith("[")
+                else [p.strip() for p in text.split(",") if p.strip()]
+            )
+        return value
+
+    @field_validator("order")
+    @classmethod
+    def _check_order(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None:
+            if not value:
+                raise ValueError("must name at least one tier")
+            dupes = sorted({name for name in value if value.count(name) > 1})
+            if dupes:
+                raise ValueError(f"names a tier more than once: {', '.join(dupes)}")
+        return value
+
+    @property
+    def explicit_order(self) -> bool:
+        return self.order is not None
+
+    def tier_names(self) -> list[str]:
+        return list(self.order) if self.order is not None else list(DEFAULT_ORDER)
+
+    def tier(self, name: str) -> TierSettings:
+        return self.tiers.get(name) or TierSettings()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (
+            init_settings,
+            env_settings,
+            _PlainAliases(settings_cls, lambda: dict(os.environ)),
+            dotenv_settings,
+            _PlainAliases(settings_cls, _dotenv_values),
+            _PlainAliases(settings_cls, _streamlit_secrets),
+            *_toml_sources(settings_cls, init_settings),
+        )
+
+
+class _PlainAliases(PydanticBaseSettingsSource):
+    """Maps plain variables such as ``REDIS_URL`` onto tier options."""
+
+    def __init__(self, settings_cls: type[BaseSettings], read: Any) -> None:
+        super().__init__(settings_cls)
+        self._read = read
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:  # pragma: no cover
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        values = self._read()
+        tiers: dict[str, Any] = {}
+        for variable, (tier, option) in PLAIN_ALIASES.items():
+            value = values.get(variable)
+            if value:
+                tiers.setdefault(tier, {}).setdefault("options", {})[option] = value
+        return {"tiers": tiers} if tiers else {}
+
+
+def _dotenv_values() -> dict[str, str | None]:
+    merged: dict[str, str | None] = {}
+    for name in DOTENV_FILES:
+        if Path(name).is_file():
+            merged.update(dotenv_values(name))
+    return merged
+
+
+def _streamlit_secrets() -> dict[str, Any]:
+    for path in STREAMLIT_SECRETS:
+        if path.is_file():
+            try:
+                return tomllib.loads(path.read_text())
+            except (OSError, tomllib.TOMLDecodeError) as exc:
+                raise ConfigError(f"cannot read Streamlit secrets {path}: {exc}") from exc
+    return {}
+
+
+def config_file() -> Path | None:
+    """The TOML file configuration is read from, if any."""
+    named = os.environ.get("TIERKIT_CONFIG")
+    if named:
+        path = Path(named)
+        if not path.is_file():
+            raise ConfigError(f"TIERKIT_CONFIG names {named!r}, which is not a file")
+        return path
+    for candidate in (Path("tierkit.toml"), Path("pyproject.toml")):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _toml_sources(
+    settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource
+) -> tuple[PydanticBaseSettingsSource, ...]:
+    init = init_settings()
+    path = Path(init["config"]) if init.get("config") else config_file()
+    if path is None:
+        return ()
+    try:
+        data = tomllib.loads(path.read_text())
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"cannot read configuration file {path}: {exc}") from exc
+    if path.name == "pyproject.toml":
+        data = data.get("tool", {}).get("tierkit", {})
+    return (InitSettingsSource(settings_cls, init_kwargs=data),)
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read the configuration from every source; ``overrides`` take precedence.
+
+    Raises :class:`~tierkit.errors.ConfigError` naming each invalid field.
+    """
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        raise ConfigError(describe_validation_error("tierkit configuration", exc)) from exc
+
+
+def describe_validation_error(what: str, exc: ValidationError) -> str:
+    """One readable line per problem, naming the field; input values are left out (secrets)."""
+    lines = [f"invalid {what}:"]
+    for error in exc.errors():
+        location = ".".join(str(part) for part in error["loc"]) or "(root)"
+        lines.append(f"  {location}: {error['msg']}")
+    return "\n".join(lines)
+
+
+_URL_PASSWORD = re.compile(
+    r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<user>[^:/@\s]*):(?P<password>[^@\s]*)@", re.I
+)
+
+
+def redact(value: Any) -> Any:
+    """Copy of ``value`` with secrets masked: ``SecretStr`` and passwords inside URLs."""
+    if isinstance(value, SecretStr):
+        return "**********" if value.get_secret_value() else ""
+    if isinstance(value, str):
+        return _URL_PASSWORD.sub(r"\g<scheme>\g<user>:***@", value)
+    if isinstance(value, dict):
+        return {k: ("**********" if _is_secret_name(k) and v else redact(v)) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [redact(item) for item in value]
+    return value
+
+
+def _is_secret_name(name: Any) -> bool:
+    return isinstance(name, str) and any(
+        word in name.lower() for word in ("password", "secret", "signing_key", "token")
+    )

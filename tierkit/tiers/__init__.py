@@ -1,0 +1,1 @@
+"""First-party tiers shipped with the core distribution."""

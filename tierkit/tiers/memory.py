@@ -1,0 +1,244 @@
+"""The in-process memory tier: an O(1) LRU of Python objects with lazy TTL."""
+
+from __future__ import annotations
+
+import copy
+import sys
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, Protocol
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from tierkit._types import Entry, Tier, TierContext, TierHealth
+from tierkit.hookspecs import hookimpl
+
+
+class HitCounter(Protocol):
+    """Where :meth:`MemoryTier.front_door` counts hits (the chain's per-tier counters)."""
+
+    hits: int
+
+
+class MemoryOptions(BaseModel):
+    """Options of the ``memory`` tier."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    max_entries: int = Field(10_000, gt=0, description="Evict least-recently-used entries above this count.")
+    max_bytes: int | None = Field(
+        None,
+        gt=0,
+        description="Also evict above this estimated size (deep sys.getsizeof); off by default.",
+    )
+    copy_on_read: bool = Field(
+        False,
+        description="Return a deep copy on every hit so callers cannot mutate cached objects.",
+    )
+
+
+def estimate_size(value: Any, _seen: set[int] | None = None) -> int:
+    """Approximate the memory held by ``value`` (containers followed, shared objects counted once)."""
+    seen = set() if _seen is None else _seen
+    if id(value) in seen:
+        return 0
+    seen.add(id(value))
+    size = sys.getsizeof(value)
+    if isinstance(value, dict):
+        size += sum(estimate_size(k, seen) + estimate_size(v, seen) for k, v in value.items())
+    elif isinstance(value, list | tuple | set | frozenset):
+        size += sum(estimate_size(item, seen) for item in value)
+    elif hasattr(value, "__dict__"):
+        size += estimate_size(vars(value), seen)
+    return size
+
+
+class MemoryTier(Tier):
+    """Python objects in an ``OrderedDict``: O(1) get, set, LRU eviction and tag lookup.
+
+    Reads take no lock (each ``OrderedDict`` operation is atomic under the GIL);
+    writes, eviction and invalidation hold one lock so the tag index and the
+    size total stay consistent with the entries.
+    """
+
+    Options = MemoryOptions
+    holds = "objects"
+    default_write = "always"
+
+    def __init__(self, options: BaseModel, context: TierContext) -> None:
+        super().__init__(options, context)
+        assert isinstance(options, MemoryOptions)
+        self._max_entries = options.max_entries
+        self._max_bytes = options.max_bytes
+        self._copy = options.copy_on_read
+        self._clock = context.clock
+        self._data: OrderedDict[str, Entry] = OrderedDict()
+        self._touch = self._data.move_to_end
+        self._tags: dict[str, set[str]] = {}
+        self._sizes: dict[str, int] = {}
+        self._bytes = 0
+        self._evictions = 0
+        self._expired = 0
+        self._lock = threading.Lock()
+
+    def front_door(
+        self, on_miss: Callable[[str, Any], Any], counters: HitCounter
+    ) -> Callable[[str, Any], Any] | None:
+        """A fused ``get(key, default)`` that serves hits straight from this tier.
+
+        The chain installs it as ``Cache.get`` when this tier comes first: a hit
+        costs one dict lookup, a clock read and an LRU touch, with no further
+        call.  Anything else (miss, expired, odd key) goes to ``on_miss``.
+        Not offered with ``copy_on_read`` (the copy dominates anyway).
+        """
+        if self._copy:
+            return None
+        data_get, touch, clock, expire = self._data.get, self._touch, self._clock, self._expire
+
+        def get(key: str, default: Any = None) -> Any:
+            try:
+                entry = data_get(key)
+            except TypeError:  # unhashable key: on_miss raises the proper error
+                return on_miss(key, default)
+            if entry is not None:
+                expires_at = entry[1]
+                if expires_at is None or expires_at > clock():
+                    try:
+                        touch(key)
+                    except KeyError:  # removed by another thread since the lookup
+                        pass
+                    counters.hits += 1
+                    return entry[0]
+                expire(key, entry)
+            return on_miss(key, default)
+
+        return get
+
+    @hookimpl
+    def tierkit_get(self, key: str) -> Entry | None:
+        entry = self._data.get(key)
+        if entry is None:
+            return None
+        expires_at = entry[1]
+        if expires_at is not None and expires_at <= self._clock():
+            self._expire(key, entry)
+            return None
+        try:
+            self._touch(key)
+        except KeyError:  # removed by another thread since the lookup
+            pass
+        if self._copy:
+            return Entry(copy.deepcopy(entry[0]), expires_at, entry[2])
+        return entry
+
+    @hookimpl
+    def tierkit_get_many(self, keys: Sequence[str]) -> Mapping[str, Entry]:
+        found = {}
+        for key in keys:
+            entry = self.tierkit_get(key)
+            if entry is not None:
+                found[key] = entry
+        return found
+
+    @hookimpl
+    def tierkit_set(self, key: str, entry: Entry) -> None:
+        if self._copy:
+            entry = Entry(copy.deepcopy(entry[0]), entry[1], entry[2])
+        with self._lock:
+            self._store(key, entry)
+            self._evict()
+
+    @hookimpl
+    def tierkit_set_many(self, entries: Mapping[str, Entry]) -> None:
+        for key, entry in entries.items():
+            self.tierkit_set(key, entry)
+
+    @hookimpl
+    def tierkit_delete(self, key: str) -> bool:
+        with self._lock:
+            if key not in self._data:
+                return False
+            self._remove(key)
+            return True
+
+    @hookimpl
+    def tierkit_invalidate_tags(self, tags: Sequence[str]) -> int:
+        with self._lock:
+            keys = set().union(*(self._tags.get(tag, ()) for tag in tags))
+            return self._remove_all(keys)
+
+    @hookimpl
+    def tierkit_invalidate_prefix(self, prefix: str) -> int:
+        with self._lock:
+            return self._remove_all([key for key in self._data if key.startswith(prefix)])
+
+    @hookimpl
+    def tierkit_clear(self) -> None:
+        with self._lock:
+            self._data.clear()
+            self._tags.clear()
+            self._sizes.clear()
+            self._bytes = 0
+
+    @hookimpl
+    def tierkit_health(self) -> TierHealth:
+        return TierHealth("ok", f"{len(self._data)} entries")
+
+    @hookimpl
+    def tierkit_stats(self) -> Mapping[str, Any]:
+        stats: dict[str, Any] = {
+            "entries": len(self._data),
+            "max_entries": self._max_entries,
+            "evictions": self._evictions,
+            "expired": self._expired,
+        }
+        if self._max_bytes is not None:
+            stats |= {"bytes": self._bytes, "max_bytes": self._max_bytes}
+        return stats
+
+    def _expire(self, key: str, entry: Entry) -> None:
+        with self._lock:
+            if self._data.get(key) is entry:
+                self._remove(key)
+                self._expired += 1
+
+    # -- under self._lock ---------------------------------------------------------
+
+    def _store(self, key: str, entry: Entry) -> None:
+        if key in self._data:
+            self._remove(key)
+        self._data[key] = entry
+        for tag in entry[2]:
+            self._tags.setdefault(tag, set()).add(key)
+        if self._max_bytes is not None:
+            size = estimate_size(entry[0])
+            self._sizes[key] = size
+            self._bytes += size
+
+    def _remove(self, key: str) -> None:
+        entry = self._data.pop(key)
+        for tag in entry[2]:
+            keys = self._tags.get(tag)
+            if keys is not None:
+                keys.discard(key)
+                if not keys:
+                    del self._tags[tag]
+        if self._max_bytes is not None:
+            self._bytes -= self._sizes.pop(key, 0)
+
+    def _remove_all(self, keys: Iterable[str]) -> int:
+        removed = 0
+        for key in keys:
+            if key in self._data:
+                self._remove(key)
+                removed += 1
+        return removed
+
+    def _evict(self) -> None:
+        data = self._data
+        while len(data) > self._max_entries or (
+            self._max_bytes is not None and self._bytes > self._max_bytes
+        ):
+            self._remove(next(iter(data)))
+            self._evictions += 1
