@@ -51,7 +51,7 @@ class Bucket:
                     self._remove(key)
             return None
         # try/except, not contextlib.suppress, which would triple the cost of a hit.
-        try:  # noqa: SIM105
+        try:
             self.entries.move_to_end(key)
         except KeyError:  # removed by another thread since the lookup: still a hit
             pass

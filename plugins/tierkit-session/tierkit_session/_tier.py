@@ -13,9 +13,7 @@ from tierkit.hookspecs import hookimpl
 from tierkit_session._binding import current_session
 from tierkit_session._bucket import Bucket
 
-NO_SESSION = (
-    "no active session: wrap requests in tierkit_session.bind(mapping) or run under Streamlit"
-)
+NO_SESSION = "no active session: wrap requests in tierkit_session.bind(mapping) or run under Streamlit"
 
 # Creating a session's first bucket is a get-then-set on the host mapping; this
 # lock makes it happen once when two threads of one session race.  Taken only
@@ -139,7 +137,7 @@ class SessionTier(Tier):
             return TierHealth("skipped", NO_SESSION)
         bucket = self._bucket()
         entries = 0 if bucket is None else len(bucket.entries)
-        return TierHealth("ok", f"{entries} entries in this session", {"entries": entries})
+        return TierHealth("ok", f"entries in this session: {entries}", {"entries": entries})
 
     @hookimpl
     def tierkit_stats(self) -> Mapping[str, Any]:
