@@ -39,7 +39,11 @@ PLAIN_ALIASES: dict[str, tuple[str, str]] = {"REDIS_URL": ("redis", "url")}
 """Plain variable → (tier name, option) it supplies, at the precedence of the source it is in."""
 
 DOTENV_FILES = (".env", ".env.local")  # later files win
-STREAMLIT_SECRETS = (Path(".streamlit/secrets.toml"), Path.home() / ".streamlit" / "secrets.toml")
+
+def streamlit_secrets_files() -> tuple[Path, ...]:
+    """Where Streamlit keeps secrets: the project's ``.streamlit/`` first, then the user's."""
+    return (Path(".streamlit/secrets.toml"), Path.home() / ".streamlit" / "secrets.toml")
+
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
@@ -193,7 +197,7 @@ def _dotenv_values() -> dict[str, str | None]:
 
 
 def _streamlit_secrets() -> dict[str, Any]:
-    for path in STREAMLIT_SECRETS:
+    for path in streamlit_secrets_files():
         if path.is_file():
             try:
                 return tomllib.loads(path.read_text())
