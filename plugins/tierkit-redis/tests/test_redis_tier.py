@@ -1,0 +1,259 @@
+"""The Redis tier's data hooks, called directly, against a real redis-server."""
+
+from __future__ import annotations
+
+import struct
+import time
+from collections.abc import Callable
+
+import pytest
+import redis
+from redis.connection import Connection
+from redis_helpers import RedisServer
+from tierkit_redis import RedisTier
+from tierkit_redis._format import HEADER_SIZE, pack, unpack
+
+from tierkit import Entry
+
+pytestmark = pytest.mark.redis
+
+
+def raw_client(url: str) -> redis.Redis:
+    return redis.Redis.from_url(url, socket_timeout=5)
+
+
+class FakeClock:
+    def __init__(self, now: float = 1_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_roundtrip(tier: RedisTier) -> None:
+    assert tier.tierkit_get("k") is None
+    tier.tierkit_set("k", Entry(b"\x00value\xff", None, ()))
+    assert tier.tierkit_get("k") == Entry(b"\x00value\xff", None, ())
+    tier.tierkit_set("k", Entry(b"", None, ()))
+    assert tier.tierkit_get("k") == Entry(b"", None, ())
+    assert tier.tierkit_delete("k") is True
+    assert tier.tierkit_delete("k") is False
+    assert tier.tierkit_get("k") is None
+
+
+def test_keys_live_under_the_namespace_prefix(redis_url: str, make_tier: Callable[..., RedisTier]) -> None:
+    tier = make_tier(redis_url, namespace="ns-1")
+    assert tier.key_prefix == "tierkit:ns-1:"
+    tier.tierkit_set("user:1", Entry(b"v", None, ()))
+    assert raw_client(redis_url).exists("tierkit:ns-1:k:user:1") == 1
+    custom = make_tier(redis_url, key_prefix="app{x}:")
+    custom.tierkit_set("a", Entry(b"v", None, ()))
+    assert raw_client(redis_url).exists("app{x}:k:a") == 1
+
+
+def test_native_expiry_px(tier: RedisTier, redis_url: str) -> None:
+    tier.tierkit_set("short", Entry(b"v", time.time() + 0.3, ()))
+    pttl = raw_client(redis_url).pttl(tier.key_prefix + "k:short")
+    assert 0 < pttl <= 300
+    got = tier.tierkit_get("short")
+    assert got is not None and got.expires_at is not None
+    time.sleep(0.35)
+    assert tier.tierkit_get("short") is None
+    assert raw_client(redis_url).exists(tier.key_prefix + "k:short") == 0
+
+
+def test_no_expiry_means_persistent_key(tier: RedisTier, redis_url: str) -> None:
+    tier.tierkit_set("forever", Entry(b"v", None, ()))
+    assert raw_client(redis_url).pttl(tier.key_prefix + "k:forever") == -1
+
+
+def test_the_chain_clock_decides_expiry(redis_url: str, make_tier: Callable[..., RedisTier]) -> None:
+    clock = FakeClock()
+    tier = make_tier(redis_url, clock=clock)
+    tier.tierkit_set("k", Entry(b"v", clock.now + 10, ("t",)))
+    assert tier.tierkit_get("k") == Entry(b"v", clock.now + 10, ("t",))
+    assert 9_000 < raw_client(redis_url).pttl(tier.key_prefix + "k:k") <= 10_000
+    clock.now += 10
+    assert tier.tierkit_get("k") is None
+    assert tier.tierkit_get_many(["k"]) == {}
+
+
+def test_setting_an_expired_entry_removes_the_key(tier: RedisTier) -> None:
+    tier.tierkit_set("k", Entry(b"old", None, ()))
+    tier.tierkit_set("k", Entry(b"new", time.time() - 1, ()))
+    assert tier.tierkit_get("k") is None
+    tier.tierkit_set_many({"k": Entry(b"v", None, ()), "gone": Entry(b"v", time.time() - 1, ())})
+    assert tier.tierkit_get_many(["k", "gone"]) == {"k": Entry(b"v", None, ())}
+
+
+def test_header_layout(tier: RedisTier, redis_url: str) -> None:
+    tier.tierkit_set("k", Entry(b"payload", 2_000_000_000.5, ("a", "é")))
+    raw = raw_client(redis_url).get(tier.key_prefix + "k:k")
+    assert isinstance(raw, bytes)
+    version, expires_at, tags_len = struct.unpack_from("<BdH", raw)
+    assert (version, expires_at) == (1, 2_000_000_000.5)
+    assert raw[HEADER_SIZE : HEADER_SIZE + tags_len] == b"\x01\x00a\x02\x00\xc3\xa9"
+    assert raw[HEADER_SIZE + tags_len :] == b"payload"
+    assert unpack(raw, 0.0) == Entry(b"payload", 2_000_000_000.5, ("a", "é"))
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [b"", b"plain string", b"\x02" + bytes(10) + b"v", pack(b"v", None, ("tag",))[:-3] + b"\xff\xff\xff"],
+)
+def test_foreign_or_corrupt_values_are_misses(raw: bytes) -> None:
+    assert unpack(raw, 0.0) is None
+
+
+def test_corrupt_stored_value_is_a_miss(tier: RedisTier, redis_url: str) -> None:
+    raw_client(redis_url).set(tier.key_prefix + "k:k", b"not a tierkit value")
+    assert tier.tierkit_get("k") is None
+    assert tier.tierkit_get_many(["k"]) == {}
+
+
+def test_tags_roundtrip_and_no_expiry_value(tier: RedisTier) -> None:
+    entry = Entry(b"v", None, ("x", "y:z", "[*]"))
+    tier.tierkit_set("k", entry)
+    assert tier.tierkit_get("k") == entry
+
+
+class SendCounter:
+    """Counts packets sent to Redis: a pipeline or MGET is one send, one round trip."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.sends = 0
+        original = Connection.send_packed_command
+
+        def counting(conn: Connection, command: object, check_health: bool = True) -> None:
+            self.sends += 1
+            original(conn, command, check_health)
+
+        monkeypatch.setattr(Connection, "send_packed_command", counting)
+
+
+def test_get_many_and_set_many_take_one_round_trip(tier: RedisTier, monkeypatch: pytest.MonkeyPatch) -> None:
+    entries = {
+        f"k{i}": Entry(f"v{i}".encode(), time.time() + 60, ("even",) if i % 2 else ()) for i in range(100)
+    }
+    tier.tierkit_get("warm-up")  # open the pooled connection outside the count
+    counter = SendCounter(monkeypatch)
+    tier.tierkit_set_many(entries)
+    assert counter.sends == 1
+    found = tier.tierkit_get_many([*entries, "missing"])
+    assert counter.sends == 2
+    assert found == entries
+
+
+def test_get_many_uses_mget(
+    redis_factory: Callable[..., RedisServer], make_tier: Callable[..., RedisTier]
+) -> None:
+    server = redis_factory()
+    tier = make_tier(server.url)
+    admin = server.admin()
+    tier.tierkit_set_many({f"k{i}": Entry(b"v", None, ()) for i in range(100)})
+    admin.config_resetstat()
+    assert len(tier.tierkit_get_many([f"k{i}" for i in range(100)])) == 100
+    stats = admin.info("commandstats")
+    assert stats["cmdstat_mget"]["calls"] == 1
+    assert "cmdstat_get" not in stats
+
+
+def test_empty_batches_do_nothing(tier: RedisTier, monkeypatch: pytest.MonkeyPatch) -> None:
+    counter = SendCounter(monkeypatch)
+    assert tier.tierkit_get_many([]) == {}
+    tier.tierkit_set_many({})
+    assert tier.tierkit_invalidate_tags([]) == 0
+    assert counter.sends == 0
+
+
+def test_invalidate_tags(tier: RedisTier) -> None:
+    tier.tierkit_set("a", Entry(b"1", None, ("red",)))
+    tier.tierkit_set("b", Entry(b"2", time.time() + 60, ("red", "blue")))
+    tier.tierkit_set_many({"c": Entry(b"3", None, ("blue",)), "d": Entry(b"4", None, ())})
+    assert tier.tierkit_invalidate_tags(["red"]) == 2
+    assert tier.tierkit_get_many(["a", "b", "c", "d"]).keys() == {"c", "d"}
+    assert tier.tierkit_invalidate_tags(["blue", "nothing"]) == 1
+    assert tier.tierkit_get_many(["a", "b", "c", "d"]).keys() == {"d"}
+    assert tier.tierkit_invalidate_tags(["red", "blue"]) == 0
+
+
+def test_invalidate_tag_with_many_members(tier: RedisTier) -> None:
+    tier.tierkit_set_many({f"k{i}": Entry(b"v", None, ("bulk",)) for i in range(1234)})
+    assert tier.tierkit_invalidate_tags(["bulk"]) == 1234
+    assert tier.tierkit_get_many([f"k{i}" for i in range(1234)]) == {}
+
+
+def test_tag_set_lives_as_long_as_its_longest_member(tier: RedisTier, redis_url: str) -> None:
+    client = raw_client(redis_url)
+    tag_set = tier.key_prefix + "t:news"
+    tier.tierkit_set("a", Entry(b"v", time.time() + 5, ("news",)))
+    assert 4_000 < client.pttl(tag_set) <= 5_000
+    tier.tierkit_set("b", Entry(b"v", time.time() + 50, ("news",)))
+    assert 49_000 < client.pttl(tag_set) <= 50_000
+    tier.tierkit_set("c", Entry(b"v", time.time() + 1, ("news",)))
+    assert client.pttl(tag_set) > 49_000, "a shorter-lived member must not shorten the set"
+    tier.tierkit_set("d", Entry(b"v", None, ("news",)))
+    assert client.pttl(tag_set) == -1
+    tier.tierkit_set("e", Entry(b"v", time.time() + 1, ("news",)))
+    assert client.pttl(tag_set) == -1
+    assert tier.tierkit_invalidate_tags(["news"]) == 5
+    assert client.exists(tag_set) == 0
+
+
+def test_tag_set_expires_with_its_members(tier: RedisTier, redis_url: str) -> None:
+    tier.tierkit_set("a", Entry(b"v", time.time() + 0.2, ("brief",)))
+    time.sleep(0.3)
+    assert raw_client(redis_url).exists(tier.key_prefix + "t:brief") == 0
+
+
+def test_invalidate_prefix_escapes_glob_characters(tier: RedisTier) -> None:
+    keys = ["a*b:1", "a*b:2", "axb:3", "a*bc", "q?[x]\\:1", "q?[x]\\:2", "qz[x]\\:3", "other"]
+    tier.tierkit_set_many({key: Entry(key.encode(), None, ()) for key in keys})
+    assert tier.tierkit_invalidate_prefix("a*b:") == 2
+    assert tier.tierkit_invalidate_prefix("q?[x]\\") == 2
+    left = tier.tierkit_get_many(keys)
+    assert sorted(left) == ["a*bc", "axb:3", "other", "qz[x]\\:3"]
+    assert tier.tierkit_invalidate_prefix("nothing") == 0
+
+
+def test_invalidate_prefix_in_batches(tier: RedisTier) -> None:
+    tier.tierkit_set_many({f"p:{i}": Entry(b"v", None, ()) for i in range(1500)})
+    tier.tierkit_set("q:1", Entry(b"v", None, ()))
+    assert tier.tierkit_invalidate_prefix("p:") == 1500
+    assert tier.tierkit_get("q:1") is not None
+
+
+def test_clear_removes_only_this_namespace(redis_url: str, make_tier: Callable[..., RedisTier]) -> None:
+    client = raw_client(redis_url)
+    mine = make_tier(redis_url, namespace="clear-a")
+    nested = make_tier(redis_url, namespace="clear-a.b")
+    other = make_tier(redis_url, namespace="clear-b")
+    star = make_tier(redis_url, key_prefix="cl*:")
+    starred = make_tier(redis_url, key_prefix="clx:")
+    for tier in (mine, nested, other, star, starred):
+        tier.tierkit_set_many({f"k{i}": Entry(b"v", None, ("t",)) for i in range(700)})
+    client.set("foreign:key", b"x")
+    client.set("tierkit:clear-a", b"not in the namespace either")
+    try:
+        mine.tierkit_clear()
+        star.tierkit_clear()
+        assert mine.tierkit_get_many([f"k{i}" for i in range(700)]) == {}
+        assert client.exists(mine.key_prefix + "t:t") == 0
+        assert mine.tierkit_invalidate_tags(["t"]) == 0
+        for kept in (nested, other, starred):
+            assert len(kept.tierkit_get_many([f"k{i}" for i in range(700)])) == 700
+        assert client.get("foreign:key") == b"x"
+        assert client.exists("tierkit:clear-a") == 1
+    finally:
+        client.delete("foreign:key", "tierkit:clear-a")
+
+
+def test_two_tiers_with_the_same_namespace_share_entries(
+    redis_url: str, make_tier: Callable[..., RedisTier]
+) -> None:
+    writer = make_tier(redis_url, namespace="shared-ns")
+    reader = make_tier(redis_url, namespace="shared-ns")
+    writer.tierkit_set("k", Entry(b"v", None, ("t",)))
+    assert reader.tierkit_get("k") == Entry(b"v", None, ("t",))
+    assert reader.tierkit_invalidate_tags(["t"]) == 1
+    assert writer.tierkit_get("k") is None

@@ -1,0 +1,67 @@
+"""Layout of a stored value: one GET returns the payload, its deadline and its tags.
+
+``[version: u8][expires_at: f64, +inf = none][tags_len: u16][tags][payload]``, little
+endian.  ``tags`` is ``tags_len`` bytes of ``[len: u16][utf-8]`` per tag.  The deadline
+is kept next to the payload (Redis also expires the key natively, with ``PX``) so that
+the chain can copy the entry upward with its real deadline and so that the chain's
+clock, not the server's, decides expiry.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+
+from tierkit import Entry
+
+VERSION = 1
+_HEAD = struct.Struct("<BdH")
+HEADER_SIZE = _HEAD.size
+_pack_head = _HEAD.pack
+_unpack_head = _HEAD.unpack_from
+_TAG_LEN = struct.Struct("<H")
+_NO_EXPIRY = math.inf
+
+
+def pack(value: bytes, expires_at: float | None, tags: tuple[str, ...]) -> bytes:
+    """Header + tags + ``value``."""
+    deadline = _NO_EXPIRY if expires_at is None else expires_at
+    if not tags:
+        return _pack_head(VERSION, deadline, 0) + value
+    block = b"".join(_TAG_LEN.pack(len(raw)) + raw for raw in (t.encode() for t in tags))
+    if len(block) > 0xFFFF:
+        raise ValueError("the tags of one entry must fit in 64 KiB")
+    return b"".join((_pack_head(VERSION, deadline, len(block)), block, value))
+
+
+def unpack(raw: bytes, now: float) -> Entry | None:
+    """The entry in ``raw``, or ``None`` if it has expired at ``now`` or is not ours."""
+    try:
+        version, expires_at, tags_len = _unpack_head(raw)
+    except struct.error:
+        return None
+    if version != VERSION or expires_at <= now:
+        return None
+    if expires_at == _NO_EXPIRY:
+        expires_at = None
+    if not tags_len:
+        return Entry(raw[HEADER_SIZE:], expires_at)
+    end = HEADER_SIZE + tags_len
+    tags = _tags(raw, HEADER_SIZE, end)
+    return None if tags is None else Entry(raw[end:], expires_at, tags)
+
+
+def _tags(raw: bytes, pos: int, end: int) -> tuple[str, ...] | None:
+    """The tags in ``raw[pos:end]``, or ``None`` if the block is malformed."""
+    if len(raw) < end:
+        return None
+    tags = []
+    try:
+        while pos < end:
+            size = int.from_bytes(raw[pos : pos + 2], "little")
+            pos += 2
+            tags.append(raw[pos : pos + size].decode())
+            pos += size
+    except UnicodeDecodeError:
+        return None
+    return tuple(tags) if pos == end else None

@@ -1,0 +1,266 @@
+"""The ``redis`` tier: a cache shared by every process that reaches the same Redis."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from math import ceil
+from typing import TYPE_CHECKING, Any, ClassVar, cast
+
+from pydantic import BaseModel
+
+from tierkit import ConfigError, Entry, Tier, TierContext, TierHealth, hookimpl
+from tierkit_redis._format import pack, unpack
+from tierkit_redis._options import Options, redacted_url
+
+if TYPE_CHECKING:
+    import redis
+
+BATCH = 500
+"""Keys per UNLINK / SREM when invalidating or clearing."""
+
+# Stores an entry and adds it to its tag sets in one atomic step.  A tag set lives as
+# long as its longest-lived member: it is made persistent for an entry without expiry,
+# and its expiry is only ever extended (PTTL -2 = new set, -1 = persistent).
+# KEYS: entry, tag sets...; ARGV: stored bytes, TTL in ms (0 = none).
+TAGGED_SET = """
+local ttl = tonumber(ARGV[2])
+if ttl > 0 then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ttl)
+else
+  redis.call('SET', KEYS[1], ARGV[1])
+end
+for i = 2, #KEYS do
+  local left = redis.call('PTTL', KEYS[i])
+  redis.call('SADD', KEYS[i], KEYS[1])
+  if ttl == 0 then
+    redis.call('PERSIST', KEYS[i])
+  elseif left == -2 or (left >= 0 and left < ttl) then
+    redis.call('PEXPIRE', KEYS[i], ttl)
+  end
+end
+return 1
+"""
+
+_GLOB = re.compile(r"([*?\[\]\\])")
+
+
+def glob_escape(text: str) -> str:
+    """``text`` as a literal in a Redis ``MATCH`` pattern."""
+    return _GLOB.sub(r"\\\1", text)
+
+
+def not_configured(context: TierContext) -> str:
+    """The reason given for a Redis tier without a URL."""
+    return (
+        "not configured: no REDIS_URL (set REDIS_URL, "
+        f"or tiers.{context.name}.options.url in the tierkit configuration)"
+    )
+
+
+class RedisTier(Tier):
+    """A byte tier in Redis, under ``<key_prefix>k:<key>``; tag sets under ``<key_prefix>t:<tag>``.
+
+    Every stored value carries its deadline and tags (:mod:`tierkit_redis._format`);
+    Redis expires it natively (``PX``).  Backend errors are raised for the chain to
+    count; the client's timeouts are small so that a failing call fails fast.
+    """
+
+    Options: ClassVar[type[BaseModel]] = Options
+    holds = "bytes"
+    default_write = "always"
+    remote = True
+
+    def __init__(self, options: BaseModel, context: TierContext) -> None:
+        super().__init__(options, context)
+        opts = _options(options)
+        if opts.url is None:
+            raise ConfigError(f"tier {context.name!r} (redis): {not_configured(context)}")
+        from tierkit_redis._client import connect
+
+        self._opts = opts
+        self._url = redacted_url(opts.url.get_secret_value())
+        self.key_prefix = opts.key_prefix or f"tierkit:{context.namespace}:"
+        self._entries = self.key_prefix + "k:"
+        self._tag_sets = self.key_prefix + "t:"
+        self._clock = context.clock
+        self._client: redis.Redis = connect(opts)
+        self._redis_get = cast("Callable[[str], bytes | None]", self._client.get)
+        self._server_version: str | None = None
+
+    @classmethod
+    def unavailable_reason(cls, options: BaseModel, context: TierContext) -> str | None:
+        """``not configured: …`` when no URL reached the options."""
+        return not_configured(context) if _options(options).url is None else None
+
+    def __repr__(self) -> str:
+        name, url, prefix = self.context.name, self._url, self.key_prefix
+        return f"RedisTier(name={name!r}, url={url!r}, key_prefix={prefix!r})"
+
+    # -- data hooks -------------------------------------------------------------------
+
+    @hookimpl
+    def tierkit_get(self, key: str) -> Entry | None:
+        raw = self._redis_get(self._entries + key)
+        return None if raw is None else unpack(raw, self._clock())
+
+    @hookimpl
+    def tierkit_get_many(self, keys: Sequence[str]) -> Mapping[str, Entry]:
+        if not keys:
+            return {}
+        entries = self._entries
+        raws = cast("list[bytes | None]", self._client.mget([entries + key for key in keys]))
+        now = self._clock()
+        found: dict[str, Entry] = {}
+        for key, raw in zip(keys, raws, strict=True):
+            if raw is not None:
+                entry = unpack(raw, now)
+                if entry is not None:
+                    found[key] = entry
+        return found
+
+    @hookimpl
+    def tierkit_set(self, key: str, entry: Entry) -> None:
+        self._write(self._client, key, entry, self._clock())
+
+    @hookimpl
+    def tierkit_set_many(self, entries: Mapping[str, Entry]) -> None:
+        if not entries:
+            return
+        pipe = self._client.pipeline(transaction=False)
+        now = self._clock()
+        for key, entry in entries.items():
+            self._write(pipe, key, entry, now)
+        pipe.execute()
+
+    def _write(self, target: redis.Redis, key: str, entry: Entry, now: float) -> None:
+        """Queue or send the commands storing ``entry`` (an expired one deletes the key)."""
+        value, expires_at, tags = entry
+        name = self._entries + key
+        ttl = None
+        if expires_at is not None:
+            ttl = ceil((expires_at - now) * 1000)
+            if ttl <= 0:
+                target.unlink(name)
+                return
+        data = pack(value, expires_at, tags)
+        if tags:
+            tag_sets = [self._tag_sets + tag for tag in tags]
+            target.eval(TAGGED_SET, 1 + len(tag_sets), name, *tag_sets, data, ttl or 0)
+        else:
+            target.set(name, data, px=ttl)
+
+    @hookimpl
+    def tierkit_delete(self, key: str) -> bool:
+        return bool(self._client.unlink(self._entries + key))
+
+    @hookimpl
+    def tierkit_invalidate_tags(self, tags: Sequence[str]) -> int:
+        """Unlink the members of the tags' sets, then drop exactly those members from the sets.
+
+        An entry tagged again while this runs stays indexed.  An entry rewritten without
+        a tag it once had may still be removed (over-invalidation, never under).
+        """
+        if not tags:
+            return 0
+        tag_sets = [self._tag_sets + tag for tag in tags]
+        members = self._client.sunion(tag_sets)
+        if not members:
+            return 0
+        pipe = self._client.pipeline(transaction=False)
+        for batch in _batches(members, BATCH):
+            pipe.unlink(*batch)
+            for tag_set in tag_sets:
+                pipe.srem(tag_set, *batch)
+        replies = pipe.execute()
+        return sum(replies[:: 1 + len(tag_sets)])
+
+    @hookimpl
+    def tierkit_invalidate_prefix(self, prefix: str) -> int:
+        return self._unlink_matching(glob_escape(self._entries + prefix) + "*")
+
+    @hookimpl
+    def tierkit_clear(self) -> None:
+        """Unlink every key under ``key_prefix`` (SCAN + UNLINK in batches; never FLUSHDB)."""
+        self._unlink_matching(glob_escape(self.key_prefix) + "*")
+
+    def _unlink_matching(self, pattern: str) -> int:
+        client = self._client
+        removed = 0
+        for batch in _batches(client.scan_iter(match=pattern, count=1000), BATCH):
+            removed += client.unlink(*batch)
+        return removed
+
+    # -- broadcast hooks ------------------------------------------------------------------
+
+    @hookimpl
+    def tierkit_health(self) -> TierHealth:
+        """PING latency and server version; ``degraded`` when slow, ``down`` with the reason."""
+        details: dict[str, Any] = {"url": self._url, "key_prefix": self.key_prefix}
+        try:
+            if self._server_version is None:
+                self._server_version = str(self._client.info("server")["redis_version"])
+            start = time.perf_counter()
+            self._client.ping()
+            latency = time.perf_counter() - start
+        except Exception as exc:  # health must not raise
+            self._server_version = None
+            return TierHealth("down", self._describe(exc), details)
+        details["latency_ms"] = round(latency * 1000, 3)
+        details["server_version"] = self._server_version
+        if latency > self._opts.slow_threshold:
+            limit = self._opts.slow_threshold * 1000
+            reason = f"slow: PING took {latency * 1000:.1f} ms (threshold {limit:g} ms)"
+            return TierHealth("degraded", reason, details)
+        return TierHealth("ok", "", details)
+
+    @hookimpl
+    def tierkit_stats(self) -> Mapping[str, Any]:
+        """Server figures from one INFO call (no SCAN)."""
+        try:
+            info = self._client.info()
+        except Exception as exc:  # stats are broadcast: one failing tier must not sink them
+            return {"server_error": self._describe(exc)}
+        db = self._client.get_connection_kwargs().get("db", 0)
+        figures = {name: info.get(name) for name in _INFO_FIGURES}
+        figures["db_keys"] = info.get(f"db{db}", {}).get("keys", 0)
+        return figures
+
+    @hookimpl
+    def tierkit_close(self) -> None:
+        self._client.close()
+
+    def _describe(self, exc: BaseException) -> str:
+        from tierkit_redis._client import describe
+
+        return describe(exc, self._opts)
+
+
+_INFO_FIGURES = (
+    "redis_version",
+    "used_memory",
+    "maxmemory",
+    "connected_clients",
+    "keyspace_hits",
+    "keyspace_misses",
+    "evicted_keys",
+    "expired_keys",
+)
+
+
+def _options(options: BaseModel) -> Options:
+    if not isinstance(options, Options):
+        raise TypeError(f"expected tierkit_redis.Options, got {type(options).__name__}")
+    return options
+
+
+def _batches(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
+    batch: list[Any] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
