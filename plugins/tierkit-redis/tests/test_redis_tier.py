@@ -177,6 +177,20 @@ def test_invalidate_tags(tier: RedisTier) -> None:
     assert tier.tierkit_invalidate_tags(["red", "blue"]) == 0
 
 
+def test_invalidation_follows_the_current_tags(tier: RedisTier, redis_url: str) -> None:
+    tier.tierkit_set("k", Entry(b"v1", None, ("old", "both")))
+    tier.tierkit_set("k", Entry(b"v2", None, ("new", "both")))
+    assert tier.tierkit_invalidate_tags(["old"]) == 0
+    assert tier.tierkit_get("k") == Entry(b"v2", None, ("new", "both"))
+    assert raw_client(redis_url).exists(tier.key_prefix + "t:old") == 0
+    tier.tierkit_set("k", Entry(b"v3", None, ()))
+    assert tier.tierkit_invalidate_tags(["new", "both"]) == 0
+    assert tier.tierkit_get("k") == Entry(b"v3", None, ())
+    tier.tierkit_set("k", Entry(b"v4", None, ("both",)))
+    assert tier.tierkit_invalidate_tags(["both"]) == 1
+    assert tier.tierkit_get("k") is None
+
+
 def test_invalidate_tag_with_many_members(tier: RedisTier) -> None:
     tier.tierkit_set_many({f"k{i}": Entry(b"v", None, ("bulk",)) for i in range(1234)})
     assert tier.tierkit_invalidate_tags(["bulk"]) == 1234

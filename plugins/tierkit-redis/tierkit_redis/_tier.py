@@ -13,35 +13,13 @@ from pydantic import BaseModel
 from tierkit import ConfigError, Entry, Tier, TierContext, TierHealth, hookimpl
 from tierkit_redis._format import pack, unpack
 from tierkit_redis._options import Options, redacted_url
+from tierkit_redis._scripts import INVALIDATE, TAGGED_SET
 
 if TYPE_CHECKING:
     import redis
 
 BATCH = 500
 """Keys per UNLINK / SREM when invalidating or clearing."""
-
-# Stores an entry and adds it to its tag sets in one atomic step.  A tag set lives as
-# long as its longest-lived member: it is made persistent for an entry without expiry,
-# and its expiry is only ever extended (PTTL -2 = new set, -1 = persistent).
-# KEYS: entry, tag sets...; ARGV: stored bytes, TTL in ms (0 = none).
-TAGGED_SET = """
-local ttl = tonumber(ARGV[2])
-if ttl > 0 then
-  redis.call('SET', KEYS[1], ARGV[1], 'PX', ttl)
-else
-  redis.call('SET', KEYS[1], ARGV[1])
-end
-for i = 2, #KEYS do
-  local left = redis.call('PTTL', KEYS[i])
-  redis.call('SADD', KEYS[i], KEYS[1])
-  if ttl == 0 then
-    redis.call('PERSIST', KEYS[i])
-  elseif left == -2 or (left >= 0 and left < ttl) then
-    redis.call('PEXPIRE', KEYS[i], ttl)
-  end
-end
-return 1
-"""
 
 _GLOB = re.compile(r"([*?\[\]\\])")
 
@@ -157,10 +135,10 @@ class RedisTier(Tier):
 
     @hookimpl
     def tierkit_invalidate_tags(self, tags: Sequence[str]) -> int:
-        """Unlink the members of the tags' sets, then drop exactly those members from the sets.
+        """Remove the entries that carry any of ``tags``: read the sets, then one pipeline.
 
-        An entry tagged again while this runs stays indexed.  An entry rewritten without
-        a tag it once had may still be removed (over-invalidation, never under).
+        Each batch of members is checked and unlinked by a script, atomically, so an
+        entry rewritten without the tag survives and one tagged meanwhile stays indexed.
         """
         if not tags:
             return 0
@@ -170,11 +148,8 @@ class RedisTier(Tier):
             return 0
         pipe = self._client.pipeline(transaction=False)
         for batch in _batches(members, BATCH):
-            pipe.unlink(*batch)
-            for tag_set in tag_sets:
-                pipe.srem(tag_set, *batch)
-        replies = pipe.execute()
-        return sum(replies[:: 1 + len(tag_sets)])
+            pipe.eval(INVALIDATE, len(tag_sets) + len(batch), *tag_sets, *batch, len(tags), *tags)
+        return sum(pipe.execute())
 
     @hookimpl
     def tierkit_invalidate_prefix(self, prefix: str) -> int:

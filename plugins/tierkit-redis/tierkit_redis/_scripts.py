@@ -1,0 +1,64 @@
+"""Lua run by Redis for the tag index; each call is atomic on the server.
+
+Tag sets (``<key_prefix>t:<tag>``) hold the Redis keys of the entries set with that
+tag.  Entries rewritten without a tag stay in its set until the next invalidation of
+the tag, which therefore checks each member's own tags (read from the value header,
+see :mod:`tierkit_redis._format`) before unlinking it.
+"""
+
+from __future__ import annotations
+
+TAGGED_SET = """
+local ttl = tonumber(ARGV[2])
+if ttl > 0 then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ttl)
+else
+  redis.call('SET', KEYS[1], ARGV[1])
+end
+for i = 2, #KEYS do
+  local left = redis.call('PTTL', KEYS[i])
+  redis.call('SADD', KEYS[i], KEYS[1])
+  if ttl == 0 then
+    redis.call('PERSIST', KEYS[i])
+  elseif left == -2 or (left >= 0 and left < ttl) then
+    redis.call('PEXPIRE', KEYS[i], ttl)
+  end
+end
+return 1
+"""
+"""Store an entry and index it under its tags.
+
+KEYS: the entry, then its tag sets.  ARGV: the stored bytes, the TTL in ms (0 = none).
+A tag set lives as long as its longest-lived member: it is made persistent for an
+entry without expiry, and its expiry is only ever extended (PTTL -2 = new set,
+-1 = persistent).
+"""
+
+INVALIDATE = """
+local n = tonumber(ARGV[1])
+local wanted = {}
+for i = 2, n + 1 do wanted[ARGV[i]] = true end
+local removed = 0
+for i = n + 1, #KEYS do
+  local raw = redis.call('GET', KEYS[i])
+  if raw and #raw >= 11 and string.byte(raw, 1) == 1 then
+    local pos = 12
+    local stop = pos + string.byte(raw, 10) + 256 * string.byte(raw, 11)
+    while pos + 1 < stop do
+      local size = string.byte(raw, pos) + 256 * string.byte(raw, pos + 1)
+      if wanted[string.sub(raw, pos + 2, pos + 1 + size)] then
+        removed = removed + redis.call('UNLINK', KEYS[i])
+        break
+      end
+      pos = pos + 2 + size
+    end
+  end
+  for j = 1, n do redis.call('SREM', KEYS[j], KEYS[i]) end
+end
+return removed
+"""
+"""Unlink the entries that still carry one of the tags, and drop them all from the sets.
+
+KEYS: the n tag sets, then a batch of their members.  ARGV: n, then the n tag names.
+Returns the number of entries removed.
+"""
