@@ -6,10 +6,10 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from session_helpers import FakeClock
 from tierkit_session import SessionTier
 
-from tierkit._types import TierContext
+from tierkit import TierContext
+from tierkit.testing import FakeClock
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from tierkit_session import SessionTier, bind, current_session
 
-from tierkit._types import Entry
+from tierkit import Entry
 
 
 def test_bind_makes_the_mapping_current_and_yields_it() -> None:

@@ -13,7 +13,7 @@ import pytest
 from tierkit_session import SessionTier, bind
 from tierkit_session._bucket import Bucket
 
-from tierkit._types import Entry
+from tierkit import Entry
 
 THREADS = 24
 ROUNDS = 6_000

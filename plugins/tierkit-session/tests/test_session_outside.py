@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from tierkit_session import SessionTier, bind, current_session
 
-from tierkit._types import Entry, TierHealth
+from tierkit import Entry, TierHealth
 
 
 def test_no_session_outside_bind() -> None:

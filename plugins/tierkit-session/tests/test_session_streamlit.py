@@ -19,7 +19,7 @@ import pytest
 from tierkit_session import SessionTier, bind, current_session
 from tierkit_session._streamlit import streamlit_session_state
 
-from tierkit._types import Entry
+from tierkit import Entry
 
 _CTX_ATTR = "streamlit_script_run_ctx"  # where Streamlit keeps a thread's context
 
@@ -82,7 +82,7 @@ def test_the_tier_uses_session_state(fake_streamlit: types.ModuleType, tier: Ses
 def test_importing_and_using_the_tier_never_imports_streamlit() -> None:
     code = (
         "import sys, tierkit_session\n"
-        "from tierkit._types import Entry, TierContext\n"
+        "from tierkit import Entry, TierContext\n"
         "tier = tierkit_session.SessionTier("
         "tierkit_session.SessionTier.Options(), TierContext('session', 'app'))\n"
         "tier.tierkit_set('k', Entry(1, None))\n"
@@ -97,10 +97,10 @@ def test_real_streamlit_script_run() -> None:
     app_test = pytest.importorskip("streamlit.testing.v1").AppTest
 
     def app() -> None:
-        import streamlit as st
+        import streamlit as st  # type: ignore[import-not-found,unused-ignore]
         import tierkit_session
 
-        from tierkit._types import Entry, TierContext
+        from tierkit import Entry, TierContext
 
         tier = tierkit_session.SessionTier(
             tierkit_session.SessionTier.Options(), TierContext("session", "app")

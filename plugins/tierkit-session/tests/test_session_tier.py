@@ -9,11 +9,10 @@ from typing import Any
 import pluggy
 import pytest
 from pydantic import ValidationError
-from session_helpers import FakeClock
 from tierkit_session import SessionTier, bind
 
-from tierkit import hookspecs
-from tierkit._types import Entry, TierHealth
+from tierkit import Entry, TierHealth, hookspecs
+from tierkit.testing import FakeClock
 
 
 def test_set_then_get_returns_the_entry_with_its_tags(tier: SessionTier) -> None:

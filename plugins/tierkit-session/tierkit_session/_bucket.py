@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from tierkit._types import Clock, Entry
+from tierkit import Entry
 
 
 class Bucket:
@@ -40,7 +40,7 @@ class Bucket:
         self.evictions = state["evictions"]
         self.lock = threading.Lock()
 
-    def get(self, key: str, clock: Clock) -> Entry | None:
+    def get(self, key: str, clock: Callable[[], float]) -> Entry | None:
         """The live entry under ``key``, now most recently used; ``None`` if absent or expired."""
         entry = self.entries.get(key)
         if entry is None:

@@ -8,8 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from tierkit._types import Entry, Tier, TierContext, TierHealth
-from tierkit.hookspecs import hookimpl
+from tierkit import Entry, Tier, TierContext, TierHealth, hookimpl
 from tierkit_session._binding import current_session
 from tierkit_session._bucket import Bucket
 
