@@ -14,7 +14,7 @@ from tierkit import hookspecs
 from tierkit._breaker import Breaker
 from tierkit._codec import Codec, JsonCodec, PickleCodec
 from tierkit._config import Settings, describe_validation_error, redact
-from tierkit._discovery import load_tier_class
+from tierkit._discovery import check_tier_class, load_tier_class
 from tierkit._types import Clock, Entry, TierContext, WritePolicy
 from tierkit.errors import ConfigError, PluginError
 
@@ -151,8 +151,20 @@ def validate_options(model: type[BaseModel], raw: Mapping[str, Any], name: str, 
         ) from exc
 
 
-def build_chain(settings: Settings, clock: Clock) -> BuiltChain:
+def resolve_kind(kind: str, tier_name: str, kinds: Mapping[str, type]) -> type:
+    """The tier class for ``kind``: from ``kinds`` (given in code) or an installed entry point."""
+    cls = kinds.get(kind)
+    if cls is None:
+        return load_tier_class(kind, tier_name)
+    problems = check_tier_class(cls)
+    if problems:
+        raise PluginError(f"tier kind {kind!r} ({cls!r}) is not a valid tier: " + "; ".join(problems))
+    return cls
+
+
+def build_chain(settings: Settings, clock: Clock, kinds: Mapping[str, type] | None = None) -> BuiltChain:
     """Build every tier of the configured order; see the module docstring of ``tierkit._cache``."""
+    kinds = kinds or {}
     explicit = settings.explicit_order
     pm = pluggy.PluginManager(hookspecs.PROJECT_NAME)
     pm.add_hookspecs(hookspecs)
@@ -162,7 +174,7 @@ def build_chain(settings: Settings, clock: Clock) -> BuiltChain:
         tier_settings = settings.tier(name)
         kind = tier_settings.kind or name
         try:
-            cls = load_tier_class(kind, name)
+            cls = resolve_kind(kind, name, kinds)
         except (ConfigError, PluginError) as exc:
             if explicit:
                 raise

@@ -90,17 +90,24 @@ class Cache:
     secrets, TOML); keyword arguments override it, e.g.
     ``Cache(namespace="app", order=["memory", "file"])``.  ``settings=`` takes a
     ready :class:`~tierkit.Settings` instead.  ``clock`` replaces ``time.time``
-    (tests use :class:`tierkit.testing.FakeClock`).
+    (tests use :class:`tierkit.testing.FakeClock`).  ``kinds`` adds tier
+    classes by kind without packaging them (an application's own tier, a test
+    double); they are checked like installed ones.
     """
 
     def __init__(
-        self, settings: Settings | None = None, *, clock: Clock | None = None, **overrides: Any
+        self,
+        settings: Settings | None = None,
+        *,
+        clock: Clock | None = None,
+        kinds: Mapping[str, type] | None = None,
+        **overrides: Any,
     ) -> None:
         if settings is not None and overrides:
             raise TypeError("pass either settings= or configuration keywords, not both")
         self.settings = settings if settings is not None else load_settings(**overrides)
         self._clock: Clock = clock or time.time
-        chain: BuiltChain = build_chain(self.settings, self._clock)
+        chain: BuiltChain = build_chain(self.settings, self._clock, kinds)
         self._chain = chain
         self._codec: Codec = chain.codec
         self._slots: tuple[TierSlot, ...] = tuple(chain.slots)
