@@ -52,7 +52,7 @@ class RedisServer:
     port: int = field(default_factory=free_port)
     tls: TlsFiles | None = None
     users: dict[str, str] = field(default_factory=dict)
-    """ACL users (name → password); with users, the default user is disabled."""
+    """ACL users (name → password); unless one is ``default``, the default user is disabled."""
     process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -92,7 +92,7 @@ class RedisServer:
             lines.append(f"port {self.port}")
         for user, password in self.users.items():
             lines.append(f"user {user} on >{password} ~* &* +@all")
-        if self.users:
+        if self.users and "default" not in self.users:
             lines.append("user default off")
         conf = self.workdir / "redis.conf"
         conf.write_text("\n".join(lines) + "\n")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 import ssl
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 import redis
 from redis.backoff import NoBackoff
@@ -57,14 +57,14 @@ def describe(exc: BaseException, options: Options) -> str:
     where = endpoint(url) if url else "redis"
     causes = _chain(exc)
     ssl_error = next((e for e in causes if isinstance(e, ssl.SSLError)), None)
-    text = str(exc)
+    text = scrub(str(exc), options)
     if ssl_error is not None or "SSL" in text:
         detail = _ssl_detail(ssl_error) if ssl_error is not None else _ssl_text(text)
         reason = f"TLS error with {where}: {detail}"
     elif isinstance(exc, AuthenticationError | AuthenticationWrongNumberOfArgsError) or (
         isinstance(exc, ResponseError) and text.upper().startswith(_AUTH_REPLIES)
     ):
-        reason = f"authentication failed at {where} (wrong user name or password)"
+        reason = f"authentication failed at {where}: the server rejected the user name or password"
     elif isinstance(exc, AuthorizationError | NoPermissionError):
         reason = f"not permitted at {where}: {text}"
     elif isinstance(exc, RedisTimeoutError) or any(isinstance(e, TimeoutError) for e in causes):
@@ -78,15 +78,18 @@ def describe(exc: BaseException, options: Options) -> str:
         reason = f"cannot connect to {where}: {text}"
     else:
         reason = f"{type(exc).__name__} from {where}: {text}"
-    return scrub(reason, options)
+    return reason
 
 
 def scrub(text: str, options: Options) -> str:
     """``text`` with any occurrence of the URL's password masked."""
     if options.url is None:
         return text
-    password = urlsplit(options.url.get_secret_value()).password
-    for secret in {password, unquote(password)} if password else ():
+    parts = urlsplit(options.url.get_secret_value())
+    secrets = [value for name, value in parse_qsl(parts.query) if "password" in name.lower()]
+    if parts.password:
+        secrets += [parts.password, unquote(parts.password)]
+    for secret in filter(None, secrets):
         text = text.replace(secret, "***")
     return text
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from typing import Self
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from pydantic import (
     BaseModel,
@@ -131,7 +131,8 @@ def redacted_url(url: str) -> str:
     if "password" in query.lower():
         pairs = parse_qsl(query, keep_blank_values=True)
         query = urlencode([(k, _MASK if "password" in k.lower() else v) for k, v in pairs], safe="*")
-    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+    shown = f"{parts.scheme}://{netloc}{parts.path}"
+    return shown + (f"?{query}" if query else "") + (f"#{parts.fragment}" if parts.fragment else "")
 
 
 def endpoint(url: str) -> str:
