@@ -4,6 +4,7 @@ Public API:
 
 * :class:`SessionTier` — the tier class, registered under the ``session`` kind
   in the ``tierkit.tiers`` entry-point group (see ``pyproject.toml``).
+* :class:`SessionOptions` — its options (``SessionTier.Options``).
 * :func:`bind` — make a host session mapping current for a request.
 * :func:`current_session` — the session mapping the tier would use right now.
 

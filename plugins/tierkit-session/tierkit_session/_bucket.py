@@ -28,9 +28,8 @@ class Bucket:
         self.evictions = 0
         self.lock = threading.Lock()
 
-    # Session backends that pickle the session (and Streamlit's
-    # ``runner.enforceSerializableSessionState``) need a picklable bucket:
-    # drop the lock, make a new one on load.
+    # Session backends that pickle the session between requests need a
+    # picklable bucket: drop the lock, make a new one on load.
     def __getstate__(self) -> dict[str, Any]:
         return {"entries": self.entries, "tag_index": self.tag_index, "evictions": self.evictions}
 

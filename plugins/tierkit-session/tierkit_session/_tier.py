@@ -46,7 +46,7 @@ class SessionTier(Tier):
     """
 
     Options = SessionOptions
-    holds = "objects"  # values are Python objects; the chain never encodes them for us
+    holds = "objects"  # the chain hands this tier Python objects, not encoded bytes
     default_write = "always"
     remote = False  # in-process: no circuit breaker needed
 
