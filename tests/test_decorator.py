@@ -1,0 +1,122 @@
+"""@tierkit.cached: keys, typed round trips, single flight, invalidation."""
+
+from __future__ import annotations
+
+import datetime as dt
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from pydantic import BaseModel
+
+import tierkit
+from tierkit import Cache
+from tierkit.testing import FakeClock
+
+
+class Recipe(BaseModel):
+    name: str
+    created: dt.date
+
+
+def test_results_are_cached_with_ttl_and_tags(clock: FakeClock) -> None:
+    cache = Cache(order=["memory"], clock=clock)
+    calls: list[int] = []
+
+    @tierkit.cached(ttl=60, tags=["recipes"], cache=cache)
+    def load(page: int, size: int = 10) -> list[int]:
+        calls.append(page)
+        return list(range(page * size, page * size + 3))
+
+    assert load(1) == [10, 11, 12]
+    assert load(1) == [10, 11, 12]
+    assert load(page=1) == [10, 11, 12]
+    assert load(1, size=10) == [10, 11, 12]
+    assert calls == [1]
+    cache.invalidate(tags=["recipes"])
+    load(1)
+    assert calls == [1, 1]
+    clock.advance(61)
+    load(1)
+    assert calls == [1, 1, 1]
+    assert load.invalidate(1) is True
+    load(2)
+    assert calls == [1, 1, 1, 2]
+
+
+def test_key_is_module_qualname_and_arguments() -> None:
+    @tierkit.cached()
+    def f(a: int, b: str = "x") -> int:
+        return a
+
+    assert f.key(1) == f"{__name__}.test_key_is_module_qualname_and_arguments.<locals>.f:(1, 'x')"
+    assert f.key(1) == f.key(a=1, b="x")
+    assert f.key({"b": 1, "a": {3, 1, 2}}).startswith(f"{__name__}.")
+    assert f.key({"b": 1, "a": {3, 1, 2}}) == f.key({"a": {2, 1, 3}, "b": 1})
+
+
+def test_keys_are_stable_across_processes(tmp_path: Path) -> None:
+    script = tmp_path / "keys.py"
+    script.write_text(
+        "import tierkit\n"
+        "@tierkit.cached()\n"
+        "def f(*args, **kwargs): return None\n"
+        "print(f.key('a', 1, 2.5, None, {'s': {'x', 'y', 'z'}}, when=__import__('datetime').date(2026, 1, 1)))\n"
+    )
+    keys = {
+        subprocess.run(
+            [sys.executable, str(script)],
+            capture_output=True,
+            text=True,
+            check=True,
+            env={"PYTHONHASHSEED": str(seed), "PATH": ""},
+        ).stdout
+        for seed in (1, 2, 3)
+    }
+    assert len(keys) == 1
+
+
+def test_return_annotation_brings_the_model_back_from_a_byte_tier(tmp_path: Path, clock: FakeClock) -> None:
+    cache = Cache(
+        order=["memory", "file"], tiers={"file": {"options": {"directory": str(tmp_path)}}}, clock=clock
+    )
+
+    @tierkit.cached(persistent=True, cache=cache)
+    def recipes(page: int) -> list[Recipe]:
+        return [Recipe(name=f"soup {page}", created=dt.date(2026, 1, page))]
+
+    first = recipes(1)
+    cache.clear(tiers=["memory"])
+    again = recipes(1)
+    assert again == first and isinstance(again[0], Recipe)
+    assert cache.stats()["tiers"]["file"]["hits"] == 1
+
+
+def test_concurrent_calls_run_the_function_once(clock: FakeClock) -> None:
+    cache = Cache(order=["memory"], clock=clock)
+    calls = 0
+
+    @tierkit.cached(cache=cache)
+    def slow(x: int) -> int:
+        nonlocal calls
+        calls += 1
+        time.sleep(0.2)
+        return x * 2
+
+    threads = [threading.Thread(target=slow, args=(21,)) for _ in range(20)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert calls == 1 and slow(21) == 42
+
+
+def test_default_cache_is_used_when_none_is_given() -> None:
+    @tierkit.cached(ttl=5)
+    def f() -> str:
+        return "v"
+
+    assert f() == "v"
+    assert tierkit.get_cache().get(f.key()) == "v"
