@@ -64,8 +64,9 @@ def test_only_configured_tiers_are_imported() -> None:
         "import sys, tierkit\n"
         "c = tierkit.Cache(order=['memory'])\n"
         "c.set('k', 1); c.get('k')\n"
-        "print(sorted(m for m in sys.modules if m.split('.')[0] in %r or m == 'tierkit.tiers.file'))\n"
-    ) % (PLUGIN_PACKAGES,)
+        f"print(sorted(m for m in sys.modules if m.split('.')[0] in {PLUGIN_PACKAGES!r}"
+        " or m == 'tierkit.tiers.file'))\n"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
 

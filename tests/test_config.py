@@ -135,15 +135,17 @@ def test_bad_settings_are_reported_by_field() -> None:
         ConfigError, match=r"tiers.file.write: Input should be 'always', 'persistent' or 'never'"
     ):
         load_settings(tiers={"file": {"write": "sometimes"}})
-    with pytest.raises(ConfigError, match="TIERKIT_CONFIG names 'missing.toml', which is not a file"):
-        with pytest.MonkeyPatch.context() as mp:
-            mp.setenv("TIERKIT_CONFIG", "missing.toml")
-            load_settings()
+    with (
+        pytest.raises(ConfigError, match=r"TIERKIT_CONFIG names 'missing\.toml', which is not a file"),
+        pytest.MonkeyPatch.context() as mp,
+    ):
+        mp.setenv("TIERKIT_CONFIG", "missing.toml")
+        load_settings()
 
 
 def test_broken_toml_is_a_config_error() -> None:
     write("tierkit.toml", "namespace = \n")
-    with pytest.raises(ConfigError, match="cannot read configuration file tierkit.toml"):
+    with pytest.raises(ConfigError, match=r"cannot read configuration file tierkit\.toml"):
         load_settings()
 
 

@@ -63,7 +63,8 @@ def test_keys_are_stable_across_processes(tmp_path: Path) -> None:
         "import tierkit\n"
         "@tierkit.cached()\n"
         "def f(*args, **kwargs): return None\n"
-        "print(f.key('a', 1, 2.5, None, {'s': {'x', 'y', 'z'}}, when=__import__('datetime').date(2026, 1, 1)))\n"
+        "import datetime\n"
+        "print(f.key('a', 1, 2.5, None, {'s': {'x', 'y', 'z'}}, when=datetime.date(2026, 1, 1)))\n"
     )
     keys = {
         subprocess.run(
