@@ -21,6 +21,7 @@ returning a fresh instance over the same storage.
 
 from __future__ import annotations
 
+import contextvars
 import threading
 from collections.abc import Callable
 from typing import Any, ClassVar
@@ -222,7 +223,9 @@ class TierConformance:
             except BaseException as exc:
                 errors.append(exc)
 
-        threads = [threading.Thread(target=work, args=(w,)) for w in range(8)]
+        # Each worker runs in a copy of the test's context, so context-scoped
+        # tiers (a bound session) see the same scope as the test body.
+        threads = [threading.Thread(target=contextvars.copy_context().run, args=(work, w)) for w in range(8)]
         for thread in threads:
             thread.start()
         for thread in threads:
