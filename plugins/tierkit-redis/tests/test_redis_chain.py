@@ -57,21 +57,23 @@ def redis_figures(cache: Cache) -> dict[str, Any]:
 def test_redis_hit_through_the_chain_backfills_memory(
     redis_url: str, make_cache: Callable[..., Cache]
 ) -> None:
-    writer = make_cache(redis_url, namespace="chain-hit")
-    reader = make_cache(redis_url, namespace="chain-hit")
+    namespace = f"hit-{uuid.uuid4().hex[:10]}"
+    writer = make_cache(redis_url, namespace=namespace)
+    reader = make_cache(redis_url, namespace=namespace)
     writer.set("user:1", {"name": "Ada", "tags": ("a", "b")}, ttl=60, tags=["users"])
     assert reader.get("user:1") == {"name": "Ada", "tags": ("a", "b")}
     assert redis_figures(reader)["hits"] == 1
     assert reader.get("user:1") == {"name": "Ada", "tags": ("a", "b")}
     assert redis_figures(reader)["hits"] == 1, "the second read is served by memory"
     assert reader.invalidate(tags=["users"]) == 2  # reader's memory and Redis
-    assert make_cache(redis_url, namespace="chain-hit").get("user:1") is None
+    assert make_cache(redis_url, namespace=namespace).get("user:1") is None
     writer.clear()
 
 
 def test_get_many_through_the_chain(redis_url: str, make_cache: Callable[..., Cache]) -> None:
-    writer = make_cache(redis_url, namespace="chain-many")
-    reader = make_cache(redis_url, namespace="chain-many")
+    namespace = f"many-{uuid.uuid4().hex[:10]}"
+    writer = make_cache(redis_url, namespace=namespace)
+    reader = make_cache(redis_url, namespace=namespace)
     writer.set_many({f"k{i}": i for i in range(100)}, ttl=60)
     assert reader.get_many([f"k{i}" for i in range(100)]) == {f"k{i}": i for i in range(100)}
     assert redis_figures(reader)["hits"] == 100

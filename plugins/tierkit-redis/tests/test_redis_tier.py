@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import struct
 import time
+import uuid
 from collections.abc import Callable
 
 import pytest
@@ -16,6 +17,10 @@ from tierkit_redis._format import HEADER_SIZE, pack, unpack
 from tierkit import Entry
 
 pytestmark = pytest.mark.redis
+
+
+def unique(stem: str) -> str:
+    return f"{stem}-{uuid.uuid4().hex[:10]}"
 
 
 def raw_client(url: str) -> redis.Redis:
@@ -42,13 +47,15 @@ def test_roundtrip(tier: RedisTier) -> None:
 
 
 def test_keys_live_under_the_namespace_prefix(redis_url: str, make_tier: Callable[..., RedisTier]) -> None:
-    tier = make_tier(redis_url, namespace="ns-1")
-    assert tier.key_prefix == "tierkit:ns-1:"
+    namespace = unique("ns")
+    tier = make_tier(redis_url, namespace=namespace)
+    assert tier.key_prefix == f"tierkit:{namespace}:"
     tier.tierkit_set("user:1", Entry(b"v", None, ()))
-    assert raw_client(redis_url).exists("tierkit:ns-1:k:user:1") == 1
-    custom = make_tier(redis_url, key_prefix="app{x}:")
+    assert raw_client(redis_url).exists(f"tierkit:{namespace}:k:user:1") == 1
+    prefix = unique("app{x}") + ":"
+    custom = make_tier(redis_url, key_prefix=prefix)
     custom.tierkit_set("a", Entry(b"v", None, ()))
-    assert raw_client(redis_url).exists("app{x}:k:a") == 1
+    assert raw_client(redis_url).exists(f"{prefix}k:a") == 1
 
 
 def test_native_expiry_px(tier: RedisTier, redis_url: str) -> None:
@@ -239,15 +246,17 @@ def test_invalidate_prefix_in_batches(tier: RedisTier) -> None:
 
 def test_clear_removes_only_this_namespace(redis_url: str, make_tier: Callable[..., RedisTier]) -> None:
     client = raw_client(redis_url)
-    mine = make_tier(redis_url, namespace="clear-a")
-    nested = make_tier(redis_url, namespace="clear-a.b")
-    other = make_tier(redis_url, namespace="clear-b")
-    star = make_tier(redis_url, key_prefix="cl*:")
-    starred = make_tier(redis_url, key_prefix="clx:")
+    run = unique("clear")
+    mine = make_tier(redis_url, namespace=f"{run}-a")
+    nested = make_tier(redis_url, namespace=f"{run}-a.b")
+    other = make_tier(redis_url, namespace=f"{run}-b")
+    star = make_tier(redis_url, key_prefix=f"{run}*:")
+    starred = make_tier(redis_url, key_prefix=f"{run}x:")
+    foreign, outside = f"foreign:{run}", f"tierkit:{run}-a"
     for tier in (mine, nested, other, star, starred):
         tier.tierkit_set_many({f"k{i}": Entry(b"v", None, ("t",)) for i in range(700)})
-    client.set("foreign:key", b"x")
-    client.set("tierkit:clear-a", b"not in the namespace either")
+    client.set(foreign, b"x")
+    client.set(outside, b"not in the namespace either")
     try:
         mine.tierkit_clear()
         star.tierkit_clear()
@@ -256,17 +265,18 @@ def test_clear_removes_only_this_namespace(redis_url: str, make_tier: Callable[.
         assert mine.tierkit_invalidate_tags(["t"]) == 0
         for kept in (nested, other, starred):
             assert len(kept.tierkit_get_many([f"k{i}" for i in range(700)])) == 700
-        assert client.get("foreign:key") == b"x"
-        assert client.exists("tierkit:clear-a") == 1
+        assert client.get(foreign) == b"x"
+        assert client.exists(outside) == 1
     finally:
-        client.delete("foreign:key", "tierkit:clear-a")
+        client.delete(foreign, outside)
 
 
 def test_two_tiers_with_the_same_namespace_share_entries(
     redis_url: str, make_tier: Callable[..., RedisTier]
 ) -> None:
-    writer = make_tier(redis_url, namespace="shared-ns")
-    reader = make_tier(redis_url, namespace="shared-ns")
+    namespace = unique("shared")
+    writer = make_tier(redis_url, namespace=namespace)
+    reader = make_tier(redis_url, namespace=namespace)
     writer.tierkit_set("k", Entry(b"v", None, ("t",)))
     assert reader.tierkit_get("k") == Entry(b"v", None, ("t",))
     assert reader.tierkit_invalidate_tags(["t"]) == 1
