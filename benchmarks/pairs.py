@@ -1,0 +1,489 @@
+"""The table: each workload as tierkit against the peer a user would pick instead.
+
+Every pair does the same work on both sides: same key (or the same rotation of keys),
+same value, same TTL semantics, same Redis server and client settings.  Each setup
+checks, before timing, that both sides return the same value, so a side that quietly
+misses (and so does less work) cannot slip through.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cachetools
+import diskcache
+import orjson
+from dogpile.cache import make_region
+
+import tierkit
+from benchmarks._env import redis_client
+from benchmarks._timing import Batch, Mode, PairResult, call_loop, cycle_loop, interleave
+
+TTL = 600.0
+TTL_MS = int(TTL * 1000)
+ROTATION = 64
+"""Keys a rotating workload cycles through (the same keys on both sides)."""
+MANY = 100
+
+
+@dataclass
+class Context:
+    """What every workload shares: mode, a work directory, the private Redis, the value."""
+
+    mode: Mode
+    work: Path
+    redis_url: str | None
+    value: dict[str, Any]
+    session: dict[str, Any] = field(default_factory=dict)
+    closers: list[Callable[[], object]] = field(default_factory=list)
+    _full: tierkit.Cache | None = None
+    _dirs: itertools.count[int] = field(default_factory=itertools.count)
+
+    def directory(self, name: str) -> Path:
+        path = self.work / f"{name}-{next(self._dirs)}"
+        path.mkdir(parents=True)
+        return path
+
+    def cache(self, namespace: str, **settings: Any) -> tierkit.Cache:
+        """A Cache with this run's Redis and a private file directory, closed at the end."""
+        tiers = settings.pop("tiers", {})
+        if self.redis_url is not None:
+            tiers.setdefault("redis", {}).setdefault("options", {})["url"] = self.redis_url
+        tiers.setdefault("file", {}).setdefault("options", {})["directory"] = str(self.directory("file"))
+        order = settings.get("order")
+        if order is not None:
+            tiers = {name: conf for name, conf in tiers.items() if name in order}
+        cache = tierkit.Cache(namespace=namespace, tiers=tiers, **settings)
+        self.closers.append(cache.close)
+        return cache
+
+    def full_chain(self) -> tierkit.Cache:
+        """The default chain, no order given: memory → redis → session → file, all four active."""
+        if self._full is None:
+            self._full = self.cache("bench-full")
+            expected = (
+                ("memory", "redis", "session", "file") if self.redis_url else ("memory", "session", "file")
+            )
+            if self._full.tiers != expected:
+                raise RuntimeError(f"default chain has tiers {self._full.tiers}, expected {expected}")
+        return self._full
+
+    def close(self) -> None:
+        for close in reversed(self.closers):
+            try:
+                close()
+            except Exception as exc:  # a failing close must not hide the results
+                print(f"  (close failed: {type(exc).__name__}: {exc})")
+        self.closers.clear()
+
+
+Setup = Callable[[Context], tuple[Batch, Batch, dict[str, Any]]]
+
+
+@dataclass(frozen=True)
+class Workload:
+    key: str
+    workload: str
+    tierkit_label: str
+    peer_label: str
+    target: float | None
+    setup: Setup
+    needs_redis: bool = False
+    stretch: float | None = None
+    info: bool = False
+    note: str = ""
+
+
+def _same(label: str, got: Any, expected: Any) -> None:
+    if got != expected:
+        raise AssertionError(f"{label}: the two sides do not return the same value; refusing to time it")
+
+
+# -- memory hits ------------------------------------------------------------------------
+
+
+def _full_hit(ctx: Context) -> tuple[tierkit.Cache, str]:
+    cache = ctx.full_chain()
+    key = "bench:hit"
+    cache.set(key, ctx.value, ttl=TTL)
+    _same("tierkit memory hit", cache.get(key), ctx.value)
+    return cache, key
+
+
+def setup_mem_lru(ctx: Context) -> tuple[Batch, Batch, dict[str, Any]]:
+    cache, key = _full_hit(ctx)
+    peer: cachetools.LRUCache[str, Any] = cachetools.LRUCache(maxsize=10_000)
+    peer[key] = ctx.value
+    _same("LRUCache", peer.get(key), ctx.value)
+    return call_loop(cache.get, key), call_loop(peer.get, key), {"tiers": list(cache.tiers)}
+
+
+def setup_mem_ttl(ctx: Context) -> tuple[Batch, Batch, dict[str, Any]]:
+    cache, key = _full_hit(ctx)
+    peer: cachetools.TTLCache[str, Any] = cachetools.TTLCache(maxsize=10_000, ttl=TTL)
+    peer[key] = ctx.value
+    _same("TTLCache", peer.get(key), ctx.value)
+    return call_loop(cache.get, key), call_loop(peer.get, key), {"tiers": list(cache.tiers)}
+
+
+def setup_mem_dogpile(ctx: Context) -> tuple[Batch, Batch, dict[str, Any]]:
+    cache, key = _full_hit(ctx)
+    region = make_region().configure("dogpile.cache.memory", expiration_time=TTL)
+    region.set(key, ctx.value)
+    _same("dogpile region", region.get(key), ctx.value)
+    return call_loop(cache.get, key), call_loop(region.get, key), {"tiers": list(cache.tiers)}
+
+
+def setup_mem_dict(ctx: Context) -> tuple[Batch, Batch, dict[str, Any]]:
+    cache, key = _full_hit(ctx)
+    peer = {key: ctx.value}
+    return call_loop(cache.get, key), call_loop(peer.get, key), {"tiers": list(cache.tiers)}
+
+
+# -- Redis ------------------------------------------------------------------------------
+
+
+def setup_miss_all(ctx: Context) -> tuple[Batch, Batch, dict[str, Any]]:
+    cache = ctx.full_chain()
+    client = redis_client(ctx.redis_url or "")
+    ctx.closers.append(client.close)
+    key = "bench:absent"
+    _same("tierkit miss", cache.get(key, tierkit.MISSING), tierkit.MISSING)
+    _same("redis GET miss", client.get(key), None)
+    return call_loop(cache.get, key), call_loop(client.get, key), {"tiers": list(cache.tiers)}
+
+
+def _rotation(prefix: str, count: int = ROTATION) -> list[str]:
+    return [f"{prefix}:{i:03d}" for i in range(count)]
+
+
+def setup_redis_hit(ctx: Context) -> tuple[Batch, Batch, dict[str, Any]]:
+    # A memory tier of one entry over a rotation of 64 keys: every get misses memory, hits
+    # Redis, decodes, and backfills memory (evicting the previous key) — "memory empty".
+    cache = ctx.cache("bench-redis-hit", tiers={"memory": {"options": {"max_entries": 1}}})
+    client = redis_client(ctx.redis_url or "")
+    ctx.closers.append(client.close)
+    keys = _rotation("bench:rh")
+    payload = orjson.dumps(ctx.value)
+    for key in keys:
+        cache.set(key, ctx.value, ttl=TTL)
+        client.set("raw:" + key, payload, px=TTL_MS)
+    raw_keys = ["raw:" + key for key in keys]
+    _same("tierkit Redis hit", cache.get(keys[0]), ctx.value)
+    _same("redis GET + loads", orjson.loads(client.get(raw_keys[0])), ctx.value)
+    loads, get = orjson.loads, client.get
+
+    def peer(key: str) -> Any:
+        return loads(get(key))
+
+    before = cache.stats()["tiers"]
+    return (
+        cycle_loop(cache.get, keys),
+        cycle_loop(peer, raw_keys),
+        {"tiers": list(cache.tiers), "stats_before": _hits(before)},
+    )
+
+
+def _hits(tiers: dict[str, Any]) -> dict[str, Any]:
+    return {name: {k: t.get(k) for k in ("hits", "misses", "sets")} for name, t in tiers.items()}
+
+
+def setup_get_many(ctx: Context) -> tuple[Batch, Batch, dict[str, Any]]:
+    # Memory holds 100 entries; four groups of 100 keys rotate, so each get_many finds
+    # none of its keys in memory, one MGET in Redis, decodes 100 and backfills memory.
+    cache = ctx.cache("bench-many", tiers={"memory": {"options": {"max_entries": MANY}}})
+    client = redis_client(ctx.redis_url or "")
+    ctx.closers.append(client.close)
+    groups = [_rotation(f"bench:gm{g}", MANY) for g in range(4)]
+    payload = orjson.dumps(ctx.value)
+    for group in groups:
+        cache.set_many(dict.fromkeys(group, ctx.value), ttl=TTL)
+        pipe = client.pipeline(transaction=False)
+        for key in group:
+            pipe.set("raw:" + key, payload, px=TTL_MS)
+        pipe.execute()
+    raw_groups = [["raw:" + key for key in group] for group in groups]
+    loads, mget = orjson.loads, client.mget
+
+    def peer(keys: list[str]) -> dict[str, Any]:
+        return {key: loads(raw) for key, raw in zip(keys, mget(keys), strict=True) if raw is not None}
+
+    got = cache.get_many(groups[0])
+    _same("tierkit get_many", got, dict.fromkeys(groups[0], ctx.value))
+    _same("MGET + loads", list(peer(raw_groups[0]).values()), [ctx.value] * MANY)
+    return cycle_loop(cache.get_many, groups), cycle_loop(peer, raw_groups), {"tiers": list(cache.tiers)}
+
+
+def setup_redis_set(ctx: Context) -> tuple[Batch, Batch, dict[str, Any]]:
+    cache = ctx.cache("bench-set", order=["memory", "redis"])
+    client = redis_client(ctx.redis_url or "")
+    ctx.closers.append(client.close)
+    keys = _rotation("bench:set")
+    raw_keys = ["raw:" + key for key in keys]
+    value, dumps, set_ = ctx.value, orjson.dumps, client.set
+
+    def tk(key: str) -> None:
+        cache.set(key, value, ttl=TTL)
+
+    def peer(key: str) -> None:
+        set_(key, dumps(value), px=TTL_MS)
+
+    tk(keys[0])
+    peer(raw_keys[0])
+    _same("tierkit set", cache.get(keys[0]), value)
+    _same("redis SET", orjson.loads(client.get(raw_keys[0])), value)
+    return cycle_loop(tk, keys), cycle_loop(peer, raw_keys), {"tiers": list(cache.tiers)}
+
+
+# -- file tier --------------------------------------------------------------------------
+
+
+def _file_pair(ctx: Context, name: str) -> tuple[tierkit.Cache, diskcache.Cache, list[str]]:
+    cache = ctx.cache(name, order=["file"])
+    peer = diskcache.Cache(str(ctx.directory("diskcache")))
+    ctx.closers.append(peer.close)
+    keys = _rotation(f"bench:{name}")
+    for key in keys:
+        cache.set(key, ctx.value, ttl=TTL, persistent=True)
+        peer.set(key, ctx.value, expire=TTL)
+    _same("tierkit file get", cache.get(keys[0]), ctx.value)
+    _same("diskcache get", peer.get(keys[0]), ctx.value)
+    return cache, peer, keys
+
+
+def setup_file_get(ctx: Context) -> tuple[Batch, Batch, dict[str, Any]]:
+    cache, peer, keys = _file_pair(ctx, "bench-file-get")
+    return cycle_loop(cache.get, keys), cycle_loop(peer.get, keys), {}
+
+
+def setup_file_set(ctx: Context) -> tuple[Batch, Batch, dict[str, Any]]:
+    cache, peer, keys = _file_pair(ctx, "bench-file-set")
+    value = ctx.value
+
+    def tk(key: str) -> None:
+        cache.set(key, value, ttl=TTL, persistent=True)
+
+    def dc(key: str) -> None:
+        peer.set(key, value, expire=TTL)
+
+    return cycle_loop(tk, keys), cycle_loop(dc, keys), {}
+
+
+def setup_file_get_raw(ctx: Context) -> tuple[Batch, Batch, dict[str, Any]]:
+    cache, peer, keys = _file_pair(ctx, "bench-file-raw")
+    tier = cache._slots[0].tier  # the FileTier itself: its get hook, no chain, no decode
+    _same("FileTier hook", tier.tierkit_get(keys[0]).value[1:], orjson.dumps(ctx.value))
+    return cycle_loop(tier.tierkit_get, keys), cycle_loop(peer.get, keys), {}
+
+
+def setup_file_set_raw(ctx: Context) -> tuple[Batch, Batch, dict[str, Any]]:
+    cache, peer, keys = _file_pair(ctx, "bench-file-raw-set")
+    tier = cache._slots[0].tier
+    clock = cache._clock
+    payload = cache._codec.encode("k", ctx.value)
+    value = ctx.value
+
+    def tk(key: str) -> None:
+        tier.tierkit_set(key, tierkit.Entry(payload, clock() + TTL))
+
+    def dc(key: str) -> None:
+        peer.set(key, value, expire=TTL)
+
+    return cycle_loop(tk, keys), cycle_loop(dc, keys), {}
+
+
+# -- @cached ----------------------------------------------------------------------------
+
+
+def _cached_pair(ctx: Context, annotated: bool) -> tuple[Batch, Batch, dict[str, Any]]:
+    cache = ctx.full_chain()
+    value = ctx.value
+
+    if annotated:
+
+        @tierkit.cached(ttl=TTL, cache=cache)
+        def load(page: int) -> dict[str, Any]:
+            return value
+
+    else:
+
+        @tierkit.cached(ttl=TTL, cache=cache)
+        def load(page):  # type: ignore[no-untyped-def]
+            return value
+
+    @cachetools.cached(cachetools.TTLCache(maxsize=10_000, ttl=TTL))
+    def load_ct(page: int) -> dict[str, Any]:
+        return value
+
+    _same("tierkit @cached", load(7), value)
+    _same("tierkit @cached hit", load(7), value)
+    _same("cachetools @cached", load_ct(7), value)
+    return call_loop(load, 7), call_loop(load_ct, 7), {"tiers": list(cache.tiers)}
+
+
+def setup_cached(ctx: Context) -> tuple[Batch, Batch, dict[str, Any]]:
+    return _cached_pair(ctx, annotated=True)
+
+
+def setup_cached_plain(ctx: Context) -> tuple[Batch, Batch, dict[str, Any]]:
+    return _cached_pair(ctx, annotated=False)
+
+
+FULL_CHAIN = "Cache.get, default chain (memory, redis, session, file), TTL 600 s"
+
+WORKLOADS: tuple[Workload, ...] = (
+    Workload(
+        "mem_hit_lru",
+        "memory hit, full default chain",
+        FULL_CHAIN,
+        "cachetools LRUCache.get",
+        1.2,
+        setup_mem_lru,
+        stretch=1.0,
+    ),
+    Workload(
+        "mem_hit_ttl",
+        "memory hit, full default chain",
+        FULL_CHAIN,
+        "cachetools TTLCache.get (ttl 600 s)",
+        0.3,
+        setup_mem_ttl,
+    ),
+    Workload(
+        "mem_hit_dogpile",
+        "memory hit, full default chain",
+        FULL_CHAIN,
+        "dogpile.cache memory region get (expiration 600 s)",
+        0.4,
+        setup_mem_dogpile,
+    ),
+    Workload(
+        "miss_all",
+        "miss in every tier",
+        "Cache.get of an absent key, default chain",
+        "redis-py GET (miss)",
+        1.1,
+        setup_miss_all,
+        needs_redis=True,
+    ),
+    Workload(
+        "redis_hit",
+        "Redis hit, memory empty, decode + backfill",
+        "Cache.get, default chain, memory misses (1 KB JSON)",
+        "redis-py GET + orjson.loads",
+        1.1,
+        setup_redis_hit,
+        needs_redis=True,
+    ),
+    Workload(
+        "redis_get_many",
+        "get_many of 100 keys from Redis",
+        "Cache.get_many(100 keys), memory misses all",
+        "redis-py MGET + 100 \u00d7 orjson.loads",
+        1.1,
+        setup_get_many,
+        needs_redis=True,
+    ),
+    Workload(
+        "redis_set",
+        "set to memory + Redis",
+        "Cache.set(ttl=600), order memory, redis (1 KB JSON)",
+        "redis-py SET PX + orjson.dumps",
+        1.1,
+        setup_redis_set,
+        needs_redis=True,
+    ),
+    Workload(
+        "file_get",
+        "file tier get hit (1 KB JSON)",
+        "Cache.get, order [file] (incl. decode)",
+        "diskcache Cache.get",
+        1.0,
+        setup_file_get,
+    ),
+    Workload(
+        "file_set",
+        "file tier set (1 KB JSON)",
+        "Cache.set(persistent=True), order [file]",
+        "diskcache Cache.set(expire=600)",
+        1.0,
+        setup_file_set,
+    ),
+    Workload(
+        "cached_hit",
+        "@cached hit",
+        "@tierkit.cached(ttl=600) on the default chain, annotated (-> dict)",
+        "cachetools @cached(TTLCache)",
+        1.0,
+        setup_cached,
+    ),
+    # Informational rows: what the numbers above are made of.
+    Workload(
+        "mem_hit_dict",
+        "memory hit, full default chain",
+        FULL_CHAIN,
+        "dict.get (floor)",
+        None,
+        setup_mem_dict,
+        info=True,
+    ),
+    Workload(
+        "cached_hit_plain",
+        "@cached hit, no return annotation",
+        "@tierkit.cached(ttl=600) on the default chain",
+        "cachetools @cached(TTLCache)",
+        None,
+        setup_cached_plain,
+        info=True,
+    ),
+    Workload(
+        "file_get_raw",
+        "file tier get hit, hook only",
+        "FileTier.tierkit_get (bytes, no decode)",
+        "diskcache Cache.get",
+        None,
+        setup_file_get_raw,
+        info=True,
+    ),
+    Workload(
+        "file_set_raw",
+        "file tier set, hook only",
+        "FileTier.tierkit_set (encoded once, outside the loop)",
+        "diskcache Cache.set(expire=600)",
+        None,
+        setup_file_set_raw,
+        info=True,
+    ),
+)
+
+
+def run_workload(ctx: Context, workload: Workload) -> PairResult:
+    result = PairResult(
+        key=workload.key,
+        workload=workload.workload,
+        tierkit_label=workload.tierkit_label,
+        peer_label=workload.peer_label,
+        target=workload.target,
+        stretch=workload.stretch,
+        ops_per_batch=0,
+        rounds=0,
+        tierkit_times=[],
+        peer_times=[],
+        note=workload.note,
+        info=workload.info,
+    )
+    if workload.needs_redis and ctx.redis_url is None:
+        result.skipped = "no redis-server on this machine"
+        return result
+    tk, peer, extra = workload.setup(ctx)
+    n, (tk_times, peer_times) = interleave([tk, peer], ctx.mode)
+    result.ops_per_batch, result.rounds = n, ctx.mode.rounds
+    result.tierkit_times, result.peer_times = tk_times, peer_times
+    result.extra = extra
+    if ctx.redis_url is None and "tiers" in extra:
+        result.note = (result.note + " " if result.note else "") + "(no redis-server: chain without redis)"
+    return result
