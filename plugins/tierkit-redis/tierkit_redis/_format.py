@@ -21,6 +21,7 @@ _pack_head = _HEAD.pack
 _unpack_head = _HEAD.unpack_from
 _TAG_LEN = struct.Struct("<H")
 _NO_EXPIRY = math.inf
+_entry = tuple.__new__  # Entry(...) runs a Python-level __new__; this is the C one
 
 
 def pack(value: bytes, expires_at: float | None, tags: tuple[str, ...]) -> bytes:
@@ -45,10 +46,10 @@ def unpack(raw: bytes, now: float) -> Entry | None:
     if expires_at == _NO_EXPIRY:
         expires_at = None
     if not tags_len:
-        return Entry(raw[HEADER_SIZE:], expires_at)
+        return _entry(Entry, (raw[HEADER_SIZE:], expires_at, ()))
     end = HEADER_SIZE + tags_len
     tags = _tags(raw, HEADER_SIZE, end)
-    return None if tags is None else Entry(raw[end:], expires_at, tags)
+    return None if tags is None else _entry(Entry, (raw[end:], expires_at, tags))
 
 
 def _tags(raw: bytes, pos: int, end: int) -> tuple[str, ...] | None:
