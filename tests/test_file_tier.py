@@ -1,0 +1,542 @@
+"""The file tier: conformance, persistence, processes, crashes, corruption, bounds, plans."""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import signal
+import sqlite3
+import stat
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Any
+
+import pydantic
+import pytest
+
+from tierkit import ConfigError, Entry, TierkitError
+from tierkit.testing import FakeClock, TierConformance, make_context
+from tierkit.tiers import file as file_module
+from tierkit.tiers.file import DB_NAME, FileOptions, FileTier
+
+from ._file_helpers import make_value, parse_value
+
+HELPER = Path(__file__).with_name("_file_helpers.py")
+
+Build = Callable[..., FileTier]
+
+
+@pytest.fixture
+def build(tmp_path: Path, clock: FakeClock) -> Iterator[Build]:
+    """``build(namespace="ns", **options)``: a FileTier in ``tmp_path / "cache"``, closed afterwards."""
+    tiers: list[FileTier] = []
+
+    def _build(namespace: str = "ns", **options: Any) -> FileTier:
+        options.setdefault("directory", tmp_path / "cache")
+        tier = FileTier(FileOptions(**options), make_context(clock, name="file", namespace=namespace))
+        tiers.append(tier)
+        return tier
+
+    yield _build
+    for tier in tiers:
+        tier.tierkit_close()
+
+
+def mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def raw(tier: FileTier) -> sqlite3.Connection:
+    """A separate, plain connection to the tier's database (to look inside or tamper)."""
+    return sqlite3.connect(tier.path, isolation_level=None)
+
+
+def put(tier: FileTier, key: str, value: bytes = b"v", expires_at: float | None = None, *tags: str) -> None:
+    tier.tierkit_set(key, Entry(value, expires_at, tags))
+
+
+def run_helper(directory: Path, *args: str) -> subprocess.Popen[str]:
+    """Start ``_file_helpers.py`` as a separate Python process that imports what this one does."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    return subprocess.Popen(
+        [sys.executable, str(HELPER), str(directory), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+
+
+class TestFileConformance(TierConformance):
+    persistent = True
+
+    @pytest.fixture
+    def tier(self, tmp_path: Path, clock: FakeClock) -> Iterator[FileTier]:
+        tier = FileTier(FileOptions(directory=tmp_path), make_context(clock))
+        yield tier
+        tier.tierkit_clear()
+        tier.tierkit_close()
+
+    @pytest.fixture
+    def reopen(self, tmp_path: Path, clock: FakeClock) -> Callable[[], FileTier]:
+        return lambda: FileTier(FileOptions(directory=tmp_path), make_context(clock))
+
+
+# -- the plugin and its options --------------------------------------------------------
+
+
+def test_entry_point_names_the_file_tier() -> None:
+    (point,) = entry_points(group="tierkit.tiers", name="file")
+    assert point.load() is FileTier
+    assert (FileTier.holds, FileTier.default_write, FileTier.remote) == ("bytes", "persistent", False)
+    assert FileTier.Options is FileOptions
+
+
+@pytest.mark.parametrize(
+    ("options", "field"),
+    [
+        ({"max_bytes": 0}, "max_bytes"),
+        ({"max_bytes": "lots"}, "max_bytes"),
+        ({"busy_timeout": -1}, "busy_timeout"),
+        ({"synchronous": "sometimes"}, "synchronous"),
+        ({"purge_every": 0}, "purge_every"),
+        ({"mmap_bytes": -1}, "mmap_bytes"),
+        ({"directroy": "/tmp"}, "directroy"),
+    ],
+)
+def test_bad_options_name_the_field(options: dict[str, Any], field: str) -> None:
+    with pytest.raises(pydantic.ValidationError) as info:
+        FileOptions(**options)
+    assert [error["loc"] for error in info.value.errors()] == [(field,)]
+
+
+def test_every_option_is_described() -> None:
+    assert all(field.description for field in FileOptions.model_fields.values())
+
+
+@pytest.mark.parametrize("namespace", ["..", ".", "a/b", "../escape", "", "x" * 129, "nul\x00"])
+def test_unsafe_namespaces_are_rejected(build: Build, namespace: str) -> None:
+    with pytest.raises(ConfigError, match="namespace") as info:
+        build(namespace=namespace)
+    assert repr(namespace) in str(info.value)
+
+
+def test_default_directory_is_the_user_cache_dir(clock: FakeClock, tmp_path: Path) -> None:
+    # conftest points XDG_CACHE_HOME at tmp_path / "xdg-cache"
+    tier = FileTier(FileOptions(), make_context(clock, namespace="app"))
+    try:
+        assert tier.path == tmp_path / "xdg-cache" / "tierkit" / "app" / DB_NAME
+        assert tier.tierkit_stats()["path"] == str(tier.path)
+    finally:
+        tier.tierkit_close()
+
+
+# -- values, expiry, invalidation ------------------------------------------------------
+
+
+def test_roundtrip_keeps_bytes_deadline_and_tags(build: Build, clock: FakeClock) -> None:
+    tier = build()
+    value = bytes(range(256)) * 4
+    put(tier, "k", value, clock() + 60, "t1", "t2")
+    got = tier.tierkit_get("k")
+    assert got == Entry(value, clock() + 60, ("t1", "t2"))
+    assert type(got.value) is bytes
+
+
+def test_a_miss_is_none_and_empty_bytes_are_a_hit(build: Build) -> None:
+    tier = build()
+    assert tier.tierkit_get("absent") is None
+    put(tier, "empty", b"")
+    assert tier.tierkit_get("empty") == Entry(b"", None, ())
+
+
+def test_expiry_follows_the_injected_clock(build: Build, clock: FakeClock) -> None:
+    tier = build()
+    put(tier, "k", b"v", clock() + 10)
+    clock.advance(9)
+    assert tier.tierkit_get("k") is not None
+    clock.advance(1)  # expires_at <= now is a miss
+    assert tier.tierkit_get("k") is None
+    assert tier.tierkit_get_many(["k"]) == {}
+
+
+def test_expired_rows_are_purged_on_writes(build: Build, clock: FakeClock) -> None:
+    tier = build(purge_every=5)
+    for n in range(4):
+        put(tier, f"short{n}", b"v", clock() + 1)
+    clock.advance(2)
+    assert tier.tierkit_stats()["entries"] == 4  # reads never write; the 5th write purges
+    put(tier, "fresh", b"v")
+    stats = tier.tierkit_stats()
+    assert (stats["entries"], stats["expired_removed"]) == (1, 4)
+
+
+def test_invalidate_tags_removes_entries_and_their_tag_rows(build: Build) -> None:
+    tier = build()
+    put(tier, "a", b"1", None, "x", "y")
+    put(tier, "b", b"2", None, "y")
+    put(tier, "c", b"3", None, "z")
+    assert tier.tierkit_invalidate_tags(["x", "y", "nope"]) == 2
+    assert [k for k in "abc" if tier.tierkit_get(k)] == ["c"]
+    with raw(tier) as conn:
+        assert conn.execute("SELECT tag FROM tags").fetchall() == [("z",)]
+    tier.tierkit_delete("c")
+    with raw(tier) as conn:
+        assert conn.execute("SELECT COUNT(*) FROM tags").fetchone() == (0,)
+
+
+def test_rewriting_an_entry_replaces_its_tags(build: Build) -> None:
+    tier = build()
+    put(tier, "k", b"1", None, "old", "both")
+    put(tier, "k", b"2", None, "both", "new")
+    assert tier.tierkit_get("k") == Entry(b"2", None, ("both", "new"))
+    assert tier.tierkit_invalidate_tags(["old"]) == 0
+    assert tier.tierkit_invalidate_tags(["new"]) == 1
+
+
+def test_duplicate_tags_are_stored_once(build: Build) -> None:
+    tier = build()
+    put(tier, "k", b"1", None, "t", "t")
+    assert tier.tierkit_invalidate_tags(["t"]) == 1
+
+
+@pytest.mark.parametrize(
+    ("prefix", "removed", "kept"),
+    [
+        ("", ["a", "b", "\U0010ffff"], []),
+        ("a\U0010ffff", ["a\U0010ffff", "a\U0010ffffz"], ["a", "b", "a\U0010fffe"]),
+        ("\U0010ffff", ["\U0010ffff", "\U0010ffff\U0010ffff"], ["a", "\U0010fffe"]),
+        ("x\ud7ff", ["x\ud7ff", "x\ud7ff!"], ["x\ue000", "x"]),
+        ("k%_", ["k%_1"], ["k%x", "kX_1"]),
+    ],
+)
+def test_prefix_invalidation_is_an_exact_key_range(
+    build: Build, prefix: str, removed: list[str], kept: list[str]
+) -> None:
+    tier = build()
+    for key in removed + kept:
+        put(tier, key)
+    assert tier.tierkit_invalidate_prefix(prefix) == len(removed)
+    assert [k for k in removed + kept if tier.tierkit_get(k)] == kept
+
+
+def test_clear_empties_this_namespace_only(build: Build) -> None:
+    one, two = build(namespace="one"), build(namespace="two")
+    put(one, "k", b"1", None, "t")
+    put(two, "k", b"2", None, "t")
+    one.tierkit_clear()
+    assert one.tierkit_get("k") is None
+    assert two.tierkit_get("k") == Entry(b"2", None, ("t",))
+    assert one.tierkit_stats()["entries"] == 0
+    assert (one.path.parent.name, two.path.parent.name) == ("one", "two")
+
+
+def test_get_many_and_set_many(build: Build, clock: FakeClock) -> None:
+    tier = build()
+    tier.tierkit_set_many(
+        {
+            "a": Entry(b"A", None, ("t",)),
+            "b": Entry(b"B", clock() + 5, ()),
+            "c": Entry(b"C", clock() + 60, ("t", "u")),
+        }
+    )
+    tier.tierkit_set_many({})
+    clock.advance(10)
+    found = tier.tierkit_get_many(["a", "b", "c", "missing", "a"])
+    assert found == {"a": Entry(b"A", None, ("t",)), "c": Entry(b"C", clock() + 50, ("t", "u"))}
+    assert tier.tierkit_get_many([]) == {}
+    assert tier.tierkit_invalidate_tags(["u"]) == 1
+
+
+# -- persistence, processes, crashes ----------------------------------------------------
+
+
+def test_entries_survive_a_restart(build: Build, clock: FakeClock) -> None:
+    tier = build()
+    put(tier, "k", b"kept", clock() + 60, "t")
+    tier.tierkit_close()
+    again = build()
+    assert again.tierkit_get("k") == Entry(b"kept", clock() + 60, ("t",))
+    assert again.tierkit_stats()["entries"] == 1
+
+
+def test_a_closed_tier_reopens_on_use(build: Build) -> None:
+    tier = build()
+    put(tier, "k")
+    tier.tierkit_close()
+    tier.tierkit_close()
+    assert tier.tierkit_get("k") == Entry(b"v", None, ())
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_forked_child_opens_its_own_connection(build: Build) -> None:
+    tier = build()
+    put(tier, "parent", b"p")
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child reports through its exit status
+        code = 1
+        try:
+            ok = tier.tierkit_get("parent") == Entry(b"p", None, ())
+            put(tier, "child", b"c")
+            code = 0 if ok and tier._conn not in file_module._fork_orphans else 2
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert tier.tierkit_get("child") == Entry(b"c", None, ())
+    put(tier, "parent", b"still works")
+
+
+@pytest.mark.slow
+def test_two_processes_share_one_store(tmp_path: Path, build: Build) -> None:
+    count = 400
+    workers = [
+        run_helper(tmp_path / "cache", "ns", "share", "left", "right", str(count)),
+        run_helper(tmp_path / "cache", "ns", "share", "right", "left", str(count)),
+    ]
+    for worker in workers:
+        out, err = worker.communicate(timeout=120)
+        assert worker.returncode == 0, err
+        seen, found = map(int, out.split())
+        assert found >= seen
+    tier = build()
+    for side in ("left", "right"):
+        found = tier.tierkit_get_many([f"{side}:{n}" for n in range(count)])
+        assert len(found) == count
+        assert all(parse_value(found[f"{side}:{n}"].value) == n for n in range(count))
+    assert tier.tierkit_stats()["entries"] == 2 * count
+
+
+@pytest.mark.slow
+def test_a_killed_writer_leaves_the_old_value_or_the_new_one(tmp_path: Path, build: Build) -> None:
+    rng = random.Random(20240611)
+    last_committed = 0
+    for _ in range(8):
+        writer = run_helper(tmp_path / "cache", "ns", "rewrite", "k")
+        assert writer.stdout is not None
+        for _ in range(rng.randint(1, 12)):  # let it commit a few values, then kill it mid-loop
+            line = writer.stdout.readline()
+            assert line, writer.stderr.read() if writer.stderr else ""
+            last_committed = int(line)
+        writer.send_signal(signal.SIGKILL)
+        writer.communicate()
+        tier = build()
+        got = tier.tierkit_get("k")
+        assert got is not None
+        assert parse_value(got.value) >= last_committed  # complete, and nothing committed is lost
+        assert tier.tierkit_stats()["corrupt_removed"] == 0
+        tier.tierkit_close()
+    with raw(tier) as conn:
+        assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+
+
+# -- corruption -------------------------------------------------------------------------
+
+
+def test_a_corrupt_entry_is_a_miss_removed_and_counted(
+    build: Build, caplog: pytest.LogCaptureFixture
+) -> None:
+    tier = build()
+    for key in ("flipped", "retyped", "badtags", "fine"):
+        put(tier, key, make_value(1, 2000), None, "t")
+    with raw(tier) as conn:
+        value = bytearray(conn.execute("SELECT value FROM entries WHERE key = 'flipped'").fetchone()[0])
+        value[1000] ^= 0xFF
+        conn.execute("UPDATE entries SET value = ? WHERE key = 'flipped'", (bytes(value),))
+        conn.execute("UPDATE entries SET value = 'text' WHERE key = 'retyped'")
+        conn.execute("UPDATE entries SET tags = x'5b7b' WHERE key = 'badtags'")
+    with caplog.at_level(logging.WARNING, logger="tierkit.file"):
+        assert tier.tierkit_get("flipped") is None
+        assert tier.tierkit_get_many(["retyped", "badtags", "fine"]).keys() == {"fine"}
+    assert "corrupt entry" in caplog.text
+    stats = tier.tierkit_stats()
+    assert (stats["corrupt_removed"], stats["entries"]) == (3, 1)
+    with raw(tier) as conn:
+        assert conn.execute("SELECT key FROM entries").fetchall() == [("fine",)]
+        assert conn.execute("SELECT COUNT(*) FROM tags").fetchone() == (1,)
+
+
+def test_a_garbage_database_is_moved_aside(
+    build: Build, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "cache" / "ns" / DB_NAME
+    path.parent.mkdir(parents=True)
+    garbage = os.urandom(10_000)
+    path.write_bytes(garbage)
+    with caplog.at_level(logging.WARNING, logger="tierkit.file"):
+        tier = build()
+    (aside,) = path.parent.glob(DB_NAME + ".corrupt-*")
+    assert aside.read_bytes() == garbage
+    assert "corrupt" in caplog.text and str(aside) in caplog.text
+    assert tier.tierkit_stats()["corrupt_files_moved"] == [str(aside)]
+    health = tier.tierkit_health()
+    assert health.status == "ok" and str(aside) in health.reason
+    put(tier, "k", b"works")
+    assert tier.tierkit_get("k") == Entry(b"works", None, ())
+
+
+def test_a_database_garbled_while_open_is_replaced(build: Build) -> None:
+    tier = build()
+    for n in range(200):
+        put(tier, f"k{n}", make_value(n, 3000))
+    with raw(tier) as conn:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    size = tier.path.stat().st_size
+    with open(tier.path, "r+b") as f:
+        f.write(os.urandom(size))
+    with pytest.raises(sqlite3.DatabaseError):
+        tier.tierkit_get("k1")  # the chain counts this error and carries on
+    assert tier.tierkit_get("k1") is None
+    put(tier, "k1", b"fresh")
+    assert tier.tierkit_get("k1") == Entry(b"fresh", None, ())
+    assert len(tier.tierkit_stats()["corrupt_files_moved"]) == 1
+
+
+def test_a_newer_schema_is_refused_not_overwritten(build: Build) -> None:
+    tier = build()
+    put(tier, "k")
+    tier.tierkit_close()
+    with raw(tier) as conn:
+        conn.execute("PRAGMA user_version = 99")
+    with pytest.raises(TierkitError, match="schema version 99"):
+        build()
+
+
+def test_health_is_down_when_the_store_cannot_open(build: Build) -> None:
+    tier = build()
+    tier.tierkit_close()
+    for side in tier.path.parent.glob(DB_NAME + "*"):
+        side.unlink()
+    tier.path.mkdir()
+    health = tier.tierkit_health()
+    assert health.status == "down" and str(tier.path) in health.reason
+
+
+# -- permissions ------------------------------------------------------------------------
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX permissions")
+def test_directories_are_0700_and_files_0600(tmp_path: Path, clock: FakeClock) -> None:
+    old = os.umask(0)  # even with a permissive umask
+    try:
+        tier = FileTier(FileOptions(directory=tmp_path / "a" / "cache"), make_context(clock))
+        put(tier, "k")
+        assert mode(tmp_path / "a" / "cache") == 0o700
+        assert mode(tier.path.parent) == 0o700
+        files = sorted(tier.path.parent.glob(DB_NAME + "*"))
+        assert {p.name for p in files} >= {DB_NAME, DB_NAME + "-wal", DB_NAME + "-shm"}
+        assert {p.name: mode(p) for p in files} == {p.name: 0o600 for p in files}
+        tier.tierkit_close()
+    finally:
+        os.umask(old)
+
+
+# -- size bound -------------------------------------------------------------------------
+
+
+def test_max_bytes_evicts_the_least_recently_stored(build: Build) -> None:
+    tier = build(max_bytes=10_000)
+    for n in range(10):
+        put(tier, f"k{n}", bytes(1000))
+    put(tier, "k0", bytes(1000))  # re-stored: now the newest
+    for n in range(10, 40):
+        put(tier, f"k{n}", bytes(1000))
+        stats = tier.tierkit_stats()
+        assert stats["bytes"] <= 10_000
+    assert tier.tierkit_get("k39") is not None
+    assert tier.tierkit_get("k1") is None
+    stats = tier.tierkit_stats()
+    with raw(tier) as conn:
+        count, total = conn.execute("SELECT COUNT(*), SUM(size) FROM entries").fetchone()
+    assert (stats["entries"], stats["bytes"]) == (count, total)
+    assert stats["evictions"] == 40 - count
+    assert stats["max_bytes"] == 10_000
+
+
+def test_eviction_order_follows_restores(build: Build) -> None:
+    tier = build(max_bytes=3_000)
+    for key in "abc":
+        put(tier, key, bytes(1000))
+    put(tier, "a", bytes(1000))
+    put(tier, "d", bytes(1000))  # evicts down to 90 %: b and c are older than a
+    assert [k for k in "abcd" if tier.tierkit_get(k)] == ["a", "d"]
+
+
+def test_set_many_respects_max_bytes(build: Build) -> None:
+    tier = build(max_bytes=5_000)
+    tier.tierkit_set_many({f"k{n}": Entry(bytes(1000), None, ()) for n in range(12)})
+    assert tier.tierkit_stats()["bytes"] <= 5_000
+    assert tier.tierkit_get("k11") is not None
+
+
+def test_a_value_larger_than_max_bytes_is_not_stored(build: Build) -> None:
+    tier = build(max_bytes=1_000)
+    put(tier, "k", b"small")
+    put(tier, "k", bytes(1001))
+    assert tier.tierkit_get("k") is None
+    tier.tierkit_set_many({"k": Entry(b"small", None, ()), "big": Entry(bytes(1001), None, ())})
+    assert tier.tierkit_get_many(["k", "big"]).keys() == {"k"}
+    assert tier.tierkit_stats()["bytes"] == 5
+
+
+# -- no scans ---------------------------------------------------------------------------
+
+
+def test_statements_use_indexes_not_scans(build: Build) -> None:
+    tier = build()
+    statements = {
+        name: sql
+        for name, sql in vars(file_module).items()
+        if name.isupper()
+        and isinstance(sql, str)
+        and sql.startswith(("SELECT", "INSERT", "UPDATE", "DELETE"))
+    }
+    assert len(statements) >= 15
+    with raw(tier) as conn:
+        for name, sql in statements.items():
+            params = (None,) * sql.count("?")
+            plan = " | ".join(row[3] for row in conn.execute("EXPLAIN QUERY PLAN " + sql, params))
+            scans = [
+                part for part in plan.split(" | ") if part.startswith("SCAN") and "VIRTUAL TABLE" not in part
+            ]
+            allowed = {"_CLEAR": "SCAN entries", "_OLDEST": "SCAN entries USING INDEX entries_seq"}
+            assert scans in ([], [allowed.get(name)]), f"{name}: {plan}"
+
+
+def test_per_operation_work_does_not_grow_with_the_store(build: Build) -> None:
+    """Count SQLite VM steps per operation at 100 and 5 000 entries: they must not grow."""
+
+    def steps(tier: FileTier, op: Callable[[], object]) -> int:
+        count = 0
+
+        def tick() -> int:
+            nonlocal count
+            count += 1
+            return 0
+
+        tier._conn.set_progress_handler(tick, 1)
+        op()
+        tier._conn.set_progress_handler(None, 1)
+        return count
+
+    costs = []
+    for size in (100, 5000):
+        tier = build(namespace=f"n{size}", max_bytes=10**9)
+        tier.tierkit_set_many({f"k{n}": Entry(bytes(100), None, ("t",)) for n in range(size)})
+        costs.append(
+            [
+                steps(tier, lambda t=tier: t.tierkit_get("k50")),
+                steps(tier, lambda t=tier: put(t, "k50", bytes(100), None, "t")),
+                steps(tier, lambda t=tier: t.tierkit_delete("k60")),
+                steps(tier, lambda t=tier: t.tierkit_invalidate_prefix("k7")),
+                steps(tier, lambda t=tier: t.tierkit_stats()),
+            ]
+        )
+    small, large = costs
+    assert large[:3] == small[:3]
+    assert large[3] < 30 * small[3]  # k7* matches 11 keys of 100, 111 of 5000
+    assert large[4] == small[4]

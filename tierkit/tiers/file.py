@@ -1,0 +1,562 @@
+"""The file tier: a persistent, size-bounded cache in one SQLite database per namespace.
+
+Entries live in ``<directory>/<namespace>/cache.sqlite3`` (SQLite in WAL mode, from the
+standard library), never one file per key, so keys never become paths.  Every write is one
+atomic transaction: a process killed mid-write leaves the old value or the new one.  Every
+value carries a CRC-32; a row that fails it is a miss, and is removed and counted.  A
+database file that is not a database is moved aside (``.corrupt-<timestamp>``) and replaced
+by an empty one.
+
+Nothing scans the store per operation: triggers keep the entry count and byte total in a
+one-row ``meta`` table and the ``tag → entry`` index in step; writes are upserts in place
+that stamp a ``seq`` (store order), so eviction walks the ``seq`` index oldest first;
+expiry purges use an index on ``expires_at``; prefix invalidation is a range on the key
+index."""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import sqlite3
+import sys
+import threading
+import time
+import weakref
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+from zlib import crc32
+
+import orjson
+import platformdirs
+from pydantic import BaseModel, ConfigDict, Field
+
+from tierkit._types import Entry, Holds, Tier, TierContext, TierHealth, WritePolicy
+from tierkit.errors import ConfigError, TierkitError
+from tierkit.hookspecs import hookimpl
+
+if sys.platform != "win32":
+    import fcntl
+
+__all__ = ["FileTier", "FileOptions"]
+
+logger = logging.getLogger("tierkit.file")
+
+DB_NAME = "cache.sqlite3"
+SCHEMA_VERSION = 1
+_CORRUPTION_CODES = frozenset({sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB})
+_NAMESPACE_RE = re.compile(r"(?!\.{1,2}$)[A-Za-z0-9_.\-]{1,128}")
+_EVICT_TO = 0.9
+"""Eviction frees space down to this fraction of ``max_bytes``, so it runs in batches."""
+
+_SCHEMA = f"""
+BEGIN IMMEDIATE;
+CREATE TABLE IF NOT EXISTS entries (
+    id INTEGER PRIMARY KEY,
+    key TEXT NOT NULL UNIQUE,
+    value BLOB NOT NULL,
+    crc INTEGER NOT NULL,
+    size INTEGER NOT NULL,
+    expires_at REAL,
+    tags BLOB,
+    seq INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS entries_seq ON entries (seq);
+CREATE INDEX IF NOT EXISTS entries_expires_at ON entries (expires_at)
+    WHERE expires_at IS NOT NULL;
+CREATE TABLE IF NOT EXISTS tags (
+    tag TEXT NOT NULL,
+    entry_id INTEGER NOT NULL,
+    PRIMARY KEY (tag, entry_id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS tags_entry_id ON tags (entry_id);
+CREATE TABLE IF NOT EXISTS meta (
+    id INTEGER PRIMARY KEY CHECK (id = 0),
+    entries INTEGER NOT NULL,
+    bytes INTEGER NOT NULL,
+    evictions INTEGER NOT NULL,
+    expired INTEGER NOT NULL,
+    corrupt INTEGER NOT NULL
+);
+INSERT OR IGNORE INTO meta VALUES (0, 0, 0, 0, 0, 0);
+CREATE TRIGGER IF NOT EXISTS entries_insert AFTER INSERT ON entries BEGIN
+    UPDATE meta SET entries = entries + 1, bytes = bytes + new.size WHERE id = 0;
+END;
+CREATE TRIGGER IF NOT EXISTS entries_resize AFTER UPDATE OF size ON entries
+    WHEN new.size != old.size BEGIN
+    UPDATE meta SET bytes = bytes + new.size - old.size WHERE id = 0;
+END;
+CREATE TRIGGER IF NOT EXISTS entries_delete AFTER DELETE ON entries BEGIN
+    UPDATE meta SET entries = entries - 1, bytes = bytes - old.size WHERE id = 0;
+END;
+CREATE TRIGGER IF NOT EXISTS entries_untag AFTER DELETE ON entries
+    WHEN old.tags IS NOT NULL BEGIN
+    DELETE FROM tags WHERE entry_id = old.id;
+END;
+CREATE TRIGGER IF NOT EXISTS entries_retag AFTER UPDATE OF tags ON entries
+    WHEN old.tags IS NOT NULL BEGIN
+    DELETE FROM tags WHERE entry_id = old.id;
+END;
+PRAGMA user_version = {SCHEMA_VERSION};
+COMMIT;
+"""
+"""Schema, created once per file.  ``seq`` is the store order (eviction walks its index);
+the triggers keep ``meta`` (count, bytes) and the tag index in step with ``entries``."""
+
+_GET = "SELECT id, value, crc, expires_at, tags FROM entries WHERE key = ?"
+_GET_MANY = (
+    "SELECT e.key, e.id, e.value, e.crc, e.expires_at, e.tags"
+    " FROM json_each(?) AS j CROSS JOIN entries AS e ON e.key = j.value"
+)
+_SET = (
+    "INSERT INTO entries (key, value, crc, size, expires_at, tags, seq)"
+    " VALUES (?, ?, ?, ?, ?, ?, (SELECT IFNULL(MAX(seq), 0) + 1 FROM entries))"
+    " ON CONFLICT (key) DO UPDATE SET value = excluded.value, crc = excluded.crc,"
+    " size = excluded.size, expires_at = excluded.expires_at, tags = excluded.tags,"
+    " seq = excluded.seq"
+    " RETURNING id, (SELECT bytes FROM meta WHERE id = 0)"
+)
+"""Upsert in place (far fewer pages written than a REPLACE), returning the entry's id and
+the byte total *before* this row (RETURNING does not see the triggers' effect)."""
+_SET_TAG = "INSERT OR IGNORE INTO tags (tag, entry_id) VALUES (?, ?)"
+_DELETE = "DELETE FROM entries WHERE key = ?"
+_DELETE_CORRUPT = "DELETE FROM entries WHERE id = ?"
+_COUNT_CORRUPT = "UPDATE meta SET corrupt = corrupt + 1 WHERE id = 0"
+_DELETE_TAGS = (
+    "DELETE FROM entries WHERE id IN"
+    " (SELECT t.entry_id FROM json_each(?) AS j CROSS JOIN tags AS t ON t.tag = j.value)"
+)
+_DELETE_RANGE = "DELETE FROM entries WHERE key >= ? AND key < ?"
+_DELETE_FROM = "DELETE FROM entries WHERE key >= ?"
+_CLEAR = "DELETE FROM entries"
+_TOTAL_BYTES = "SELECT bytes FROM meta WHERE id = 0"
+_STATS = "SELECT entries, bytes, evictions, expired, corrupt FROM meta WHERE id = 0"
+_PURGE_EXPIRED = "DELETE FROM entries WHERE expires_at <= ?"
+_COUNT_EXPIRED = "UPDATE meta SET expired = expired + ? WHERE id = 0"
+_OLDEST = "SELECT seq, size FROM entries ORDER BY seq"
+_EVICT = "DELETE FROM entries WHERE seq <= ?"
+_COUNT_EVICTED = "UPDATE meta SET evictions = evictions + ? WHERE id = 0"
+
+_fork_orphans: list[sqlite3.Connection] = []
+"""Connections inherited across ``fork``: kept referenced so the child never closes them."""
+_live_tiers: weakref.WeakSet[FileTier] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for tier in _live_tiers:
+        tier._forked()
+
+
+if sys.platform != "win32":
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+class FileOptions(BaseModel):
+    """Options of the ``file`` tier."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    directory: Path | None = Field(
+        default=None,
+        description="Directory holding one sub-directory per namespace; "
+        "None means the user cache directory (platformdirs.user_cache_dir('tierkit')).",
+    )
+    max_bytes: int = Field(
+        default=1 << 30,
+        gt=0,
+        description="Upper bound on the total size of stored values, in bytes; the least "
+        "recently stored entries are evicted beyond it. SQLite's own overhead comes on top.",
+    )
+    busy_timeout: float = Field(
+        default=5.0,
+        ge=0,
+        description="Seconds to wait for another process's write lock before failing.",
+    )
+    synchronous: Literal["off", "normal", "full"] = Field(
+        default="normal",
+        description="SQLite synchronous mode. 'normal': no fsync per write, an atomic commit "
+        "survives a killed process and power loss can lose only the last writes; 'full': an "
+        "fsync per write, nothing committed is lost; 'off': no fsync at all, fastest, and an "
+        "OS crash or power loss may corrupt the file (it is then moved aside and emptied).",
+    )
+    purge_every: int = Field(
+        default=256,
+        gt=0,
+        description="Purge expired entries (through the expiry index) once every this many "
+        "writes of this process.",
+    )
+    mmap_bytes: int = Field(
+        default=64 << 20,
+        ge=0,
+        description="Bytes of the database file SQLite may memory-map for reads; 0 disables.",
+    )
+
+
+class _Guard:
+    """``with tier._guard as conn``: the tier's lock and this process's connection."""
+
+    __slots__ = ("_tier",)
+
+    def __init__(self, tier: FileTier) -> None:
+        self._tier = tier
+
+    def __enter__(self) -> sqlite3.Connection:
+        tier = self._tier
+        if tier._stale:
+            tier._reopen()
+        tier._lock.acquire()
+        return tier._conn
+
+    def __exit__(self, exc_type: object, exc: BaseException | None, tb: object) -> None:
+        tier = self._tier
+        try:
+            if isinstance(exc, sqlite3.DatabaseError):
+                tier._failed(exc)
+        finally:
+            tier._lock.release()
+
+
+class FileTier(Tier):
+    """Persistent byte tier backed by one SQLite database (WAL mode) per namespace."""
+
+    Options: ClassVar[type[BaseModel]] = FileOptions
+    holds: ClassVar[Holds] = "bytes"
+    default_write: ClassVar[WritePolicy] = "persistent"
+    remote: ClassVar[bool] = False
+
+    def __init__(self, options: BaseModel, context: TierContext) -> None:
+        if not isinstance(options, FileOptions):
+            raise TypeError(f"FileTier needs FileOptions, got {type(options).__name__}")
+        if not _NAMESPACE_RE.fullmatch(context.namespace):
+            raise ConfigError(
+                f"file tier {context.name!r}: namespace {context.namespace!r} is not a safe "
+                "directory name: use 1-128 letters, digits, '_', '.' or '-', not '.' or '..'"
+            )
+        super().__init__(options, context)
+        self._opts = options
+        self._clock = context.clock
+        self._max_bytes = options.max_bytes
+        directory = options.directory
+        if directory is None:
+            directory = Path(platformdirs.user_cache_dir("tierkit"))
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self._dir = directory / context.namespace
+        self._dir.mkdir(mode=0o700, exist_ok=True)
+        self.path = self._dir / DB_NAME
+        self._quarantined: list[Path] = []
+        self._lock = threading.Lock()
+        self._writes_left = options.purge_every
+        self._conn, self._inode = self._open()
+        self._stale = False
+        self._guard = _Guard(self)
+        _live_tiers.add(self)
+
+    # -- connection management ------------------------------------------------------------
+
+    def _open(self) -> tuple[sqlite3.Connection, tuple[int, int]]:
+        """Open (creating 0600) and set up the database, moving a corrupt file aside once."""
+        for attempt in (1, 2):
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+            try:
+                st = os.fstat(fd)
+            finally:
+                os.close(fd)
+            inode = (st.st_dev, st.st_ino)
+            conn = sqlite3.connect(
+                self.path,
+                timeout=self._opts.busy_timeout,
+                isolation_level=None,
+                check_same_thread=False,
+            )
+            try:
+                self._setup(conn)
+            except BaseException as exc:
+                conn.close()
+                if (
+                    attempt == 2
+                    or not isinstance(exc, sqlite3.DatabaseError)
+                    or getattr(exc, "sqlite_errorcode", None) not in _CORRUPTION_CODES
+                ):
+                    raise
+                self._quarantine(inode, exc)
+            else:
+                return conn, inode
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _setup(self, conn: sqlite3.Connection) -> None:
+        opts = self._opts
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute(f"PRAGMA synchronous = {opts.synchronous.upper()}")
+        conn.execute(f"PRAGMA mmap_size = {opts.mmap_bytes}")
+        conn.execute("PRAGMA cache_size = -16384")
+        conn.execute("PRAGMA journal_size_limit = 67108864")
+        (version,) = conn.execute("PRAGMA user_version").fetchone()
+        if version == SCHEMA_VERSION:
+            return
+        if version != 0:
+            raise TierkitError(
+                f"{self.path} has file-tier schema version {version}, this tierkit reads "
+                f"version {SCHEMA_VERSION}; point the file tier at another directory"
+            )
+        conn.executescript(_SCHEMA)
+
+    def _quarantine(self, inode: tuple[int, int], exc: BaseException) -> None:
+        """Move the database aside if it is still the file that failed (under a lock file)."""
+        with _file_lock(self._dir / (DB_NAME + ".lock")):
+            try:
+                st = os.stat(self.path)
+            except FileNotFoundError:
+                return
+            if (st.st_dev, st.st_ino) != inode:
+                return  # another process already replaced it
+            suffix = time.strftime(".corrupt-%Y%m%dT%H%M%S") + f"-{os.getpid()}"
+            aside = self.path.with_name(DB_NAME + suffix)
+            os.rename(self.path, aside)
+            for ext in ("-wal", "-shm"):
+                side = self.path.with_name(DB_NAME + ext)
+                if side.exists():
+                    os.rename(side, aside.with_name(aside.name + ext))
+        self._quarantined.append(aside)
+        logger.warning("file tier: %s is corrupt (%s); moved it to %s", self.path, exc, aside)
+
+    def _reopen(self) -> None:
+        """Open a new connection after a fork, a close or a corrupt database."""
+        with self._lock:
+            if self._stale:
+                self._conn, self._inode = self._open()
+                self._stale = False
+
+    def _forked(self) -> None:
+        """In a forked child: the parent's lock may have been copied while held, and the
+        parent's connection must be neither used nor closed here (SQLite forbids both)."""
+        self._lock = threading.Lock()
+        _fork_orphans.append(self._conn)
+        self._stale = True
+
+    def _failed(self, exc: sqlite3.DatabaseError) -> None:
+        """After an error, replace a database that turned out to be corrupt."""
+        if getattr(exc, "sqlite_errorcode", None) in _CORRUPTION_CODES:
+            self._conn.close()
+            self._stale = True
+            self._quarantine(self._inode, exc)
+
+    # -- reads ----------------------------------------------------------------------------
+
+    @hookimpl
+    def tierkit_get(self, key: str) -> Entry | None:
+        if self._stale:
+            self._reopen()
+        with self._lock:  # inlined _guard: this is the hottest path
+            try:
+                row = self._conn.execute(_GET, (key,)).fetchone()
+            except sqlite3.DatabaseError as exc:
+                self._failed(exc)
+                raise
+        if row is None:
+            return None
+        return self._entry(row)
+
+    @hookimpl
+    def tierkit_get_many(self, keys: Sequence[str]) -> Mapping[str, Entry]:
+        with self._guard as conn:
+            rows = conn.execute(_GET_MANY, (orjson.dumps(list(keys)),)).fetchall()
+        found: dict[str, Entry] = {}
+        for key, *row in rows:
+            entry = self._entry(row)
+            if entry is not None:
+                found[key] = entry
+        return found
+
+    def _entry(self, row: Sequence[Any]) -> Entry | None:
+        """Turn an ``_GET`` row into an Entry; ``None`` if expired, or if corrupt (then removed)."""
+        rowid, value, crc, expires_at, tags = row
+        if expires_at is not None and expires_at <= self._clock():
+            return None
+        if type(value) is bytes and crc32(value) == crc:
+            if tags is None:
+                return Entry(value, expires_at)
+            try:
+                return Entry(value, expires_at, tuple(orjson.loads(tags)))
+            except (orjson.JSONDecodeError, TypeError):
+                pass
+        with self._guard as conn, _transaction(conn):
+            if conn.execute(_DELETE_CORRUPT, (rowid,)).rowcount:
+                conn.execute(_COUNT_CORRUPT)
+        logger.warning("file tier: removed a corrupt entry from %s", self.path)
+        return None
+
+    # -- writes ---------------------------------------------------------------------------
+
+    @hookimpl
+    def tierkit_set(self, key: str, entry: Entry) -> None:
+        value, expires_at, tags = entry
+        size = len(value)
+        with self._guard as conn:
+            if size > self._max_bytes:
+                conn.execute(_DELETE, (key,))
+                return
+            row = (key, value, crc32(value), size, expires_at, _tags_blob(tags))
+            if tags:
+                with _transaction(conn):
+                    rowid, before = conn.execute(_SET, row).fetchone()
+                    conn.executemany(_SET_TAG, [(tag, rowid) for tag in tags])
+            else:
+                rowid, before = conn.execute(_SET, row).fetchone()
+            self._after_write(conn, 1, before + size)
+
+    @hookimpl
+    def tierkit_set_many(self, entries: Mapping[str, Entry]) -> None:
+        if not entries:
+            return
+        max_bytes = self._max_bytes
+        with self._guard as conn:
+            with _transaction(conn):
+                for key, (value, expires_at, tags) in entries.items():
+                    size = len(value)
+                    if size > max_bytes:
+                        conn.execute(_DELETE, (key,))
+                        continue
+                    row = (key, value, crc32(value), size, expires_at, _tags_blob(tags))
+                    rowid = conn.execute(_SET, row).fetchone()[0]
+                    if tags:
+                        conn.executemany(_SET_TAG, [(tag, rowid) for tag in tags])
+                ceiling = conn.execute(_TOTAL_BYTES).fetchone()[0]
+            self._after_write(conn, len(entries), ceiling)
+
+    def _after_write(self, conn: sqlite3.Connection, count: int, ceiling: int) -> None:
+        """Purge expired entries now and then; evict if the total may exceed ``max_bytes``.
+
+        ``ceiling`` is an upper bound of the byte total after the write.
+        """
+        self._writes_left -= count
+        if self._writes_left <= 0:
+            self._writes_left = self._opts.purge_every
+            self._purge_expired(conn)
+        if ceiling > self._max_bytes:
+            self._evict(conn)
+
+    def _purge_expired(self, conn: sqlite3.Connection) -> None:
+        with _transaction(conn):
+            purged = conn.execute(_PURGE_EXPIRED, (self._clock(),)).rowcount
+            if purged:
+                conn.execute(_COUNT_EXPIRED, (purged,))
+
+    def _evict(self, conn: sqlite3.Connection) -> None:
+        """Delete the least recently stored entries, down to ``_EVICT_TO`` of the bound."""
+        self._purge_expired(conn)
+        with _transaction(conn):
+            total = conn.execute(_TOTAL_BYTES).fetchone()[0]
+            if total <= self._max_bytes:
+                return
+            excess = total - int(self._max_bytes * _EVICT_TO)
+            cutoff = 0
+            cursor = conn.execute(_OLDEST)
+            for seq, size in cursor:
+                cutoff = seq
+                excess -= size
+                if excess <= 0:
+                    break
+            cursor.close()
+            evicted = conn.execute(_EVICT, (cutoff,)).rowcount
+            conn.execute(_COUNT_EVICTED, (evicted,))
+
+    @hookimpl
+    def tierkit_delete(self, key: str) -> bool:
+        with self._guard as conn:
+            return conn.execute(_DELETE, (key,)).rowcount > 0
+
+    @hookimpl
+    def tierkit_invalidate_tags(self, tags: Sequence[str]) -> int:
+        with self._guard as conn:
+            return conn.execute(_DELETE_TAGS, (orjson.dumps(list(tags)),)).rowcount
+
+    @hookimpl
+    def tierkit_invalidate_prefix(self, prefix: str) -> int:
+        upper = _prefix_upper_bound(prefix)
+        with self._guard as conn:
+            if upper is None:
+                return conn.execute(_DELETE_FROM, (prefix,)).rowcount
+            return conn.execute(_DELETE_RANGE, (prefix, upper)).rowcount
+
+    @hookimpl
+    def tierkit_clear(self) -> None:
+        with self._guard as conn:
+            conn.execute(_CLEAR)
+
+    # -- broadcast hooks ------------------------------------------------------------------
+
+    @hookimpl
+    def tierkit_stats(self) -> Mapping[str, Any]:
+        with self._guard as conn:
+            entries, total, evictions, expired, corrupt = conn.execute(_STATS).fetchone()
+        return {
+            "entries": entries,
+            "bytes": total,
+            "max_bytes": self._max_bytes,
+            "evictions": evictions,
+            "expired_removed": expired,
+            "corrupt_removed": corrupt,
+            "corrupt_files_moved": [str(p) for p in self._quarantined],
+            "path": str(self.path),
+        }
+
+    @hookimpl
+    def tierkit_health(self) -> TierHealth:
+        try:
+            stats = self.tierkit_stats()
+        except (sqlite3.Error, OSError) as exc:
+            return TierHealth("down", f"{self.path}: {exc}")
+        reason = ""
+        if self._quarantined:
+            reason = f"corrupt database moved aside to {self._quarantined[-1]}; started empty"
+        return TierHealth("ok", reason, stats)
+
+    @hookimpl
+    def tierkit_close(self) -> None:
+        with self._lock:
+            if not self._stale:
+                self._conn.close()
+                self._stale = True
+
+
+@contextmanager
+def _transaction(conn: sqlite3.Connection) -> Iterator[None]:
+    """``BEGIN IMMEDIATE`` … ``COMMIT``, rolled back on any exception."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+@contextmanager
+def _file_lock(path: Path) -> Iterator[None]:
+    """An exclusive advisory lock on ``path`` between processes (none on Windows)."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        if sys.platform != "win32":
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _tags_blob(tags: tuple[str, ...]) -> bytes | None:
+    """The ``tags`` column: a JSON array, or NULL for none."""
+    return orjson.dumps(tags) if tags else None
+
+
+def _prefix_upper_bound(prefix: str) -> str | None:
+    """The least string above every string starting with ``prefix`` (None: no bound)."""
+    while prefix:
+        code = ord(prefix[-1]) + 1
+        if code == 0xD800:
+            code = 0xE000  # surrogates cannot be stored; UTF-8 order is code point order
+        if code <= sys.maxunicode:
+            return prefix[:-1] + chr(code)
+        prefix = prefix[:-1]
+    return None
