@@ -110,6 +110,13 @@ def test_options_are_frozen() -> None:
         ("redis://h:6379/2", "redis://h:6379/2"),
         (f"unix:///tmp/r.sock?db=1&password={SECRET}", "unix:///tmp/r.sock?db=1&password=***"),
         (f"redis://alice:{SECRET}@h:bad", "redis://alice:***@h:bad"),
+        (f"redis://alice:{SECRET}/x@y@h:6379/0", "redis://alice:***@h:6379/0"),
+        (
+            f"redis://:{SECRET}@h/0?client_name=app&Password={SECRET}",
+            "redis://:***@h/0?client_name=app&Password=***",
+        ),
+        (f"alice:{SECRET}@h", "alice:***@h"),
+        ("not a url", "not a url"),
     ],
 )
 def test_redacted_url(url: str, shown: str) -> None:

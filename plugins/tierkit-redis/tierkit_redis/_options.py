@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import re
 from typing import Self
-from urllib.parse import parse_qsl, urlencode, urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 from pydantic import (
     BaseModel,
@@ -17,6 +18,7 @@ from pydantic import (
 
 SCHEMES = ("redis", "rediss", "unix")
 _MASK = "***"
+_QUERY_PASSWORD = re.compile(r"([?&][^=&#]*password[^=&#]*=)[^&#]*", re.IGNORECASE)
 
 
 class Options(BaseModel):
@@ -117,22 +119,17 @@ def check_url(url: str) -> None:
 
 
 def redacted_url(url: str) -> str:
-    """``url`` with its password (in the authority or a ``password=`` query) replaced by ``***``."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<invalid url>"
-    netloc = parts.netloc
-    if "@" in netloc:
-        userinfo, _, hostport = netloc.rpartition("@")
+    """``url`` with its password (in the authority or a ``password=`` query) replaced by ``***``.
+
+    Works on the text, not on a parse, so that even a malformed URL (an unescaped ``/``
+    or ``@`` in the password) is masked: everything up to the last ``@`` is user info.
+    """
+    scheme, sep, rest = url.partition("://") if "://" in url else ("", "", url)
+    if "@" in rest:
+        userinfo, _, host = rest.rpartition("@")
         user, colon, _ = userinfo.partition(":")
-        netloc = f"{user}{':' + _MASK if colon else ''}@{hostport}"
-    query = parts.query
-    if "password" in query.lower():
-        pairs = parse_qsl(query, keep_blank_values=True)
-        query = urlencode([(k, _MASK if "password" in k.lower() else v) for k, v in pairs], safe="*")
-    shown = f"{parts.scheme}://{netloc}{parts.path}"
-    return shown + (f"?{query}" if query else "") + (f"#{parts.fragment}" if parts.fragment else "")
+        rest = f"{user}:{_MASK}@{host}" if colon else f"{user}@{host}"
+    return scheme + sep + _QUERY_PASSWORD.sub(rf"\g<1>{_MASK}", rest)
 
 
 def endpoint(url: str) -> str:
