@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -138,3 +140,32 @@ def test_is_available_rejects_a_bad_url_without_echoing_it() -> None:
     with pytest.raises(ConfigError) as raised:
         is_available("http://u:Pa55-y@h")
     assert "url" in str(raised.value) and "Pa55-y" not in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["config"],
+        ["config", "--json"],
+        ["--order", "memory,redis", "health"],
+        ["--order", "memory,redis", "health", "--json"],
+        ["--order", "memory,redis", "stats", "--json"],
+        ["tiers", "redis"],
+    ],
+)
+def test_cli_never_prints_the_password(command: list[str], workdir: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TIERKIT_")}
+    env["REDIS_URL"] = "redis://alice:Cli-Pa55-word@127.0.0.1:1/0"
+    out = subprocess.run(
+        [sys.executable, "-m", "tierkit", *command],
+        capture_output=True,
+        text=True,
+        cwd=workdir,
+        env=env,
+        timeout=60,
+        check=False,
+    )
+    assert out.returncode in (0, 1), out.stderr
+    assert "Cli-Pa55-word" not in out.stdout + out.stderr
+    if command[0] == "config" or command[-2:] == ["health", "--json"]:
+        assert "alice:***@127.0.0.1:1/0" in out.stdout
