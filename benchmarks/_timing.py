@@ -32,7 +32,7 @@ class Mode:
     warmup_seconds: float
 
 
-FULL = Mode("full", rounds=31, batch_seconds=0.02, warmup_seconds=0.1)
+FULL = Mode("full", rounds=41, batch_seconds=0.01, warmup_seconds=0.1)
 QUICK = Mode("quick", rounds=3, batch_seconds=0.002, warmup_seconds=0.005)
 
 
@@ -73,6 +73,12 @@ class PairResult:
         return [t / p for t, p in zip(self.tierkit_times, self.peer_times, strict=True)]
 
     @property
+    def paired_median(self) -> float:
+        """Median of the per-round ratios: a cross-check of :attr:`ratio` (they differ when noisy)."""
+        ratios = self.paired_ratios
+        return statistics.median(ratios) if ratios else float("nan")
+
+    @property
     def spread(self) -> tuple[float, float]:
         """p25 and p75 of the per-round ratios."""
         ratios = sorted(self.paired_ratios)
@@ -106,6 +112,7 @@ class PairResult:
             "peer_s": None if self.skipped else self.peer,
             "ratio": None if self.skipped else self.ratio,
             "ratio_p25_p75": None if self.skipped else list(self.spread),
+            "paired_median": None if self.skipped else self.paired_median,
             "met": self.met,
             "tierkit_times_s": self.tierkit_times,
             "peer_times_s": self.peer_times,

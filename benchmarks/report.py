@@ -16,7 +16,7 @@ def _ratio(row: dict[str, Any]) -> str:
     if row["skipped"]:
         return "—"
     low, high = row["ratio_p25_p75"]
-    return f"**{row['ratio']:.2f}\u00d7** ({low:.2f}\u2013{high:.2f})"
+    return f"**{row['ratio']:.2f}\u00d7** ({row['paired_median']:.2f}; {low:.2f}\u2013{high:.2f})"
 
 
 def _met(row: dict[str, Any]) -> str:
@@ -38,7 +38,7 @@ def _time(seconds: float | None) -> str:
 
 def pair_table(pairs: list[dict[str, Any]], info: bool) -> str:
     lines = [
-        "| id | workload | tierkit | peer | tierkit / op | peer / op | ratio (p25\u2013p75 of rounds) |"
+        "| id | workload | tierkit | peer | tierkit / op | peer / op | ratio (paired median; p25\u2013p75) |"
         + ("" if info else " target | met? |"),
         "|---|---|---|---|---:|---:|---:|" + ("" if info else "---:|---|"),
     ]
@@ -88,18 +88,24 @@ def scaling_section(series: list[dict[str, Any]]) -> str:
         out.append(
             "| series | "
             + " | ".join(f"{size:,} entries" for size in sizes)
-            + " | largest ÷ smallest | flat (≤ 1.3\u00d7)? |"
+            + " | largest \u00f7 smallest | same, relative to dict.get"
+            + " | flat (\u2264 1.3\u00d7)? |"
         )
-        out.append("|---|" + "---:|" * len(sizes) + "---:|---|")
+        out.append("|---|" + "---:|" * len(sizes) + "---:|---:|---|")
         for s in rows:
             cells = [per_op_ns(t) for t in s["per_op_s"]]
-            verdict = (
-                ("✅" if s["flat"] else "❌") if not s["series"].startswith("reference") else "(reference)"
-            )
+            relative = s.get("largest_over_smallest_vs_floor")
+            verdict = "(reference)"
+            if not s["series"].startswith("reference"):
+                verdict = "\u2705" if s["flat"] else "\u274c"
+                if relative is not None and not s["flat"]:
+                    verdict += " raw; " + ("\u2705" if relative <= 1.3 else "\u274c") + " relative to dict"
             out.append(
                 f"| {s['series']} | "
                 + " | ".join(cells)
-                + f" | {s['largest_over_smallest']:.2f}\u00d7 | {verdict} |"
+                + f" | {s['largest_over_smallest']:.2f}\u00d7 | "
+                + ("\u2014" if relative is None else f"{relative:.2f}\u00d7")
+                + f" | {verdict} |"
             )
         out.append("")
     return "\n".join(out).rstrip()

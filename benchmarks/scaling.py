@@ -178,6 +178,11 @@ def memory_scaling(ctx: Context, sizes: list[int]) -> list[dict[str, Any]]:
             {s: cycling(dicts[s].get, samples[s]) for s in sizes},
         ),
     ]
+    floor = results[-1]["per_op_s"]
+    for series in results[:-1]:
+        relative = [t / f for t, f in zip(series["per_op_s"], floor, strict=True)]
+        series["over_dict_floor"] = relative
+        series["largest_over_smallest_vs_floor"] = relative[-1] / relative[0]
     for store in (get_caches, set_caches):
         for size, cache in store.items():
             evictions = cache.stats()["tiers"]["memory"]["evictions"]
