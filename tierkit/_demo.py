@@ -199,7 +199,7 @@ def show_invalidation(cache: Cache, report: CachedFunction[[str], dict[str, floa
     rows: list[tuple[str, str]] = [
         ('cache.invalidate(tags=["user:42"])', f"{removed} stored copies removed (2 keys, in every tier)"),
         ('cache.get("user:42:profile")', _lookup(cache, "user:42:profile")),
-        ('cache.get("user:7:profile")', _lookup(cache, "user:7:profile")),
+        ('cache.get("user:7:profile")', f"{_lookup(cache, 'user:7:profile')} (another tag: kept)"),
     ]
     removed = cache.invalidate(prefix=f"{FUNCTION_KEYS}:")
     rows.append((f'cache.invalidate(prefix="{FUNCTION_KEYS}:")', f"{removed} stored copies removed"))
