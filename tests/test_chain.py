@@ -314,3 +314,13 @@ def test_close_releases_tiers_once(clock: FakeClock) -> None:
 
 def test_get_cache_is_built_once() -> None:
     assert tierkit.get_cache() is tierkit.get_cache()
+
+
+def test_a_value_whose_class_is_not_importable_here_is_a_miss_and_kept(clock: FakeClock) -> None:
+    cache = chain(clock, ["memory", "bytes1"])
+    foreign = b'e{"\\u0000t":"dataclass","v":{"a":1},"c":"app_only_module:Thing"}'
+    store("bytes1")["k"] = tierkit.Entry(foreign, None, ())
+    assert cache.get("k", MISSING) is MISSING
+    assert store("bytes1")["k"].value == foreign  # another process can still read it
+    stats = cache.stats()["tiers"]["bytes1"]
+    assert (stats["corrupt"], stats["errors"]) == (0, 1)

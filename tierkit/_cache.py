@@ -13,6 +13,7 @@ unserializable value) raise before anything is written.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
@@ -25,6 +26,8 @@ from tierkit._config import Settings, load_settings, redact
 from tierkit._flight import SingleFlight
 from tierkit._types import MISSING, Clock, Entry, TierHealth
 from tierkit.errors import CodecError
+
+log = logging.getLogger("tierkit")
 
 T = TypeVar("T")
 _STATUS_RANK = {"ok": 0, "skipped": 0, "degraded": 1, "down": 2}
@@ -177,7 +180,7 @@ class Cache:
                 try:
                     value = codec.decode(payload)
                 except CodecError as exc:
-                    self._drop_corrupt(slot, key, exc)
+                    self._undecodable(slot, key, exc)
                     continue
             slot.hits += 1
             if index:
@@ -209,7 +212,7 @@ class Cache:
                     try:
                         hits[key] = (self._codec.decode(entry[0]), entry[0], entry)
                     except CodecError as exc:
-                        self._drop_corrupt(slot, key, exc)
+                        self._undecodable(slot, key, exc)
                 else:
                     hits[key] = (entry[0], None, entry)
             slot.hits += len(hits)
@@ -243,9 +246,14 @@ class Cache:
             if batch:
                 self._write(slot, batch)
 
-    def _drop_corrupt(self, slot: TierSlot, key: str, exc: CodecError) -> None:
-        slot.corrupt += 1
+    def _undecodable(self, slot: TierSlot, key: str, exc: CodecError) -> None:
+        """Count an undecodable entry as a miss; remove it only if its bytes are bad."""
         slot.errors += 1
+        if not exc.corrupt:
+            slot.misses += 1
+            log.debug("tier %r: %r not decodable in this process: %s", slot.name, key, exc)
+            return
+        slot.corrupt += 1
         try:
             slot.delete(key)
         except Exception as delete_exc:

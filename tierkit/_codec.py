@@ -99,7 +99,7 @@ class JsonCodec:
             if fmt == _ENVELOPE:
                 return _from_json(orjson.loads(payload[1:]))
             if fmt == _PICKLE:
-                raise CodecError("payload is signed pickle but this cache uses the JSON codec")
+                raise CodecError("payload is signed pickle but this cache uses the JSON codec", corrupt=False)
         except (orjson.JSONDecodeError, IndexError, KeyError, TypeError, ValueError) as exc:
             raise CodecError(f"corrupt payload: {exc}") from exc
         raise CodecError(f"unknown payload format byte {payload[:1]!r}")
@@ -254,7 +254,7 @@ def _from_json(node: Any) -> Any:
         try:
             cls = _import_class(node["c"])
         except (ImportError, AttributeError) as exc:
-            raise CodecError(f"cannot import {node['c']}: {exc}") from exc
+            raise CodecError(f"cannot import {node['c']} here: {exc}", corrupt=False) from exc
         return _CLASS_DECODERS[tag](cls, data)
     return _DECODERS[tag](data)
 
@@ -313,5 +313,7 @@ class PickleCodec:
             raise CodecError("pickle payload signature mismatch (tampered or another signing_key)")
         try:
             return pickle.loads(body)
+        except (ImportError, AttributeError) as exc:  # signed, so intact: a class missing here
+            raise CodecError(f"cannot unpickle here: {exc}", corrupt=False) from exc
         except Exception as exc:
             raise CodecError(f"corrupt pickle payload: {exc}") from exc

@@ -20,4 +20,15 @@ class PluginError(TierkitError):
 
 
 class CodecError(TierkitError):
-    """Stored bytes could not be decoded (corrupt, tampered or from an unknown codec)."""
+    """Stored bytes could not be decoded.
+
+    ``corrupt`` is True when the bytes themselves are bad (torn, tampered, not
+    what they claim to be): the chain removes such an entry.  It is False when
+    the bytes are fine but this process cannot rebuild the value (the value's
+    class is not importable here, another codec wrote it): the chain treats
+    the entry as a miss and leaves it for the processes that can read it.
+    """
+
+    def __init__(self, message: str, *, corrupt: bool = True) -> None:
+        super().__init__(message)
+        self.corrupt = corrupt
