@@ -16,12 +16,16 @@ def build(clock: FakeClock, **options: Any) -> MemoryTier:
 
 
 class TestMemoryConformance(TierConformance):
+    supports_batch = False  # the chain's per-key fallback is as fast as a loop here would be
+
     @pytest.fixture
     def tier(self, clock: FakeClock) -> MemoryTier:
         return build(clock)
 
 
 class TestMemoryConformanceCopyOnRead(TierConformance):
+    supports_batch = False
+
     @pytest.fixture
     def tier(self, clock: FakeClock) -> MemoryTier:
         return build(clock, copy_on_read=True)

@@ -21,6 +21,10 @@ from tierkit.errors import ConfigError, PluginError
 log = logging.getLogger("tierkit")
 
 
+UNAVAILABLE: Any = object()
+"""What :meth:`TierSlot.call` returns when the tier was skipped (breaker open) or failed."""
+
+
 class TierSlot:
     """One tier in a built chain: its bound hook methods, policy and counters."""
 
@@ -86,6 +90,18 @@ class TierSlot:
     def _set_each(self, entries: Mapping[str, Entry]) -> None:
         for key, entry in entries.items():
             self.set(key, entry)
+
+    def call(self, method: Callable[..., Any], *args: Any) -> Any:
+        """``method(*args)`` guarded by the breaker: :data:`UNAVAILABLE` if skipped or failed."""
+        if not self.breaker.allow():
+            return UNAVAILABLE
+        try:
+            result = method(*args)
+        except Exception as exc:
+            self.failed(exc)
+            return UNAVAILABLE
+        self.breaker.success()
+        return result
 
     def cap(self, expires_at: float | None, now: float) -> float | None:
         """``expires_at`` limited by this tier's ``max_ttl``."""

@@ -20,7 +20,7 @@ from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from tierkit._build import BuiltChain, TierSlot, build_chain
+from tierkit._build import UNAVAILABLE, BuiltChain, TierSlot, build_chain
 from tierkit._codec import Codec
 from tierkit._config import Settings, load_settings, redact
 from tierkit._flight import SingleFlight
@@ -162,14 +162,9 @@ class Cache:
         slots = self._slots
         for index in range(start, len(slots)):
             slot = slots[index]
-            if not slot.breaker.allow():
+            entry = slot.call(slot.get, key)
+            if entry is UNAVAILABLE:
                 continue
-            try:
-                entry = slot.get(key)
-            except Exception as exc:
-                slot.failed(exc)
-                continue
-            slot.breaker.success()
             if entry is None:
                 slot.misses += 1
                 continue
@@ -198,14 +193,9 @@ class Cache:
         for index, slot in enumerate(self._slots):
             if not wanted:
                 break
-            if not slot.breaker.allow():
+            entries = slot.call(slot.get_many, wanted)
+            if entries is UNAVAILABLE:
                 continue
-            try:
-                entries = slot.get_many(wanted)
-            except Exception as exc:
-                slot.failed(exc)
-                continue
-            slot.breaker.success()
             hits: dict[str, tuple[Any, bytes | None, Entry]] = {}
             for key, entry in entries.items():
                 if slot.holds_bytes:
@@ -229,7 +219,7 @@ class Cache:
         """Copy hits from tier ``index`` into the ``always`` tiers above it, with the remaining TTL."""
         now = self._clock()
         for slot in self._slots[:index]:
-            if slot.write != "always" or not slot.breaker.allow():
+            if slot.write != "always":
                 continue
             batch = {}
             for key, (value, payload, entry) in hits.items():
@@ -314,18 +304,12 @@ class Cache:
             self._write(slot, {key: Entry(value, exp, tag_tuple) for key, value in source.items()})
 
     def _write(self, slot: TierSlot, batch: Mapping[str, Entry]) -> None:
-        if not slot.breaker.allow():
-            return
-        try:
-            if len(batch) == 1:
-                slot.set(*next(iter(batch.items())))
-            else:
-                slot.set_many(batch)
-        except Exception as exc:
-            slot.failed(exc)
-            return
-        slot.breaker.success()
-        slot.sets += len(batch)
+        if len(batch) == 1:
+            done = slot.call(slot.set, *next(iter(batch.items())))
+        else:
+            done = slot.call(slot.set_many, batch)
+        if done is not UNAVAILABLE:
+            slot.sets += len(batch)
 
     def get_or_set(
         self,
@@ -371,15 +355,10 @@ class Cache:
         _check_key(key)
         removed = False
         for slot in self._persistent_writers:
-            if not slot.breaker.allow():
-                continue
-            try:
-                removed = slot.delete(key) or removed
-            except Exception as exc:
-                slot.failed(exc)
-                continue
-            slot.breaker.success()
-            slot.deletes += 1
+            outcome = slot.call(slot.delete, key)
+            if outcome is not UNAVAILABLE:
+                slot.deletes += 1
+                removed = bool(outcome) or removed
         return removed
 
     def invalidate(self, *, tags: Iterable[str] = (), prefix: str | None = None) -> int:
@@ -394,17 +373,12 @@ class Cache:
             raise ValueError("invalidate() needs tags=[...] and/or prefix=...")
         removed = 0
         for slot in self._persistent_writers:
-            if not slot.breaker.allow():
-                continue
-            try:
-                if tag_tuple:
-                    removed += slot.tier.tierkit_invalidate_tags(tags=tag_tuple)
-                if prefix is not None:
-                    removed += slot.tier.tierkit_invalidate_prefix(prefix=prefix)
-            except Exception as exc:
-                slot.failed(exc)
-                continue
-            slot.breaker.success()
+            if tag_tuple:
+                count = slot.call(slot.tier.tierkit_invalidate_tags, tag_tuple)
+                removed += count if count is not UNAVAILABLE else 0
+            if prefix is not None:
+                count = slot.call(slot.tier.tierkit_invalidate_prefix, prefix)
+                removed += count if count is not UNAVAILABLE else 0
         return removed
 
     def clear(self, tiers: Sequence[str] | None = None) -> None:

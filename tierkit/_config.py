@@ -40,9 +40,11 @@ PLAIN_ALIASES: dict[str, tuple[str, str]] = {"REDIS_URL": ("redis", "url")}
 
 DOTENV_FILES = (".env", ".env.local")  # later files win
 
+
 def streamlit_secrets_files() -> tuple[Path, ...]:
     """Where Streamlit keeps secrets: the project's ``.streamlit/`` first, then the user's."""
     return (Path(".streamlit/secrets.toml"), Path.home() / ".streamlit" / "secrets.toml")
+
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 

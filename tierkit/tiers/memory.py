@@ -133,26 +133,12 @@ class MemoryTier(Tier):
         return entry
 
     @hookimpl
-    def tierkit_get_many(self, keys: Sequence[str]) -> Mapping[str, Entry]:
-        found = {}
-        for key in keys:
-            entry = self.tierkit_get(key)
-            if entry is not None:
-                found[key] = entry
-        return found
-
-    @hookimpl
     def tierkit_set(self, key: str, entry: Entry) -> None:
         if self._copy:
             entry = Entry(copy.deepcopy(entry[0]), entry[1], entry[2])
         with self._lock:
             self._store(key, entry)
             self._evict()
-
-    @hookimpl
-    def tierkit_set_many(self, entries: Mapping[str, Entry]) -> None:
-        for key, entry in entries.items():
-            self.tierkit_set(key, entry)
 
     @hookimpl
     def tierkit_delete(self, key: str) -> bool:
