@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 
 import pytest
@@ -112,3 +113,35 @@ def test_password_only_url_for_requirepass_servers(
     tier.tierkit_set("k", Entry(b"v", None, ()))
     assert tier.tierkit_get("k") == Entry(b"v", None, ())
     assert ":***@" in repr(tier)
+
+
+LEAST_PRIVILEGE = (
+    "on >app-Pa55 ~{prefix}* resetchannels -@all "
+    "+get +mget +set +unlink +eval +sunion +scan +sadd +srem +pttl +pexpire +persist +ping"
+)
+"""What the tier needs, on its own keys only (INFO is optional)."""
+
+
+def test_least_privilege_acl_user(
+    redis_factory: Callable[..., RedisServer], make_tier: Callable[..., RedisTier]
+) -> None:
+    server = redis_factory(users={"admin": PASSWORD})
+    rules = LEAST_PRIVILEGE.format(prefix="tierkit:app:").split()
+    server.admin().execute_command("ACL", "SETUSER", "app", *rules)
+    tier = make_tier(server.url_for("app", "app-Pa55"), namespace="app")
+    tier.tierkit_set("a", Entry(b"1", time.time() + 60, ("t",)))
+    tier.tierkit_set_many({"b": Entry(b"2", None, ()), "c": Entry(b"3", None, ("t",))})
+    assert tier.tierkit_get("a") == Entry(b"1", pytest.approx(time.time() + 60, abs=1), ("t",))
+    assert tier.tierkit_get_many(["a", "b", "c"]).keys() == {"a", "b", "c"}
+    assert tier.tierkit_invalidate_tags(["t"]) == 2
+    assert tier.tierkit_invalidate_prefix("b") == 1
+    assert tier.tierkit_delete("b") is False
+    tier.tierkit_clear()
+    health = tier.tierkit_health()
+    assert health.status == "ok", health.reason
+    assert health.details["server_version"] == "unknown (INFO not permitted)"
+    assert "not permitted" in tier.tierkit_stats()["server_error"]
+
+    outsider = make_tier(server.url_for("app", "app-Pa55"), namespace="other")
+    with pytest.raises(redis.exceptions.NoPermissionError):
+        outsider.tierkit_set("a", Entry(b"1", None, ()))

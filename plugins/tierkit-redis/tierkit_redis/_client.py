@@ -51,6 +51,14 @@ def connect(options: Options) -> redis.Redis:
     return redis.Redis.from_url(url, **kwargs)
 
 
+def server_version(client: redis.Redis) -> str:
+    """The server's version, from ``INFO server`` (an ACL user may not be allowed INFO)."""
+    try:
+        return str(client.info("server")["redis_version"])
+    except NoPermissionError:
+        return "unknown (INFO not permitted)"
+
+
 def describe(exc: BaseException, options: Options) -> str:
     """A short, password-free reason for a failed call, for health and logs."""
     url = options.url.get_secret_value() if options.url is not None else ""

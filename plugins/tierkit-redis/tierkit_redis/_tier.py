@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     import redis
 
 BATCH = 500
-"""Keys per UNLINK / SREM when invalidating or clearing."""
+"""Keys per UNLINK, or per invalidation script, when invalidating or clearing."""
 
 _GLOB = re.compile(r"([*?\[\]\\])")
 
@@ -55,8 +55,10 @@ class RedisTier(Tier):
         opts = _options(options)
         if opts.url is None:
             raise ConfigError(f"tier {context.name!r} (redis): {not_configured(context)}")
-        from tierkit_redis._client import connect
+        from tierkit_redis._client import connect, describe, server_version
 
+        self._describe = describe
+        self._version_of = server_version
         self._opts = opts
         self._url = redacted_url(opts.url.get_secret_value())
         self.key_prefix = opts.key_prefix or f"tierkit:{context.namespace}:"
@@ -175,13 +177,13 @@ class RedisTier(Tier):
         details: dict[str, Any] = {"url": self._url, "key_prefix": self.key_prefix}
         try:
             if self._server_version is None:
-                self._server_version = str(self._client.info("server")["redis_version"])
+                self._server_version = self._version_of(self._client)
             start = time.perf_counter()
             self._client.ping()
             latency = time.perf_counter() - start
         except Exception as exc:  # health must not raise
             self._server_version = None
-            return TierHealth("down", self._describe(exc), details)
+            return TierHealth("down", self._describe(exc, self._opts), details)
         details["latency_ms"] = round(latency * 1000, 3)
         details["server_version"] = self._server_version
         if latency > self._opts.slow_threshold:
@@ -196,7 +198,7 @@ class RedisTier(Tier):
         try:
             info = self._client.info()
         except Exception as exc:  # stats are broadcast: one failing tier must not sink them
-            return {"server_error": self._describe(exc)}
+            return {"server_error": self._describe(exc, self._opts)}
         db = self._client.get_connection_kwargs().get("db", 0)
         figures = {name: info.get(name) for name in _INFO_FIGURES}
         figures["db_keys"] = info.get(f"db{db}", {}).get("keys", 0)
@@ -205,11 +207,6 @@ class RedisTier(Tier):
     @hookimpl
     def tierkit_close(self) -> None:
         self._client.close()
-
-    def _describe(self, exc: BaseException) -> str:
-        from tierkit_redis._client import describe
-
-        return describe(exc, self._opts)
 
 
 _INFO_FIGURES = (
