@@ -10,7 +10,9 @@ import sqlite3
 import stat
 import subprocess
 import sys
+import threading
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
@@ -50,9 +52,14 @@ def mode(path: Path) -> int:
     return stat.S_IMODE(path.stat().st_mode)
 
 
-def raw(tier: FileTier) -> sqlite3.Connection:
+@contextmanager
+def raw(tier: FileTier) -> Iterator[sqlite3.Connection]:
     """A separate, plain connection to the tier's database (to look inside or tamper)."""
-    return sqlite3.connect(tier.path, isolation_level=None)
+    conn = sqlite3.connect(tier.path, isolation_level=None)
+    try:
+        yield conn
+    finally:
+        conn.close()
 
 
 def put(tier: FileTier, key: str, value: bytes = b"v", expires_at: float | None = None, *tags: str) -> None:
@@ -252,7 +259,18 @@ def test_get_many_and_set_many(build: Build, clock: FakeClock) -> None:
     assert tier.tierkit_invalidate_tags(["u"]) == 1
 
 
-# -- persistence, processes, crashes ----------------------------------------------------
+def test_set_many_is_one_transaction(build: Build) -> None:
+    tier = build()
+    bad: Any = 12345  # not bytes: fails inside the batch
+    with pytest.raises(TypeError):
+        tier.tierkit_set_many({"a": Entry(b"1", None, ("t",)), "b": Entry(bad, None, ())})
+    assert tier.tierkit_get("a") is None
+    assert tier.tierkit_stats()["entries"] == 0
+    put(tier, "a", b"after")  # the connection is usable again
+    assert tier.tierkit_get("a") == Entry(b"after", None, ())
+
+
+# -- persistence, processes, threads, crashes -------------------------------------------
 
 
 def test_entries_survive_a_restart(build: Build, clock: FakeClock) -> None:
@@ -289,6 +307,38 @@ def test_a_forked_child_opens_its_own_connection(build: Build) -> None:
     assert os.waitstatus_to_exitcode(status) == 0
     assert tier.tierkit_get("child") == Entry(b"c", None, ())
     put(tier, "parent", b"still works")
+
+
+def test_threads_and_two_instances_share_one_store(build: Build) -> None:
+    first, second = build(), build()
+    errors: list[BaseException] = []
+
+    def work(worker: int) -> None:
+        tier = (first, second)[worker % 2]
+        try:
+            for n in range(150):
+                key = f"k{n % 10}"
+                put(tier, key, make_value(n, 500 + worker), None, f"w{worker}")
+                got = tier.tierkit_get(key)  # may be gone: other threads invalidate
+                if got is not None:
+                    parse_value(got.value)
+                if n % 50 == 49:
+                    tier.tierkit_invalidate_tags([f"w{(worker + 1) % 6}"])
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(w,)) for w in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors, errors[0]
+    stats = first.tierkit_stats()
+    with raw(first) as conn:
+        assert conn.execute("SELECT COUNT(*), SUM(size) FROM entries").fetchone() == (
+            stats["entries"],
+            stats["bytes"],
+        )
 
 
 @pytest.mark.slow

@@ -178,8 +178,8 @@ class FileOptions(BaseModel):
         default="normal",
         description="SQLite synchronous mode. 'normal': no fsync per write, an atomic commit "
         "survives a killed process and power loss can lose only the last writes; 'full': an "
-        "fsync per write, nothing committed is lost; 'off': no fsync at all, fastest, and an "
-        "OS crash or power loss may corrupt the file (it is then moved aside and emptied).",
+        "fsync per write, nothing committed is lost; 'off': no fsync at all, fastest, still "
+        "safe when the process is killed, but an OS crash or power loss may corrupt the file.",
     )
     purge_every: int = Field(
         default=256,
@@ -506,7 +506,7 @@ class FileTier(Tier):
     def tierkit_health(self) -> TierHealth:
         try:
             stats = self.tierkit_stats()
-        except (sqlite3.Error, OSError) as exc:
+        except Exception as exc:  # health must answer, never raise
             return TierHealth("down", f"{self.path}: {exc}")
         reason = ""
         if self._quarantined:
@@ -528,7 +528,8 @@ def _transaction(conn: sqlite3.Connection) -> Iterator[None]:
     try:
         yield
     except BaseException:
-        conn.execute("ROLLBACK")
+        if conn.in_transaction:  # SQLite rolls back by itself after some errors
+            conn.execute("ROLLBACK")
         raise
     conn.execute("COMMIT")
 
