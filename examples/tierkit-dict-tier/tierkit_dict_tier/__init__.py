@@ -12,14 +12,17 @@ import tierkit
 from tierkit import Entry, TierContext
 
 
+# --8<-- [start:options]
 class DictOptions(BaseModel):
     """Options of the ``dict`` tier: ``[tiers.<name>.options]`` in the configuration."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     max_entries: int = Field(1000, gt=0, description="Entries kept; beyond it the oldest is dropped.")
+    # --8<-- [end:options]
 
 
+# --8<-- [start:class]
 class DictTier(tierkit.Tier):
     """Python objects in a dict, in insertion order, with a tag → keys index."""
 
@@ -35,7 +38,9 @@ class DictTier(tierkit.Tier):
         self._tags: dict[str, set[str]] = {}  # tag → keys, so invalidation reads no entries
         self._evictions = 0
         self._lock = threading.Lock()  # one lock around every hook: simple and thread-safe
+        # --8<-- [end:class]
 
+    # --8<-- [start:hooks]
     @tierkit.hookimpl
     def tierkit_get(self, key: str) -> Entry | None:
         with self._lock:
@@ -88,7 +93,9 @@ class DictTier(tierkit.Tier):
         with self._lock:
             self._entries.clear()
             self._tags.clear()
+            # --8<-- [end:hooks]
 
+    # --8<-- [start:rest]
     @tierkit.hookimpl
     def tierkit_stats(self) -> Mapping[str, Any]:
         return {
@@ -104,3 +111,4 @@ class DictTier(tierkit.Tier):
             keys.discard(key)
             if not keys:
                 del self._tags[tag]
+                # --8<-- [end:rest]
