@@ -24,7 +24,7 @@ from tierkit._build import UNAVAILABLE, BuiltChain, TierSlot, build_chain
 from tierkit._codec import Codec
 from tierkit._config import Settings, load_settings, redact
 from tierkit._flight import SingleFlight
-from tierkit._types import MISSING, Clock, Entry, TierHealth
+from tierkit._types import MISSING, Clock, Entry, TierHealth, new_entry
 from tierkit.errors import CodecError
 
 log = logging.getLogger("tierkit")
@@ -129,6 +129,11 @@ class Cache:
         if fused is not None:
             self.get = fused  # type: ignore[method-assign]
         self._writers = tuple(s for s in self._slots if s.write == "always")
+        # A hit in tier i is copied into the "always" tiers above it.
+        self._backfill_targets = tuple(
+            tuple(above for above in self._slots[:i] if above.write == "always")
+            for i in range(len(self._slots))
+        )
         self._persistent_writers = tuple(s for s in self._slots if s.write != "never")
         self._encode_plain = any(s.holds_bytes for s in self._writers)
         self._encode_persistent = any(s.holds_bytes for s in self._persistent_writers)
@@ -197,14 +202,15 @@ class Cache:
             if entries is UNAVAILABLE:
                 continue
             hits: dict[str, tuple[Any, bytes | None, Entry]] = {}
-            for key, entry in entries.items():
-                if slot.holds_bytes:
+            if slot.holds_bytes:
+                decode = self._codec.decode
+                for key, entry in entries.items():
                     try:
-                        hits[key] = (self._codec.decode(entry[0]), entry[0], entry)
+                        hits[key] = (decode(entry[0]), entry[0], entry)
                     except CodecError as exc:
                         self._undecodable(slot, key, exc)
-                else:
-                    hits[key] = (entry[0], None, entry)
+            else:
+                hits = {key: (entry[0], None, entry) for key, entry in entries.items()}
             slot.hits += len(hits)
             slot.misses += len(wanted) - len(hits)
             if hits:
@@ -216,23 +222,24 @@ class Cache:
         return found
 
     def _backfill(self, index: int, hits: Mapping[str, tuple[Any, bytes | None, Entry]]) -> None:
-        """Copy hits from tier ``index`` into the ``always`` tiers above it, with the remaining TTL."""
-        now = self._clock()
-        for slot in self._slots[:index]:
-            if slot.write != "always":
-                continue
+        """Copy hits from tier ``index`` into the ``always`` tiers above it, with the remaining TTL.
+
+        The hits were just validated against the clock by their tier, so the
+        clock is read only when a target caps TTLs (``max_ttl``).
+        """
+        targets = self._backfill_targets[index]
+        now = self._clock() if any(slot.max_ttl is not None for slot in targets) else 0.0
+        for slot in targets:
             batch = {}
             for key, (value, payload, entry) in hits.items():
-                expires_at = slot.cap(entry[1], now)
-                if expires_at is not None and expires_at <= now:
-                    continue
                 stored = value
                 if slot.holds_bytes:
                     try:
                         stored = payload if payload is not None else self._codec.encode(key, value)
                     except TypeError:
                         continue  # an object-tier value the codec cannot write: leave byte tiers alone
-                batch[key] = Entry(stored, expires_at, entry[2])
+                expires_at = entry[1] if slot.max_ttl is None else slot.cap(entry[1], now)
+                batch[key] = new_entry((stored, expires_at, entry[2]))
             if batch:
                 self._write(slot, batch)
 
@@ -301,11 +308,12 @@ class Cache:
         for slot in writers:
             exp = slot.cap(expires_at, now)
             source = payloads if slot.holds_bytes else items
-            self._write(slot, {key: Entry(value, exp, tag_tuple) for key, value in source.items()})
+            self._write(slot, {key: new_entry((value, exp, tag_tuple)) for key, value in source.items()})
 
     def _write(self, slot: TierSlot, batch: Mapping[str, Entry]) -> None:
         if len(batch) == 1:
-            done = slot.call(slot.set, *next(iter(batch.items())))
+            [(key, entry)] = batch.items()
+            done = slot.call(slot.set, key, entry)
         else:
             done = slot.call(slot.set_many, batch)
         if done is not UNAVAILABLE:

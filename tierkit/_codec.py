@@ -1,8 +1,10 @@
 """Value codecs: how the chain turns a value into bytes for byte tiers and back.
 
-Every payload starts with one format byte, so any reader knows how to decode it:
+A payload says how to decode it by its first byte:
 
-- ``j`` plain JSON (orjson): the value needed no envelope; decoding is one ``orjson.loads``.
+- plain JSON (orjson, no prefix; JSON never starts with the letters below): the
+  value needed no envelope, and decoding is one ``orjson.loads`` — other
+  programs reading the same Redis can read it too.
 - ``e`` JSON with an envelope: values orjson would change (tuple, set, bytes,
   datetime, Decimal, UUID, pydantic models, dataclasses …) are tagged
   ``{"\\u0000t": tag, "v": ...}`` so the round trip is exact.
@@ -35,10 +37,10 @@ from pydantic import BaseModel, TypeAdapter
 from tierkit.errors import CodecError
 
 TAG = "\x00t"
-_PLAIN = ord("j")
 _ENVELOPE = ord("e")
 _PICKLE = ord("p")
 _ADAPTER = ord("a")
+_MARKERS = frozenset((_ENVELOPE, _PICKLE, _ADAPTER))
 _INT_MIN, _INT_MAX = -(2**63), 2**64 - 1
 
 
@@ -83,18 +85,31 @@ class JsonCodec:
     """orjson with an exact-round-trip envelope (the default codec)."""
 
     def encode(self, key: str, value: Any) -> bytes:
+        # Fast path: orjson alone, refusing every type it would not bring back
+        # (datetime, dataclass, str/int/dict/list subclasses go to _refuse), then
+        # a check that the JSON reads back equal — that catches the rest (tuple,
+        # UUID, Enum, NaN).  Plain JSON data costs one dumps, one loads, one ==.
+        try:
+            body = orjson.dumps(value, default=_refuse, option=_STRICT)
+        except TypeError:
+            pass
+        else:
+            if orjson.loads(body) == value:
+                return body
         tagged: list[bool] = []
         tree = self._to_json(key, value, tagged)
         try:
             body = orjson.dumps(tree)
         except TypeError as exc:  # pragma: no cover - _to_json rejects these first
             raise _unsupported(key, value) from exc
-        return (b"e" if tagged else b"j") + body
+        return b"e" + body if tagged else body
 
     def decode(self, payload: bytes) -> Any:
         try:
             fmt = payload[0]
-            if fmt in (_PLAIN, _ADAPTER):
+            if fmt not in _MARKERS:
+                return orjson.loads(payload)
+            if fmt == _ADAPTER:
                 return orjson.loads(payload[1:])
             if fmt == _ENVELOPE:
                 return _from_json(orjson.loads(payload[1:]))
@@ -102,7 +117,6 @@ class JsonCodec:
                 raise CodecError("payload is signed pickle but this cache uses the JSON codec", corrupt=False)
         except (orjson.JSONDecodeError, IndexError, KeyError, TypeError, ValueError) as exc:
             raise CodecError(f"corrupt payload: {exc}") from exc
-        raise CodecError(f"unknown payload format byte {payload[:1]!r}")
 
     def _to_json(self, key: str, value: Any, tagged: list[bool]) -> Any:
         """Return a tree orjson serializes exactly; note in ``tagged`` if an envelope was used."""
@@ -143,6 +157,13 @@ class JsonCodec:
             items = [self._to_json(key, item, tagged) for item in value]
             return _tag(tagged, "namedtuple", items, _class_path(kind))
         raise _unsupported(key, value)
+
+
+_STRICT = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_SUBCLASS
+
+
+def _refuse(value: Any) -> Any:
+    raise TypeError
 
 
 def _tag(tagged: list[bool], tag: str, data: Any, cls: str | None = None) -> dict[str, Any]:

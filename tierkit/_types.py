@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -53,6 +54,12 @@ class Entry(NamedTuple):
     """Absolute deadline on the chain's clock, or ``None`` for no expiry."""
     tags: tuple[str, ...] = ()
     """Tags given to ``set``; used by ``invalidate(tags=...)``."""
+
+
+new_entry: Callable[[tuple[Any, float | None, tuple[str, ...]]], Entry] = functools.partial(
+    tuple.__new__, Entry
+)
+"""``Entry`` from a ``(value, expires_at, tags)`` tuple, without NamedTuple's Python-level ``__new__``."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -138,6 +138,16 @@ class MemoryTier(Tier):
             entry = Entry(copy.deepcopy(entry[0]), entry[1], entry[2])
         with self._lock:
             self._store(key, entry)
+            if len(self._data) > self._max_entries or self._max_bytes is not None:
+                self._evict()
+
+    @hookimpl
+    def tierkit_set_many(self, entries: Mapping[str, Entry]) -> None:
+        if self._copy:
+            entries = {k: Entry(copy.deepcopy(e[0]), e[1], e[2]) for k, e in entries.items()}
+        with self._lock:  # one lock and one eviction pass for the batch (backfill of get_many)
+            for key, entry in entries.items():
+                self._store(key, entry)
             self._evict()
 
     @hookimpl
@@ -192,9 +202,11 @@ class MemoryTier(Tier):
     # -- under self._lock ---------------------------------------------------------
 
     def _store(self, key: str, entry: Entry) -> None:
-        if key in self._data:
-            self._remove(key)
-        self._data[key] = entry
+        data = self._data
+        old = data.pop(key, None)  # pop, then insert: a rewrite becomes the most recent entry
+        if old is not None:
+            self._forget(key, old)
+        data[key] = entry
         for tag in entry[2]:
             self._tags.setdefault(tag, set()).add(key)
         if self._max_bytes is not None:
@@ -203,7 +215,10 @@ class MemoryTier(Tier):
             self._bytes += size
 
     def _remove(self, key: str) -> None:
-        entry = self._data.pop(key)
+        self._forget(key, self._data.pop(key))
+
+    def _forget(self, key: str, entry: Entry) -> None:
+        """Drop ``key`` (already out of the dict) from the tag index and the size total."""
         for tag in entry[2]:
             keys = self._tags.get(tag)
             if keys is not None:
