@@ -30,9 +30,13 @@ class Mode:
     rounds: int
     batch_seconds: float
     warmup_seconds: float
+    attempts: int = 1
+    """A pair whose per-round ratios spread wider than ``steady`` (p75 / p25) is measured
+    again, up to this many times; the steadiest attempt is kept, every attempt recorded."""
+    steady: float = 1.15
 
 
-FULL = Mode("full", rounds=41, batch_seconds=0.01, warmup_seconds=0.1)
+FULL = Mode("full", rounds=41, batch_seconds=0.01, warmup_seconds=0.1, attempts=4)
 QUICK = Mode("quick", rounds=3, batch_seconds=0.002, warmup_seconds=0.005)
 
 
@@ -88,6 +92,12 @@ class PairResult:
             return (ratios[0], ratios[-1])
         q = statistics.quantiles(ratios, n=4, method="inclusive")
         return (q[0], q[2])
+
+    @property
+    def width(self) -> float:
+        """p75 / p25 of the per-round ratios: 1.0 for a perfectly steady measurement."""
+        low, high = self.spread
+        return high / low if low > 0 else float("inf")
 
     @property
     def met(self) -> bool | None:

@@ -480,9 +480,20 @@ def run_workload(ctx: Context, workload: Workload) -> PairResult:
         result.skipped = "no redis-server on this machine"
         return result
     tk, peer, extra = workload.setup(ctx)
-    n, (tk_times, peer_times) = interleave([tk, peer], ctx.mode)
-    result.ops_per_batch, result.rounds = n, ctx.mode.rounds
-    result.tierkit_times, result.peer_times = tk_times, peer_times
+    attempts = []
+    best: tuple[int, list[float], list[float]] | None = None
+    for _ in range(max(1, ctx.mode.attempts)):
+        n, (tk_times, peer_times) = interleave([tk, peer], ctx.mode)
+        result.ops_per_batch, result.rounds = n, ctx.mode.rounds
+        result.tierkit_times, result.peer_times = tk_times, peer_times
+        attempts.append({"ratio": result.ratio, "p25_p75": list(result.spread), "width": result.width})
+        if best is None or result.width < min(a["width"] for a in attempts[:-1]):
+            best = (n, tk_times, peer_times)
+        if result.width <= ctx.mode.steady:
+            break
+    assert best is not None
+    result.ops_per_batch, result.tierkit_times, result.peer_times = best
+    extra["attempts"] = attempts
     result.extra = extra
     if ctx.redis_url is None and "tiers" in extra:
         result.note = (result.note + " " if result.note else "") + "(no redis-server: chain without redis)"

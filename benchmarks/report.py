@@ -180,6 +180,12 @@ def _ms(seconds: float | None) -> str:
     return "—" if seconds is None else f"{seconds * 1000:.0f} ms"
 
 
+def _errors(errors: Any) -> str:
+    if isinstance(errors, dict):
+        return ", ".join(f"{name} {count:,}" for name, count in errors.items() if count) or "0"
+    return str(errors)
+
+
 def throughput_section(tp: dict[str, Any] | None) -> str:
     if not tp:
         return "_not run_"
@@ -198,7 +204,7 @@ def throughput_section(tp: dict[str, Any] | None) -> str:
         hits = ", ".join(f"{name} {count:,}" for name, count in run["tier_hits"].items())
         lines.append(
             f"| {run['processes']} \u00d7 {run['threads']} | {run['seconds']:g} | {run['ops']:,} | "
-            f"{run['ops_per_s']:,.0f} | {per_op:.0f} | {hits} | {run['tier_errors']} |"
+            f"{run['ops_per_s']:,.0f} | {per_op:.0f} | {hits} | {_errors(run['tier_errors'])} |"
         )
     if tp.get("speedup_2x4_over_1x1"):
         lines += [

@@ -94,7 +94,12 @@ def _worker(args: argparse.Namespace) -> None:
     stats = cache.stats()
     cache.close()
     tiers = {name: {"hits": t.get("hits"), "errors": t.get("errors")} for name, t in stats["tiers"].items()}
-    print(json.dumps({"ops": sum(counts), "seconds": args.seconds, "errors": errors, "tiers": tiers}))
+    reasons = {name: t.reason for name, t in cache.health().tiers.items() if t.reason}
+    print(
+        json.dumps(
+            {"ops": sum(counts), "seconds": args.seconds, "errors": errors, "tiers": tiers, "health": reasons}
+        )
+    )
 
 
 def measure(
@@ -128,11 +133,11 @@ def measure(
     ops = sum(r["ops"] for r in reports)
     hits: dict[str, int] = {}
     errors = [e for r in reports for e in r["errors"]]
-    tier_errors = 0
+    tier_errors: dict[str, int] = {}
     for r in reports:
         for name, t in r["tiers"].items():
             hits[name] = hits.get(name, 0) + (t["hits"] or 0)
-            tier_errors += t["errors"] or 0
+            tier_errors[name] = tier_errors.get(name, 0) + (t["errors"] or 0)
     return {
         "processes": processes,
         "threads": threads,
@@ -142,6 +147,7 @@ def measure(
         "tier_hits": hits,
         "tier_errors": tier_errors,
         "errors": errors,
+        "health": [r.get("health") for r in reports],
     }
 
 
