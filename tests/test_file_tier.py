@@ -512,8 +512,20 @@ def test_eviction_order_follows_restores(build: Build) -> None:
     for key in "abc":
         put(tier, key, bytes(1000))
     put(tier, "a", bytes(1000))
-    put(tier, "d", bytes(1000))  # evicts down to 90 %: b and c are older than a
+    put(tier, "d", bytes(1000))  # evicts to a tenth below the bound: b and c are older than a
     assert [k for k in "abcd" if tier.tierkit_get(k)] == ["a", "d"]
+
+
+def test_eviction_frees_a_bounded_batch(build: Build) -> None:
+    chunk = 64 << 10
+    tier = build(max_bytes=16 << 20)
+    for n in range(256):
+        put(tier, f"k{n}", bytes(chunk))
+    assert tier.tierkit_stats()["evictions"] == 0
+    put(tier, "over", bytes(chunk))  # 64 KiB over: frees that and 1 MiB more, not a tenth
+    stats = tier.tierkit_stats()
+    assert stats["evictions"] == 17
+    assert stats["bytes"] == (257 - 17) * chunk
 
 
 def test_set_many_respects_max_bytes(build: Build) -> None:

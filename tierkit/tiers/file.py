@@ -48,8 +48,9 @@ DB_NAME = "cache.sqlite3"
 SCHEMA_VERSION = 1
 _CORRUPTION_CODES = frozenset({sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB})
 _NAMESPACE_RE = re.compile(r"(?!\.{1,2}$)[A-Za-z0-9_.\-]{1,128}")
-_EVICT_TO = 0.9
-"""Eviction frees space down to this fraction of ``max_bytes``, so it runs in batches."""
+_EVICT_SLACK = 1 << 20
+"""Eviction frees this much below ``max_bytes`` (at most a tenth of it): batches that are
+neither one per write nor a long pause."""
 
 _SCHEMA = f"""
 BEGIN IMMEDIATE;
@@ -188,9 +189,10 @@ class FileOptions(BaseModel):
         "writes of this process.",
     )
     mmap_bytes: int = Field(
-        default=64 << 20,
+        default=256 << 20,
         ge=0,
-        description="Bytes of the database file SQLite may memory-map for reads; 0 disables.",
+        description="Bytes of the database file SQLite may memory-map: reads then cost no "
+        "system call, but a disk read error becomes a SIGBUS instead of an error. 0 disables.",
     )
 
 
@@ -444,13 +446,13 @@ class FileTier(Tier):
                 conn.execute(_COUNT_EXPIRED, (purged,))
 
     def _evict(self, conn: sqlite3.Connection) -> None:
-        """Delete the least recently stored entries, down to ``_EVICT_TO`` of the bound."""
+        """Delete the least recently stored entries, down to ``_EVICT_SLACK`` below the bound."""
         self._purge_expired(conn)
         with _transaction(conn):
             total = conn.execute(_TOTAL_BYTES).fetchone()[0]
             if total <= self._max_bytes:
                 return
-            excess = total - int(self._max_bytes * _EVICT_TO)
+            excess = total - self._max_bytes + min(self._max_bytes // 10, _EVICT_SLACK)
             cutoff = 0
             cursor = conn.execute(_OLDEST)
             for seq, size in cursor:
