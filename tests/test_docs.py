@@ -169,6 +169,15 @@ def test_cli_reference_mentions_only_real_options() -> None:
     assert not mentioned - known, f"cli.md mentions options tierkit does not have: {mentioned - known}"
 
 
+def test_configuration_page_lists_every_setting() -> None:
+    from tierkit import Settings, TierSettings
+
+    page = (DOCS / "configuration.md").read_text()
+    fields = [*Settings.model_fields, *TierSettings.model_fields]
+    missing = [name for name in fields if not re.search(rf"^\| `{name}` +\|", page, re.M)]
+    assert not missing, f"configuration.md's settings tables lack: {missing}"
+
+
 OPTION_TABLES = {
     "tiers/memory.md": "tierkit.tiers.memory:MemoryTier",
     "tiers/file.md": "tierkit.tiers.file:FileTier",

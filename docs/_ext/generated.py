@@ -25,7 +25,7 @@ from typing import Any
 from pydantic import BaseModel, SecretStr
 from pydantic_core import PydanticUndefined
 
-MARKER = re.compile(r"^<!--\s*(?P<what>cli-help|options-table)(?::\s*(?P<arg>[\w.:]+))?\s*-->\s*$", re.M)
+MARKER = re.compile(r"^<!--\s*(?P<what>cli-help|options-table)(?::\s*(?P<arg>[\w.:]+))?\s*-->[ \t]*$", re.M)
 HELP_WIDTH = "100"
 
 
@@ -80,6 +80,10 @@ def _type_name(annotation: Any) -> str:
 
 def _default(field: Any) -> str:
     value = field.default
+    if value is PydanticUndefined and field.default_factory is not None:
+        value = field.default_factory()  # type: ignore[call-arg]
+        if isinstance(value, BaseModel):
+            return "its defaults" if value.model_fields else "`{}`"
     if value is PydanticUndefined:
         return "required"
     if value is None:
