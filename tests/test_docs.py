@@ -46,6 +46,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
+from typing import NoReturn
 from urllib.parse import urlsplit
 
 import pytest
@@ -308,19 +309,25 @@ def test_toml_and_python_blocks_parse(page: str) -> None:
                 ast.parse(block.code, where)
 
 
+def unavailable(reason: str) -> NoReturn:
+    """Skip, or fail under CI, where the Redis examples must run."""
+    if IN_CI:
+        pytest.fail(f"{reason} (CI=true: the Redis examples must run)", pytrace=False)
+    pytest.skip(reason)
+
+
 @pytest.fixture
 def redis_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """A Redis for the sections that need one: ``$TIERKIT_TEST_REDIS_URL`` or a private server."""
+    if importlib.util.find_spec("tierkit_redis") is None:
+        unavailable("tierkit-redis is not installed: pip install -e plugins/tierkit-redis")
     url = os.environ.get("TIERKIT_TEST_REDIS_URL")
     if url:
         yield url
         return
     server = shutil.which("redis-server")
     if server is None:
-        reason = "no Redis for this example: redis-server is not on PATH and TIERKIT_TEST_REDIS_URL is unset"
-        if IN_CI:
-            pytest.fail(f"{reason} (CI=true: the Redis examples must run)", pytrace=False)
-        pytest.skip(reason)
+        unavailable("no Redis for this example: no redis-server on PATH, TIERKIT_TEST_REDIS_URL unset")
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
