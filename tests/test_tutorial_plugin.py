@@ -12,6 +12,7 @@ from __future__ import annotations
 import doctest
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -95,7 +96,7 @@ def app(tmp_path: Path) -> Path:
 
 def test_the_example_passes_its_own_tests() -> None:
     """The example's tests — the conformance suite among them — run as the tutorial says."""
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(EXAMPLE), *sys.path]))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(EXAMPLE), *sys.path]), PYTHONDONTWRITEBYTECODE="1")
     result = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-o", "addopts="],
         cwd=EXAMPLE,
@@ -180,7 +181,7 @@ def test_the_tutorial_shows_what_the_commands_print(installed: Installed, app: P
     assert sessions, "the tutorial shows no tierkit command"
     checker, flags = doctest.OutputChecker(), doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
     for command, expected in sessions:
-        result = installed.run(*command.split(), cwd=app)
+        result = installed.run(*shlex.split(command), cwd=app)
         shown = (result.stdout + result.stderr).strip() + "\n"
         assert checker.check_output(expected, shown, flags), (
             f"`{command}` prints\n{shown}\nbut {TUTORIAL.relative_to(ROOT)} shows\n{expected}"
