@@ -132,6 +132,15 @@ def test_unsafe_namespaces_are_rejected(build: Build, namespace: str) -> None:
     assert repr(namespace) in str(info.value)
 
 
+def test_directory_expands_the_home_directory(tmp_path: Path, clock: FakeClock) -> None:
+    # conftest points HOME at tmp_path / "home"
+    tier = FileTier(FileOptions(directory=Path("~/cache")), make_context(clock, namespace="app"))
+    try:
+        assert tier.path == tmp_path / "home" / "cache" / "app" / DB_NAME
+    finally:
+        tier.tierkit_close()
+
+
 def test_default_directory_is_the_user_cache_dir(clock: FakeClock, tmp_path: Path) -> None:
     # conftest points XDG_CACHE_HOME at tmp_path / "xdg-cache"
     tier = FileTier(FileOptions(), make_context(clock, namespace="app"))

@@ -221,7 +221,11 @@ class _Guard:
 
 
 class FileTier(Tier):
-    """Persistent byte tier backed by one SQLite database (WAL mode) per namespace."""
+    """Persistent byte tier backed by one SQLite database (WAL mode) per namespace.
+
+    Safe to share between threads (one connection behind a lock) and between processes
+    (SQLite's locking, ``busy_timeout``); a forked child opens its own connection.
+    """
 
     Options: ClassVar[type[BaseModel]] = FileOptions
     holds: ClassVar[Holds] = "bytes"
@@ -243,10 +247,12 @@ class FileTier(Tier):
         directory = options.directory
         if directory is None:
             directory = Path(platformdirs.user_cache_dir("tierkit"))
+        directory = directory.expanduser()
         directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         self._dir = directory / context.namespace
         self._dir.mkdir(mode=0o700, exist_ok=True)
         self.path = self._dir / DB_NAME
+        """The SQLite database of this namespace."""
         self._quarantined: list[Path] = []
         self._lock = threading.Lock()
         self._writes_left = options.purge_every
