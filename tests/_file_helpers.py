@@ -5,13 +5,14 @@ multi-process and crash tests::
         rewrite KEY forever with large self-describing values, printing each
         value's number once its write has returned (the crash test kills it)
     python _file_helpers.py DIRECTORY NAMESPACE share MINE THEIRS COUNT
-        write COUNT keys ``MINE:n`` while reading ``THEIRS:n`` written by the
-        other worker; every value read must be complete and belong to its key
+        once the other worker is running too, write COUNT keys ``MINE:n`` while
+        reading ``THEIRS:n``; every value read must be complete and belong to its key
 """
 
 from __future__ import annotations
 
 import sys
+import time
 import zlib
 from pathlib import Path
 
@@ -47,6 +48,11 @@ def rewrite_forever(tier: FileTier, key: str) -> None:
 
 
 def share(tier: FileTier, mine: str, theirs: str, count: int) -> None:
+    tier.tierkit_set(f"{mine}:ready", Entry(b"", None, ()))
+    deadline = time.monotonic() + 60
+    while tier.tierkit_get(f"{theirs}:ready") is None:  # start together, so writes overlap
+        assert time.monotonic() < deadline, "the other worker never started"
+        time.sleep(0.001)
     seen = 0
     for n in range(count):
         tier.tierkit_set(f"{mine}:{n}", Entry(make_value(n, 1000 + n), None, (mine,)))
