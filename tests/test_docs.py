@@ -23,7 +23,8 @@ Markers, as HTML comments the rendered page does not show:
 * ``<!-- docs-test: redis -->`` in a section runs it against a real Redis: a private
   ``redis-server`` (or ``$TIERKIT_TEST_REDIS_URL``), with ``localhost:6379`` in the
   section's blocks pointed at it.  Without one the section is skipped, and under
-  ``CI=true`` it fails instead.
+  ``CI=true`` it fails instead.  ``<!-- docs-test: redis private -->`` always starts a
+  private server: for examples that change the server (``ACL SETUSER``).
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ import subprocess
 import sys
 import time
 import tomllib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -217,6 +218,7 @@ class Section:
     line: int
     blocks: list[Block] = field(default_factory=list)
     needs_redis: bool = False
+    private_redis: bool = False
     needs_modules: list[str] = field(default_factory=list)
 
     @property
@@ -249,6 +251,7 @@ def parse_page(page: str) -> list[Section]:
                 sections[-1].needs_modules += marker["reason"].split()
             else:
                 sections[-1].needs_redis = True
+                sections[-1].private_redis = marker["reason"] == "private"
         elif heading:
             heading_text = heading["text"]
             sections.append(Section(page, heading_text, i + 1))
@@ -317,37 +320,41 @@ def unavailable(reason: str) -> NoReturn:
 
 
 @pytest.fixture
-def redis_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A Redis for the sections that need one: ``$TIERKIT_TEST_REDIS_URL`` or a private server."""
-    if importlib.util.find_spec("tierkit_redis") is None:
-        unavailable("tierkit-redis is not installed: pip install -e plugins/tierkit-redis")
-    url = os.environ.get("TIERKIT_TEST_REDIS_URL")
-    if url:
-        yield url
-        return
-    server = shutil.which("redis-server")
-    if server is None:
-        unavailable("no Redis for this example: no redis-server on PATH, TIERKIT_TEST_REDIS_URL unset")
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    workdir = tmp_path / "redis"
-    workdir.mkdir()
-    args = [server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
-    process = subprocess.Popen([*args, "--dir", str(workdir)], stdout=subprocess.DEVNULL)
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            break
-        except OSError:
-            if time.monotonic() > deadline or process.poll() is not None:
-                process.kill()
-                pytest.fail("redis-server did not start", pytrace=False)
-            time.sleep(0.02)
-    try:
-        yield f"redis://127.0.0.1:{port}/0"
-    finally:
+def redis_url(tmp_path: Path) -> Iterator[Callable[[bool], str]]:
+    """``redis_url(private)``: ``$TIERKIT_TEST_REDIS_URL`` unless ``private``, else a new server."""
+    processes: list[subprocess.Popen[bytes]] = []
+
+    def start(private: bool) -> str:
+        if importlib.util.find_spec("tierkit_redis") is None:
+            unavailable("tierkit-redis is not installed: pip install -e plugins/tierkit-redis")
+        url = os.environ.get("TIERKIT_TEST_REDIS_URL")
+        if url and not private:
+            return url
+        server = shutil.which("redis-server")
+        if server is None:
+            unavailable(
+                "no redis-server on PATH for this example (nor TIERKIT_TEST_REDIS_URL, if it may share)"
+            )
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        workdir = tmp_path / f"redis{len(processes)}"
+        workdir.mkdir()
+        args = [server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+        process = subprocess.Popen([*args, "--dir", str(workdir)], stdout=subprocess.DEVNULL)
+        processes.append(process)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                return f"redis://127.0.0.1:{port}/0"
+            except OSError:
+                if time.monotonic() > deadline or process.poll() is not None:
+                    pytest.fail("redis-server did not start", pytrace=False)
+                time.sleep(0.02)
+
+    yield start
+    for process in processes:
         process.terminate()
         process.wait(10)
 
@@ -400,7 +407,7 @@ def test_example_runs(
             pytest.skip(f"needs {module}, which is not installed")
     replace: dict[str, str] = {}
     if section.needs_redis:
-        url = request.getfixturevalue("redis_url")
+        url = request.getfixturevalue("redis_url")(section.private_redis)
         replace["localhost:6379"] = urlsplit(url).netloc.rpartition("@")[2]
     script: list[str] = []  # padded so that its line numbers are the page's
     consoles: list[Block] = []
