@@ -121,3 +121,14 @@ def test_default_cache_is_used_when_none_is_given() -> None:
 
     assert f() == "v"
     assert tierkit.get_cache().get(f.key()) == "v"
+
+
+def test_equal_arguments_of_different_types_get_different_entries(clock: FakeClock) -> None:
+    cache = Cache(order=["memory"], clock=clock)
+
+    @tierkit.cached(cache=cache)
+    def kind(x: object) -> str:
+        return type(x).__name__
+
+    assert [kind(1), kind(True), kind(1.0), kind(1), kind("1")] == ["int", "bool", "float", "int", "str"]
+    assert len({kind.key(1), kind.key(True), kind.key(1.0), kind.key("1")}) == 4

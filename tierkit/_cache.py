@@ -124,10 +124,9 @@ class Cache:
         # a tier offering a fused front door (a closure over its dict) replaces get.
         self._first = first if first is not None and not first.holds_bytes and not first.remote else None
         self._first_get = self._first.get if self._first is not None else None
-        front_door = getattr(self._first.tier, "front_door", None) if self._first is not None else None
-        fused = front_door(self._after_first_miss, self._first) if front_door is not None else None
+        fused = self._fused_get(self._codec)
         if fused is not None:
-            self.get = fused  # type: ignore[method-assign]
+            self.get = fused  # type: ignore[method-assign,assignment]
         self._writers = tuple(s for s in self._slots if s.write == "always")
         # A hit in tier i is copied into the "always" tiers above it.
         self._backfill_targets = tuple(
@@ -157,10 +156,37 @@ class Cache:
         _check_key(key)
         return self._read_through(key, default, 0, self._codec)
 
-    def _after_first_miss(self, key: str, default: Any) -> Any:
-        _check_key(key)
-        self._first.misses += 1  # type: ignore[union-attr]
-        return self._read_through(key, default, 1, self._codec)
+    def _fused_get(self, codec: Codec) -> Callable[[str, Any], Any] | None:
+        """``get(key, default)`` fused with the first tier's front door, decoding lower hits with ``codec``.
+
+        ``None`` when the first tier offers no front door (then :meth:`get` is the generic path).
+        """
+        first = self._first
+        front_door = getattr(first.tier, "front_door", None) if first is not None else None
+        if first is None or front_door is None:
+            return None
+
+        def after_first_miss(key: str, default: Any) -> Any:
+            _check_key(key)
+            first.misses += 1
+            return self._read_through(key, default, 1, codec)
+
+        fused: Callable[[str, Any], Any] | None = front_door(after_first_miss, first)
+        return fused
+
+    def _reader(self, codec: Codec) -> Callable[[str, Any], Any]:
+        """A ``get(key, default)`` that decodes byte-tier hits with ``codec`` (``@cached`` with a type)."""
+        if codec is self._codec:
+            return self.get
+        fused = self._fused_get(codec)
+        if fused is not None:
+            return fused
+
+        def get(key: str, default: Any) -> Any:
+            _check_key(key)
+            return self._read_through(key, default, 0, codec)
+
+        return get
 
     def _read_through(self, key: str, default: Any, start: int, codec: Codec) -> Any:
         """Ask tiers from ``start`` on; backfill the tiers above a hit."""

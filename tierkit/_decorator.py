@@ -7,7 +7,7 @@ import hashlib
 import inspect
 import typing
 from collections.abc import Callable, Iterable
-from typing import Any, Generic, ParamSpec, TypeVar
+from typing import Any, Generic, ParamSpec, Protocol, TypeVar
 
 import orjson
 from pydantic import TypeAdapter
@@ -21,83 +21,65 @@ R = TypeVar("R")
 
 _SIMPLE = frozenset({str, int, float, bool, type(None)})
 _MAX_PLAIN_KEY = 200
+_KEY_MEMO_SIZE = 4096
+"""Remembered key strings per @cached function (single str/int argument calls)."""
 _json = JsonCodec()
 
 
-class CachedFunction(Generic[P, R]):
-    """The wrapper ``@cached`` returns: call it like the function; ``.key()`` and ``.invalidate()`` help."""
+class CachedFunction(Protocol[P, R]):
+    """What ``@cached`` returns: the function, plus ``.key()`` and ``.invalidate()``."""
 
-    def __init__(
-        self,
-        func: Callable[P, R],
-        *,
-        ttl: float | None,
-        tags: tuple[str, ...],
-        persistent: bool,
-        cache: Cache | None,
-        namespace: str | None,
-    ) -> None:
-        functools.update_wrapper(self, func)
-        self.__wrapped__ = func
-        self._func = func
-        self._ttl = ttl
-        self._tags = tags
-        self._persistent = persistent
-        self._cache = cache
-        self._prefix = f"{namespace or func.__module__ + '.' + func.__qualname__}:"
-        self._signature = inspect.signature(func)
-        self._positional = [
-            p.name
-            for p in self._signature.parameters.values()
-            if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
-        ]
-        self._codec: Codec | None = None
+    __wrapped__: Callable[P, R]
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R: ...
 
     def key(self, *args: P.args, **kwargs: P.kwargs) -> str:
         """The cache key of a call: the same for ``f(1)``, ``f(x=1)`` and defaults spelled out."""
-        if not kwargs and len(args) == len(self._positional) and len(args) == len(self._signature.parameters):
-            values: tuple[Any, ...] = args
-        else:
-            bound = self._signature.bind(*args, **kwargs)
-            bound.apply_defaults()
-            values = tuple(bound.arguments.values())
-        if all(type(v) in _SIMPLE for v in values):
-            text = repr(values)
-            if len(text) <= _MAX_PLAIN_KEY:
-                return self._prefix + text
-        digest = hashlib.blake2b(_canonical(values), digest_size=16).hexdigest()
-        return f"{self._prefix}#{digest}"
-
-    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
-        key = self.key(*args, **kwargs)
-        cache = self._cache or get_cache()
-        codec = self._codec or self._make_codec(cache)
-        value = (
-            cache._read_through(key, MISSING, 0, codec)
-            if codec is not cache._codec
-            else cache.get(key, MISSING)
-        )
-        if value is not MISSING:
-            return value  # type: ignore[no-any-return]
-        return cache._compute(
-            key, lambda: self._func(*args, **kwargs), self._ttl, self._tags, self._persistent, codec
-        )
+        ...
 
     def invalidate(self, *args: P.args, **kwargs: P.kwargs) -> bool:
         """Forget the cached result of this call."""
-        return (self._cache or get_cache()).delete(self.key(*args, **kwargs))
+        ...
 
-    def _make_codec(self, cache: Cache) -> Codec:
-        """A TypeAdapter codec from the return annotation, when there is one and the cache uses JSON."""
+
+class _Memo(Generic[P, R]):
+    """What one ``@cached`` function knows about itself: its key derivation and its codec."""
+
+    def __init__(self, func: Callable[P, R], prefix: str) -> None:
+        self.func = func
+        self.prefix = prefix
+        self.signature = inspect.signature(func)
+        params = self.signature.parameters.values()
+        positional = all(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) for p in params)
+        self.arity = len(self.signature.parameters) if positional else -1
+        """Calls with exactly this many positional arguments need no signature binding."""
+
+    def key(self, *args: P.args, **kwargs: P.kwargs) -> str:
+        if kwargs or len(args) != self.arity:
+            bound = self.signature.bind(*args, **kwargs)
+            bound.apply_defaults()
+            args = tuple(bound.arguments.values())  # type: ignore[assignment]
+        if _SIMPLE.issuperset(map(type, args)):
+            text = repr(args)
+            if len(text) <= _MAX_PLAIN_KEY:
+                return self.prefix + text
+        digest = hashlib.blake2b(_canonical(args), digest_size=16).hexdigest()
+        return f"{self.prefix}#{digest}"
+
+    def codec_for(self, cache: Cache) -> Codec:
+        """The codec for ``cache``'s byte tiers: a TypeAdapter from the return annotation, if any."""
         codec: Codec = cache._codec
         try:
-            annotation = typing.get_type_hints(self._func).get("return")
+            annotation = typing.get_type_hints(self.func).get("return")
         except Exception:  # unresolvable forward reference: fall back to the generic codec
             annotation = None
         if annotation is not None and annotation is not type(None) and isinstance(codec, JsonCodec):
             codec = AdapterCodec(TypeAdapter(annotation), codec)
-        self._codec = codec
         return codec
+
+
+def _unbound(key: str, default: Any) -> Any:  # pragma: no cover - replaced on first call
+    raise RuntimeError("not bound to a cache")
 
 
 def _canonical(values: Any) -> bytes:
@@ -129,18 +111,62 @@ def cached(
 ) -> Callable[[Callable[P, R]], CachedFunction[P, R]]:
     """Cache a function's results.
 
-    The key is the function's module and qualified name plus its arguments
-    (bound to the signature, so ``f(1)`` and ``f(x=1)`` share an entry) —
-    stable across processes.  Results are stored in ``cache`` (default:
-    :func:`tierkit.get_cache`).  With a return annotation, byte tiers store the
-    value through a pydantic ``TypeAdapter`` and hand back that type.
-    Concurrent calls with the same arguments run the function once.
+    The key is the function's module and qualified name (or ``namespace``)
+    plus its arguments, bound to the signature so ``f(1)`` and ``f(x=1)``
+    share an entry — stable across processes.  Results are stored in
+    ``cache`` (default: :func:`tierkit.get_cache`).  With a return
+    annotation, byte tiers store the value through a pydantic
+    ``TypeAdapter`` and hand back that type.  Concurrent calls with the same
+    arguments run the function once.
     """
     tag_tuple = tuple(tags)
 
     def decorate(func: Callable[P, R]) -> CachedFunction[P, R]:
-        return CachedFunction(
-            func, ttl=ttl, tags=tag_tuple, persistent=persistent, cache=cache, namespace=namespace
-        )
+        memo = _Memo(func, f"{namespace or func.__module__ + '.' + func.__qualname__}:")
+        prefix, arity, simple = memo.prefix, memo.arity, _SIMPLE
+        single: dict[type, dict[Any, str]] = {str: {}, int: {}}  # exact types: 1, 1.0, True differ
+        # Per-cache state lives in closure cells: cheaper to read than attributes.
+        bound_to: Cache | None = None
+        get: Callable[[str, Any], Any] = _unbound
+        codec: Codec | None = None
+
+        @functools.wraps(func)
+        def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+            # The hit path is written out here, not delegated: it is the whole cost of a hit.
+            nonlocal bound_to, get, codec
+            if kwargs or len(args) != arity:
+                key = memo.key(*args, **kwargs)
+            elif arity == 1 and type(args[0]) in single:
+                # one str or int argument, the commonest shape: its key string is remembered
+                memo_of_type = single[type(args[0])]
+                key = memo_of_type.get(args[0])  # type: ignore[assignment]
+                if key is None:
+                    key = memo.key(*args, **kwargs)
+                    if len(memo_of_type) < _KEY_MEMO_SIZE:
+                        memo_of_type[args[0]] = key
+            elif simple.issuperset(map(type, args)):
+                key = prefix + repr(args)
+                if len(key) > _MAX_PLAIN_KEY:
+                    key = memo.key(*args, **kwargs)
+            else:
+                key = memo.key(*args, **kwargs)
+            target = cache or get_cache()
+            if target is not bound_to:
+                codec = memo.codec_for(target)
+                get = target._reader(codec)
+                bound_to = target
+            value = get(key, MISSING)
+            if value is not MISSING:
+                return value  # type: ignore[no-any-return]
+            return target._compute(
+                key, lambda: func(*args, **kwargs), ttl, tag_tuple, persistent, codec or target._codec
+            )
+
+        def invalidate(*args: P.args, **kwargs: P.kwargs) -> bool:
+            return (cache or get_cache()).delete(memo.key(*args, **kwargs))
+
+        wrapper.key = memo.key  # type: ignore[attr-defined]
+        wrapper.invalidate = invalidate  # type: ignore[attr-defined]
+        return wrapper  # type: ignore[return-value]
 
     return decorate
