@@ -72,7 +72,7 @@ def _check_key(key: Any) -> None:
 
 
 def _check_ttl(ttl: Any) -> None:
-    if ttl is not None and (isinstance(ttl, bool) or not isinstance(ttl, int | float) or not ttl > 0):
+    if not ((type(ttl) is int or type(ttl) is float) and ttl > 0):
         raise ValueError(f"ttl must be a positive number of seconds or None, got {ttl!r}")
 
 
@@ -299,7 +299,7 @@ class Cache:
         be no expiry); ``tags`` for :meth:`invalidate`; ``persistent=True`` also
         writes the tiers with the ``persistent`` policy (the file tier).
         """
-        self._set_many({key: value}, ttl, tags, persistent, self._codec)
+        self._set_one(key, value, ttl, tags, persistent, self._codec)
 
     def set_many(
         self,
@@ -312,25 +312,27 @@ class Cache:
         """:meth:`set` for several keys, one batch per tier."""
         self._set_many(items, ttl, tags, persistent, self._codec)
 
+    def _set_one(
+        self, key: str, value: Any, ttl: float | None, tags: Iterable[str], persistent: bool, codec: Codec
+    ) -> None:
+        """The single-key write, kept apart from :meth:`_set_many`: it is the common one."""
+        if type(key) is not str or not key:
+            _check_key(key)
+        writers, encode, tag_tuple, now, expires_at = self._write_plan(ttl, tags, persistent)
+        payload = codec.encode(key, value) if encode else None
+        for slot in writers:
+            exp = expires_at if slot.max_ttl is None else slot.cap(expires_at, now)
+            entry = new_entry((payload if slot.holds_bytes else value, exp, tag_tuple))
+            if slot.call(slot.set, key, entry) is not UNAVAILABLE:
+                slot.sets += 1
+
     def _set_many(
-        self,
-        items: Mapping[str, Any],
-        ttl: float | None,
-        tags: Iterable[str],
-        persistent: bool,
-        codec: Codec,
+        self, items: Mapping[str, Any], ttl: float | None, tags: Iterable[str], persistent: bool, codec: Codec
     ) -> None:
         for key in items:
             _check_key(key)
-        if ttl is None:
-            ttl = self._default_ttl
-        _check_ttl(ttl)
-        tag_tuple = _check_tags(tags)
-        writers = self._persistent_writers if persistent else self._writers
-        encode = self._encode_persistent if persistent else self._encode_plain
+        writers, encode, tag_tuple, now, expires_at = self._write_plan(ttl, tags, persistent)
         payloads = {key: codec.encode(key, value) for key, value in items.items()} if encode else {}
-        now = self._clock()
-        expires_at = None if ttl is None else now + ttl
         for slot in writers:
             exp = slot.cap(expires_at, now)
             source = payloads if slot.holds_bytes else items
@@ -344,6 +346,21 @@ class Cache:
             done = slot.call(slot.set_many, batch)
         if done is not UNAVAILABLE:
             slot.sets += len(batch)
+
+    def _write_plan(
+        self, ttl: float | None, tags: Iterable[str], persistent: bool
+    ) -> tuple[tuple[TierSlot, ...], bool, tuple[str, ...], float, float | None]:
+        """Check a write's arguments; return the tiers to write, whether to encode, tags, now, deadline."""
+        if ttl is None:
+            ttl = self._default_ttl
+        if ttl is not None:
+            _check_ttl(ttl)
+        tag_tuple = _check_tags(tags) if tags else ()
+        now = self._clock()
+        expires_at = None if ttl is None else now + ttl
+        if persistent:
+            return self._persistent_writers, self._encode_persistent, tag_tuple, now, expires_at
+        return self._writers, self._encode_plain, tag_tuple, now, expires_at
 
     def get_or_set(
         self,
@@ -377,7 +394,7 @@ class Cache:
             value = self._read_through(key, MISSING, 0, codec)  # a previous leader may have stored it
             if value is MISSING:
                 value = factory()
-                self._set_many({key: value}, ttl, tags, persistent, codec)
+                self._set_one(key, value, ttl, tags, persistent, codec)
             return value  # type: ignore[no-any-return]
 
         return self._flights.run(key, lead)
