@@ -120,9 +120,11 @@ class Tier:
         """Why this tier cannot run here (e.g. no URL configured), or ``None``.
 
         Called before the tier is built, so a tier that is not configured costs
-        no import of its client library.  In the default order such a tier is
-        skipped and health reports the reason; in an explicit order it is a
-        ``ConfigError``.
+        no import of its client library.  Such a tier is left out of the chain
+        and health reports it as ``skipped`` with this reason — in the default
+        order and in an explicit one alike, so that one configuration serves a
+        laptop without Redis and a deployment with ``REDIS_URL``.  (An unknown
+        *kind* in an explicit order is a ``ConfigError``.)
         """
         return None
 
