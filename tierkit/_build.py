@@ -93,14 +93,16 @@ class TierSlot:
 
     def call(self, method: Callable[..., Any], *args: Any) -> Any:
         """``method(*args)`` guarded by the breaker: :data:`UNAVAILABLE` if skipped or failed."""
-        if not self.breaker.allow():
+        breaker = self.breaker
+        if breaker.open_until and not breaker.allow():  # closed breaker: no call at all
             return UNAVAILABLE
         try:
             result = method(*args)
         except Exception as exc:
             self.failed(exc)
             return UNAVAILABLE
-        self.breaker.success()
+        if breaker.failures or breaker.open_until:
+            breaker.success()
         return result
 
     def cap(self, expires_at: float | None, now: float) -> float | None:

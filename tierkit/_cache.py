@@ -136,6 +136,7 @@ class Cache:
         self._persistent_writers = tuple(s for s in self._slots if s.write != "never")
         self._encode_plain = any(s.holds_bytes for s in self._writers)
         self._encode_persistent = any(s.holds_bytes for s in self._persistent_writers)
+        self._backfill_capped = tuple(any(t.max_ttl is not None for t in ts) for ts in self._backfill_targets)
 
     # -- reads --------------------------------------------------------------------
 
@@ -254,7 +255,7 @@ class Cache:
         clock is read only when a target caps TTLs (``max_ttl``).
         """
         targets = self._backfill_targets[index]
-        now = self._clock() if any(slot.max_ttl is not None for slot in targets) else 0.0
+        now = self._clock() if self._backfill_capped[index] else 0.0
         for slot in targets:
             batch = {}
             for key, (value, payload, entry) in hits.items():
