@@ -237,9 +237,12 @@ class MemoryTier(Tier):
         return removed
 
     def _evict(self) -> None:
-        data = self._data
-        while len(data) > self._max_entries or (
-            self._max_bytes is not None and self._bytes > self._max_bytes
-        ):
-            self._remove(next(iter(data)))
-            self._evictions += 1
+        """Drop least-recently-used entries until both bounds hold."""
+        data, max_bytes = self._data, self._max_bytes
+        evicted = 0
+        while len(data) > self._max_entries or (max_bytes is not None and self._bytes > max_bytes):
+            key, entry = data.popitem(last=False)
+            if entry[2] or max_bytes is not None:
+                self._forget(key, entry)
+            evicted += 1
+        self._evictions += evicted
