@@ -211,7 +211,7 @@ class Cache:
                     continue
             slot.hits += 1
             if index:
-                self._backfill(index, {key: (value, payload, entry)})
+                self._backfill_one(index, key, value, payload, entry)
             return value
         self._misses += 1
         return default
@@ -249,26 +249,43 @@ class Cache:
         return found
 
     def _backfill(self, index: int, hits: Mapping[str, tuple[Any, bytes | None, Entry]]) -> None:
-        """Copy hits from tier ``index`` into the ``always`` tiers above it, with the remaining TTL.
-
-        The hits were just validated against the clock by their tier, so the
-        clock is read only when a target caps TTLs (``max_ttl``).
-        """
-        targets = self._backfill_targets[index]
+        """Copy hits from tier ``index`` into the ``always`` tiers above it, one batch per tier."""
         now = self._clock() if self._backfill_capped[index] else 0.0
-        for slot in targets:
+        for slot in self._backfill_targets[index]:
             batch = {}
             for key, (value, payload, entry) in hits.items():
-                stored = value
-                if slot.holds_bytes:
-                    try:
-                        stored = payload if payload is not None else self._codec.encode(key, value)
-                    except TypeError:
-                        continue  # an object-tier value the codec cannot write: leave byte tiers alone
-                expires_at = entry[1] if slot.max_ttl is None else slot.cap(entry[1], now)
-                batch[key] = new_entry((stored, expires_at, entry[2]))
+                copy = self._copy_for(slot, key, value, payload, entry, now)
+                if copy is not None:
+                    batch[key] = copy
             if batch:
                 self._write(slot, batch)
+
+    def _backfill_one(self, index: int, key: str, value: Any, payload: bytes | None, entry: Entry) -> None:
+        """:meth:`_backfill` for the single hit of a ``get`` (no batches to build)."""
+        now = self._clock() if self._backfill_capped[index] else 0.0
+        for slot in self._backfill_targets[index]:
+            copy = self._copy_for(slot, key, value, payload, entry, now)
+            if copy is not None and slot.call(slot.set, key, copy) is not UNAVAILABLE:
+                slot.sets += 1
+
+    def _copy_for(
+        self, slot: TierSlot, key: str, value: Any, payload: bytes | None, entry: Entry, now: float
+    ) -> Entry | None:
+        """The entry to backfill into ``slot``, with the remaining TTL (``None`` if it cannot hold it).
+
+        The hit was just validated against the clock by its tier, so the clock
+        is read (``now``) only when a target caps TTLs (``max_ttl``).
+        """
+        stored = value
+        if slot.holds_bytes:
+            if payload is None:
+                try:
+                    payload = self._codec.encode(key, value)
+                except TypeError:
+                    return None  # an object-tier value the codec cannot write: leave byte tiers alone
+            stored = payload
+        expires_at = entry[1] if slot.max_ttl is None else slot.cap(entry[1], now)
+        return new_entry((stored, expires_at, entry[2]))
 
     def _undecodable(self, slot: TierSlot, key: str, exc: CodecError) -> None:
         """Count an undecodable entry as a miss; remove it only if its bytes are bad."""
