@@ -613,3 +613,24 @@ def test_per_operation_work_does_not_grow_with_the_store(build: Build) -> None:
     assert large[:3] == small[:3]
     assert large[3] < 30 * small[3]  # k7* matches 11 keys of 100, 111 of 5000
     assert large[4] == small[4]
+
+
+def test_processes_opening_a_new_store_together_all_succeed(tmp_path: Path) -> None:
+    # Regression: the switch to WAL mode failed at once with "database is locked" when
+    # two processes opened a fresh store at the same moment (seen in CI).
+    opener = (
+        "import sys; from pathlib import Path; from tierkit import TierContext; "
+        "from tierkit.tiers.file import FileOptions, FileTier; "
+        "FileTier(FileOptions(directory=Path(sys.argv[1])), TierContext('file', 'ns'))"
+    )
+    for attempt in range(4):
+        directory = tmp_path / f"store{attempt}"
+        procs = [
+            subprocess.Popen(
+                [sys.executable, "-c", opener, str(directory)], stderr=subprocess.PIPE, text=True
+            )
+            for _ in range(6)
+        ]
+        for proc in procs:
+            _, err = proc.communicate(timeout=60)
+            assert proc.returncode == 0, err

@@ -279,7 +279,11 @@ class FileTier(Tier):
                 check_same_thread=False,
             )
             try:
-                self._setup(conn)
+                # Serialized between processes: switching to WAL and creating the schema
+                # can fail at once with "database is locked" (SQLite's busy handler is not
+                # consulted for the journal-mode switch) when two processes open together.
+                with _file_lock(self._dir / (DB_NAME + ".lock")):
+                    self._setup(conn)
             except BaseException as exc:
                 conn.close()
                 if (
