@@ -6,12 +6,13 @@ import importlib.util
 import os
 import socket
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
+
+from ._run import run_module
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 SECRET_URL = "redis://user:s3cret@127.0.0.1:1/0"
@@ -20,17 +21,7 @@ COMMANDS = ("tiers", "config", "health", "stats", "get", "set", "delete", "clear
 
 def tierkit(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
     """Run ``python -m tierkit ARGS`` with this test's environment plus ``env``."""
-    environ = os.environ.copy()
-    environ.update(env, PYTHONIOENCODING="utf-8")
-    return subprocess.run(
-        [sys.executable, "-m", "tierkit", *args],
-        capture_output=True,
-        text=True,
-        encoding="utf-8",
-        env=environ,
-        timeout=60,
-        check=False,
-    )
+    return run_module("tierkit", *args, **env)
 
 
 def json_of(result: subprocess.CompletedProcess[str]) -> Any:

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from ._run import run_module
+
 pytestmark = pytest.mark.slow
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
@@ -22,17 +24,7 @@ DURATION = r"\d[\d.,]* (?:s|ms|µs)"
 
 
 def run_demo(*command: str, **env: str) -> subprocess.CompletedProcess[str]:
-    environ = os.environ.copy()
-    environ.update(env, PYTHONIOENCODING="utf-8")
-    return subprocess.run(
-        [sys.executable, "-m", *(command or ("tierkit", "demo"))],
-        capture_output=True,
-        text=True,
-        encoding="utf-8",
-        env=environ,
-        timeout=120,
-        check=False,
-    )
+    return run_module(*(command or ("tierkit", "demo")), timeout=120, **env)
 
 
 def section(output: str, title: str) -> str:

@@ -13,6 +13,7 @@ tests skip with the reason; under ``CI=true`` they fail instead.
 from __future__ import annotations
 
 import contextlib
+import os
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -25,6 +26,16 @@ from redis_helpers import OPENSSL, REDIS_SERVER, TEST_URL, RedisServer, TlsFiles
 from tierkit_redis import Options, RedisTier
 
 from tierkit import TierContext
+
+
+@pytest.fixture(autouse=True)
+def workdir(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """Each test runs in an empty directory with no ambient REDIS_URL / TIERKIT_ variables."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("REDIS_URL", raising=False)
+    for name in [name for name in os.environ if name.startswith("TIERKIT_")]:
+        monkeypatch.delenv(name)
+    return tmp_path
 
 
 @pytest.fixture(scope="session")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import subprocess
 import sys
 import threading
@@ -20,15 +19,6 @@ from redis_helpers import RedisServer
 from tierkit import Cache
 
 pytestmark = pytest.mark.redis
-
-
-@pytest.fixture(autouse=True)
-def no_ambient_config(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """Configuration comes only from the test's arguments."""
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("REDIS_URL", raising=False)
-    for name in [name for name in os.environ if name.startswith("TIERKIT_")]:
-        monkeypatch.delenv(name)
 
 
 @pytest.fixture

@@ -26,16 +26,6 @@ STREAMLIT = "redis://127.0.0.1:1/6"
 TOML = "redis://127.0.0.1:1/7"
 
 
-@pytest.fixture(autouse=True)
-def workdir(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
-    """An empty working directory and no ambient REDIS_URL / TIERKIT_ variables."""
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("REDIS_URL", raising=False)
-    for name in [name for name in os.environ if name.startswith("TIERKIT_")]:
-        monkeypatch.delenv(name)
-    return tmp_path
-
-
 def chosen_url(**arguments: object) -> str | None:
     """The URL the Redis tier of a freshly built cache uses (``None``: not configured)."""
     with Cache(order=["memory", "redis"], **arguments) as cache:
