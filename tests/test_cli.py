@@ -348,3 +348,12 @@ def test_missing_config_file_is_a_usage_error(isolated_config: Path) -> None:
     result = tierkit("config", TIERKIT_CONFIG=str(isolated_config / "absent.toml"))
     assert result.returncode == 2
     assert "absent.toml" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_config_says_where_each_setting_came_from() -> None:
+    Path("tierkit.toml").write_text('namespace = "shop"\n')
+    result = tierkit("config", "--json", REDIS_URL="redis://default:s3cret@127.0.0.1:1/0")
+    origins = json_of(result)["origins"]
+    assert origins == {"namespace": "file tierkit.toml", "tiers.redis.options.url": "environment (REDIS_URL)"}
+    human = tierkit("config", REDIS_URL="redis://default:s3cret@127.0.0.1:1/0").stdout
+    assert "environment (REDIS_URL)" in human and "s3cret" not in human

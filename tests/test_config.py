@@ -189,3 +189,25 @@ def test_redact_masks_passwords_and_secret_fields() -> None:
     text = repr(redact(data))
     assert "s3cret" not in text and "abc" not in text and ":pw@" not in text
     assert "rediss://user:***@host:6380/0" in text
+
+
+def test_setting_origins_name_the_source_that_won(monkeypatch: pytest.MonkeyPatch) -> None:
+    from tierkit._config import setting_origins
+
+    write(
+        "tierkit.toml", 'namespace = "app"\n[tiers.redis.options]\nurl = "redis://toml"\nsocket_timeout = 1\n'
+    )
+    write(".env", "TIERKIT_DEFAULT_TTL=5\n")
+    write(".streamlit/secrets.toml", 'REDIS_URL = "redis://secrets"\n')
+    monkeypatch.setenv("TIERKIT_CODEC", "json")
+    origins = setting_origins(order=["memory"])
+    assert origins == {
+        "order": "arguments",
+        "codec": "environment",
+        "default_ttl": ".env / .env.local",
+        "tiers.redis.options.url": "streamlit secrets",
+        "tiers.redis.options.socket_timeout": "file tierkit.toml",
+        "namespace": "file tierkit.toml",
+    }
+    monkeypatch.setenv("REDIS_URL", "redis://env")
+    assert setting_origins()["tiers.redis.options.url"] == "environment (REDIS_URL)"

@@ -23,6 +23,8 @@ from dotenv import dotenv_values
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
+    DotEnvSettingsSource,
+    EnvSettingsSource,
     InitSettingsSource,
     NoDecode,
     PydanticBaseSettingsSource,
@@ -159,15 +161,59 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return (
-            init_settings,
-            env_settings,
-            _PlainAliases(settings_cls, lambda: dict(os.environ)),
-            dotenv_settings,
-            _PlainAliases(settings_cls, _dotenv_values),
-            _PlainAliases(settings_cls, _streamlit_secrets),
-            *_toml_sources(settings_cls, init_settings),
+        return tuple(
+            source
+            for _, source in _labelled_sources(settings_cls, init_settings, env_settings, dotenv_settings)
         )
+
+
+def _labelled_sources(
+    settings_cls: type[BaseSettings],
+    init_settings: PydanticBaseSettingsSource,
+    env_settings: PydanticBaseSettingsSource,
+    dotenv_settings: PydanticBaseSettingsSource,
+) -> list[tuple[str, PydanticBaseSettingsSource]]:
+    """Every source, highest precedence first, with the name ``tierkit config`` shows for it."""
+    plain = ", ".join(PLAIN_ALIASES)
+    toml = [
+        (f"file {_toml_path(init_settings)}", source) for source in _toml_sources(settings_cls, init_settings)
+    ]
+    return [
+        ("arguments", init_settings),
+        ("environment", env_settings),
+        (f"environment ({plain})", _PlainAliases(settings_cls, lambda: dict(os.environ))),
+        (" / ".join(DOTENV_FILES), dotenv_settings),
+        (f"{' / '.join(DOTENV_FILES)} ({plain})", _PlainAliases(settings_cls, _dotenv_values)),
+        ("streamlit secrets", _PlainAliases(settings_cls, _streamlit_secrets)),
+        *toml,
+    ]
+
+
+def setting_origins(**overrides: Any) -> dict[str, str]:
+    """Which source supplied each setting, by dotted path (``tiers.redis.options.url``).
+
+    Settings no source mentions are absent: they have their default value.
+    """
+    labelled = _labelled_sources(
+        Settings,
+        InitSettingsSource(Settings, init_kwargs=overrides),
+        EnvSettingsSource(Settings),
+        DotEnvSettingsSource(Settings),
+    )
+    origins: dict[str, str] = {}
+    for label, source in labelled:
+        for path in _paths(source()):
+            if path:  # a source with nothing to say yields the empty path
+                origins.setdefault(path, label)
+    return origins
+
+
+def _paths(value: Any, prefix: str = "") -> list[str]:
+    if isinstance(value, dict) and value:
+        return [
+            p for key, item in value.items() for p in _paths(item, f"{prefix}.{key}" if prefix else str(key))
+        ]
+    return [prefix]
 
 
 class _PlainAliases(PydanticBaseSettingsSource):
@@ -222,11 +268,15 @@ def config_file() -> Path | None:
     return None
 
 
+def _toml_path(init_settings: PydanticBaseSettingsSource) -> Path | None:
+    init = init_settings()
+    return Path(init["config"]) if init.get("config") else config_file()
+
+
 def _toml_sources(
     settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource
 ) -> tuple[PydanticBaseSettingsSource, ...]:
-    init = init_settings()
-    path = Path(init["config"]) if init.get("config") else config_file()
+    path = _toml_path(init_settings)
     if path is None:
         return ()
     try:

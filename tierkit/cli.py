@@ -27,6 +27,7 @@ from tierkit._config import (
     config_file,
     load_settings,
     redact,
+    setting_origins,
     streamlit_secrets_files,
 )
 from tierkit._discovery import GROUP, KindReport, describe_installed, load_tier_class
@@ -249,6 +250,7 @@ def effective_config(args: argparse.Namespace) -> dict[str, Any]:
         "order": settings.tier_names(),
         "order_is_default": not settings.explicit_order,
         "settings": dumped,
+        "origins": setting_origins(**_overrides(args)),
     }
 
 
@@ -272,8 +274,12 @@ def cmd_config(args: argparse.Namespace) -> int:
     print(f"streamlit secrets: {sources['streamlit_secrets'] or 'none'}")
     note = "default; tiers that cannot run here are skipped" if config["order_is_default"] else "configured"
     print(f"\nchain order: {' -> '.join(config['order'])} ({note})\n")
-    rows = [(key, orjson.dumps(value).decode()) for key, value in _flatten(config["settings"])]
-    print(table(rows, ("SETTING", "VALUE")))
+    origins = config["origins"]
+    rows = [
+        (key, orjson.dumps(value).decode(), origins.get(key, "default"))
+        for key, value in _flatten(config["settings"])
+    ]
+    print(table(rows, ("SETTING", "VALUE", "FROM")))
     return EXIT_OK
 
 
