@@ -10,11 +10,12 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from ._run import run_module
 
 ROOT = Path(__file__).resolve().parent.parent
 IN_CI = os.environ.get("CI", "").lower() == "true"
@@ -32,16 +33,9 @@ def test_quick_benchmarks_produce_every_row(tmp_path: Path) -> None:
         sys.path.remove(str(ROOT))
 
     out = tmp_path / "bench-out"
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
-    done = subprocess.run(
-        [sys.executable, "-m", "benchmarks", "--quick", "--out", str(out)],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
+    pythonpath = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+    done = run_module(
+        "benchmarks", "--quick", "--out", str(out), cwd=tmp_path, timeout=600, PYTHONPATH=pythonpath
     )
     assert done.returncode == 0, f"quick benchmark run failed:\n{done.stdout[-4000:]}\n{done.stderr[-4000:]}"
 

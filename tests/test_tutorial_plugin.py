@@ -23,6 +23,8 @@ from pathlib import Path
 
 import pytest
 
+from ._run import run_module
+
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "tierkit-dict-tier"
 TUTORIAL = ROOT / "docs" / "plugins" / "tutorial.md"
@@ -96,15 +98,17 @@ def app(tmp_path: Path) -> Path:
 
 def test_the_example_passes_its_own_tests() -> None:
     """The example's tests — the conformance suite among them — run as the tutorial says."""
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(EXAMPLE), *sys.path]), PYTHONDONTWRITEBYTECODE="1")
-    result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-o", "addopts="],
+    result = run_module(
+        "pytest",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        "-o",
+        "addopts=",
         cwd=EXAMPLE,
-        env=env,
-        capture_output=True,
-        text=True,
         timeout=120,
-        check=False,
+        PYTHONPATH=os.pathsep.join([str(EXAMPLE), *sys.path]),
+        PYTHONDONTWRITEBYTECODE="1",
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert " passed" in result.stdout and "failed" not in result.stdout
