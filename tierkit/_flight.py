@@ -47,6 +47,3 @@ class SingleFlight:
             with self._lock:
                 del self._calls[key]
             call.done.set()
-
-    def __len__(self) -> int:
-        return len(self._calls)
