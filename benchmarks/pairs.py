@@ -275,16 +275,16 @@ def setup_file_set(ctx: Context) -> tuple[Batch, Batch, dict[str, Any]]:
 
 def setup_file_get_raw(ctx: Context) -> tuple[Batch, Batch, dict[str, Any]]:
     cache, peer, keys = _file_pair(ctx, "bench-file-raw")
-    tier = cache._slots[0].tier  # the FileTier itself: its get hook, no chain, no decode
-    _same("FileTier hook", cache._codec.decode(tier.tierkit_get(keys[0]).value), ctx.value)
+    tier = cache.chain.slots[0].tier  # the FileTier itself: its get hook, no chain, no decode
+    _same("FileTier hook", cache.codec.decode(tier.tierkit_get(keys[0]).value), ctx.value)
     return cycle_loop(tier.tierkit_get, keys), cycle_loop(peer.get, keys), {}
 
 
 def setup_file_set_raw(ctx: Context) -> tuple[Batch, Batch, dict[str, Any]]:
     cache, peer, keys = _file_pair(ctx, "bench-file-raw-set")
-    tier = cache._slots[0].tier
-    clock = cache._clock
-    payload = cache._codec.encode("k", ctx.value)
+    tier = cache.chain.slots[0].tier
+    clock = cache.chain.clock
+    payload = cache.codec.encode("k", ctx.value)
     value = ctx.value
 
     def tk(key: str) -> None:

@@ -108,8 +108,8 @@ def memory_scaling(ctx: Context, sizes: list[int]) -> list[dict[str, Any]]:
                 order=["memory"],
                 tiers={"memory": {"options": {"max_entries": size}}},
             )
-            tier = cache._slots[0].tier  # fill through the tier: a million chain sets would take long
-            expires = cache._clock() + 10 * TTL
+            tier = cache.chain.slots[0].tier  # fill through the tier: a million chain sets would take long
+            expires = cache.chain.clock() + 10 * TTL
             for key in keys:
                 tier.tierkit_set(key, tierkit.Entry(value, expires))
             store[size] = cache

@@ -138,7 +138,7 @@ def test_encode_once_per_set_decode_once_per_hit_and_backfill_reuses_bytes(
     assert cache.get("k") == {"rows": [1, 2, 3]}
     assert calls == {"encode": 1, "decode": 1}
     assert store("bytes1")["k"].value is store("bytes2")["k"].value  # backfilled with the same bytes
-    assert Cache(order=["memory"], clock=clock)._encode_plain is False
+    assert Cache(order=["memory"], clock=clock).chain.encode_plain is False
 
 
 def test_unserializable_value_raises_before_anything_is_written(clock: FakeClock) -> None:
@@ -155,7 +155,7 @@ def test_fast_path_returns_what_the_pluggy_firstresult_path_returns(clock: FakeC
     store("dict1")["middle"] = tierkit.Entry("from dict1", None, ())
     store("bytes2")["bottom"] = tierkit.Entry(JsonCodec().encode("bottom", ("t", 1)), None, ())
     for key in ("everywhere", "middle", "bottom", "absent"):
-        reference = cache._chain.pm.hook.tierkit_get(key=key)
+        reference = cache.chain.pm.hook.tierkit_get(key=key)
         expected = MISSING
         if reference is not None:
             value = reference.value
@@ -218,7 +218,7 @@ def test_failing_tier_never_reaches_the_caller_and_is_skipped_by_the_breaker(clo
         ["memory", "remote1", "dict2"],
         remote1={"breaker": {"threshold": 3, "cooldown": 0.05, "max_cooldown": 0.05}},
     )
-    remote = cache._slots[1].tier
+    remote = cache.chain.slots[1].tier
     remote.failing = True
     for n in range(10):
         cache.set(f"k{n}", n)
@@ -229,7 +229,7 @@ def test_failing_tier_never_reaches_the_caller_and_is_skipped_by_the_breaker(clo
     assert report.status == "down" and report.details["breaker"] == "open"
     assert cache.stats()["tiers"]["remote1"]["errors"] == 3
     remote.failing = False
-    time.sleep(0.06)  # the breaker's cooldown is wall-clock monotonic, not the cache clock
+    clock.advance(0.06)  # the breaker runs on the cache's clock
     cache.set("back", 1)  # the probe succeeds and closes the breaker
     assert cache.health().tiers["remote1"].status == "ok"
     assert "back" in store("remote1")
@@ -304,7 +304,7 @@ def test_close_releases_tiers_once(clock: FakeClock) -> None:
     with chain(clock, ["memory"]) as cache:
         cache.set("k", 1)
     cache.close()
-    assert cache._chain.pm.get_plugins() == set()
+    assert cache.chain.pm.get_plugins() == set()
 
 
 def test_get_cache_is_built_once() -> None:

@@ -112,7 +112,7 @@ def test_known_first_party_kind_names_its_distribution(monkeypatch: pytest.Monke
     monkeypatch.setattr(discovery, "installed_entry_points", lambda: {"memory": []})
     with pytest.raises(
         ConfigError,
-        match=r"unknown kind 'redis'; installed kinds: memory\. To use it, pip install tierkit-redis",
+        match=r"unknown kind 'redis'; installed kinds: memory\. To use it, install .*: pip install tierkit-redis",
     ):
         discovery.load_tier_class.__wrapped__("redis", "redis")
 
@@ -200,7 +200,7 @@ def test_setting_origins_name_the_source_that_won(monkeypatch: pytest.MonkeyPatc
     write(".env", "TIERKIT_DEFAULT_TTL=5\n")
     write(".streamlit/secrets.toml", 'REDIS_URL = "redis://secrets"\n')
     monkeypatch.setenv("TIERKIT_CODEC", "json")
-    origins = setting_origins(order=["memory"])
+    origins = setting_origins(order=["memory", "redis", "session"])
     assert origins == {
         "order": "arguments",
         "codec": "environment",

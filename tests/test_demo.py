@@ -83,7 +83,9 @@ def test_demo_on_the_default_chain(tmp_path: Path, isolated_config: Path) -> Non
     assert served(invalidation) == []
     assert re.search(r"computed again", invalidation)
 
-    assert "REDIS_URL is not set" in section(out, "5. With Redis")
+    shared = section(out, "5. Shared tiers")
+    assert "The redis tier was skipped here (not configured: no REDIS_URL" in shared
+    assert "Configure it and run the demo again" in shared
 
     # Nothing written outside the user cache directory.
     assert list(isolated_config.iterdir()) == []
@@ -128,7 +130,7 @@ def test_demo_keeps_working_when_redis_is_down() -> None:
         "file",
         "memory",
     ]
-    assert "Redis is down" in section(result.stdout, "5. With Redis")
+    assert "The redis tier is configured but down" in section(result.stdout, "5. Shared tiers")
 
 
 @pytest.fixture
@@ -170,4 +172,4 @@ def test_demo_with_redis_serves_the_second_process_from_redis(redis_server: str)
         "redis",
         "memory",
     ]
-    assert "Redis is up" in section(result.stdout, "5. With Redis")
+    assert "The redis tier is up" in section(result.stdout, "5. Shared tiers")

@@ -14,10 +14,20 @@ Quick start::
 
 from __future__ import annotations
 
-from tierkit._cache import Cache, HealthReport, TierReport, get_cache
+from tierkit._cache import Cache, get_cache
 from tierkit._config import Settings, TierSettings, load_settings
 from tierkit._decorator import CachedFunction, cached
-from tierkit._types import MISSING, Entry, NoOptions, Tier, TierContext, TierHealth
+from tierkit._types import (
+    MISSING,
+    Entry,
+    HealthReport,
+    NoOptions,
+    SettingsSource,
+    Tier,
+    TierContext,
+    TierHealth,
+    TierReport,
+)
 from tierkit.errors import CodecError, ConfigError, PluginError, TierkitError
 from tierkit.hookspecs import hookimpl
 
@@ -34,6 +44,7 @@ __all__ = [
     "NoOptions",
     "PluginError",
     "Settings",
+    "SettingsSource",
     "Tier",
     "TierContext",
     "TierHealth",

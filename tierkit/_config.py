@@ -3,11 +3,16 @@
 Sources, highest precedence first:
 
 1. arguments (``Cache(namespace=..., order=[...])`` or ``load_settings(...)``)
-2. environment: ``TIERKIT_…`` (nested with ``__``), then plain aliases such as ``REDIS_URL``
+2. environment: ``TIERKIT_…`` (nested with ``__``), then the plain variables tier
+   plugins declare (:attr:`tierkit.Tier.settings_aliases`, e.g. ``REDIS_URL``)
 3. ``.env.local`` then ``.env`` in the working directory (same names)
-4. Streamlit secrets: ``.streamlit/secrets.toml`` (plain aliases, e.g. ``REDIS_URL``)
+4. the extra sources tier plugins declare (:meth:`tierkit.Tier.settings_sources`,
+   e.g. Streamlit secrets), plain variables only
 5. a TOML file: ``$TIERKIT_CONFIG``, else ``tierkit.toml``, else ``[tool.tierkit]`` in ``pyproject.toml``
 6. defaults
+
+The core names no plugin: which plain variables exist, where else they are read
+from, and the default order all come from the installed tier classes.
 """
 
 from __future__ import annotations
@@ -15,6 +20,8 @@ from __future__ import annotations
 import os
 import re
 import tomllib
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -31,21 +38,11 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
-from tierkit._types import WritePolicy
-from tierkit.errors import ConfigError
-
-DEFAULT_ORDER = ("memory", "redis", "session", "file")
-"""The chain when no order is configured; tiers that cannot run here are skipped."""
-
-PLAIN_ALIASES: dict[str, tuple[str, str]] = {"REDIS_URL": ("redis", "url")}
-"""Plain variable → (tier name, option) it supplies, at the precedence of the source it is in."""
+from tierkit._discovery import default_order, installed_entry_points, load_tier_class
+from tierkit._types import SettingsSource, WritePolicy
+from tierkit.errors import ConfigError, PluginError
 
 DOTENV_FILES = (".env", ".env.local")  # later files win
-
-
-def streamlit_secrets_files() -> tuple[Path, ...]:
-    """Where Streamlit keeps secrets: the project's ``.streamlit/`` first, then the user's."""
-    return (Path(".streamlit/secrets.toml"), Path.home() / ".streamlit" / "secrets.toml")
 
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -93,10 +90,11 @@ class Settings(BaseSettings):
         dotenv_filtering="match_prefix",
     )
 
-    namespace: str = Field("default", description="Keeps caches sharing a Redis or a directory apart.")
+    namespace: str = Field("default", description="Keeps caches sharing a server or a directory apart.")
     order: Annotated[list[str] | None, NoDecode] = Field(
         None,
-        description="Tier names, fastest first. Default: memory, redis, session, file (absent ones skipped).",
+        description="Tier names, fastest first. Default: every installed kind with a default_rank, "
+        "lowest first (those that cannot run here are skipped).",
     )
     tiers: dict[str, TierSettings] = Field(
         default_factory=dict, description="Per-tier settings by tier name."
@@ -122,14 +120,7 @@ class Settings(BaseSettings):
     @field_validator("order", mode="before")
     @classmethod
     def _split_order(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            text = value.strip()
-            return (
-                orjson.loads(text)
-                if text.startswith("[")
-                else [p.strip() for p in text.split(",") if p.strip()]
-            )
-        return value
+        return _split_names(value)
 
     @field_validator("order")
     @classmethod
@@ -147,7 +138,8 @@ class Settings(BaseSettings):
         return self.order is not None
 
     def tier_names(self) -> list[str]:
-        return list(self.order) if self.order is not None else list(DEFAULT_ORDER)
+        """The order: configured, else every installed kind that declares a ``default_rank``."""
+        return list(self.order) if self.order is not None else list(default_order())
 
     def tier(self, name: str) -> TierSettings:
         return self.tiers.get(name) or TierSettings()
@@ -167,6 +159,57 @@ class Settings(BaseSettings):
         )
 
 
+def _split_names(value: Any) -> Any:
+    """``"a, b"`` or ``'["a", "b"]'`` (environment spellings of a list) as a list; others unchanged."""
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("["):
+            try:
+                return orjson.loads(text)
+            except orjson.JSONDecodeError:
+                return value  # the field's validation reports it
+        return [p.strip() for p in text.split(",") if p.strip()]
+    return value
+
+
+@dataclass(frozen=True)
+class PluginDeclarations:
+    """What the tier kinds of an order declare about configuration."""
+
+    aliases: Mapping[str, tuple[str, str]]
+    """Plain variable → (tier name, option) it supplies."""
+    sources: Sequence[SettingsSource]
+    """Extra places plain variables are read from."""
+
+
+def plugin_declarations(kinds: Iterable[str]) -> PluginDeclarations:
+    """The aliases and sources declared by the tier classes of ``kinds`` (those installed)."""
+    aliases: dict[str, tuple[str, str]] = {}
+    sources: list[SettingsSource] = []
+    installed = installed_entry_points()
+    for kind in kinds:
+        if kind not in installed:
+            continue
+        try:
+            cls = load_tier_class(kind)
+        except PluginError:
+            continue  # reported when the chain is built (health shows it down)
+        for variable, option in getattr(cls, "settings_aliases", {}).items():
+            aliases.setdefault(variable, (kind, option))
+        sources.extend(s for s in cls.settings_sources() if s not in sources)
+    return PluginDeclarations(aliases, sources)
+
+
+def _order_kinds(sources: Iterable[PydanticBaseSettingsSource]) -> list[str]:
+    """The tier names of the order the highest source that sets one gives, else the default order."""
+    for source in sources:
+        order = source().get("order")
+        if order is not None:
+            names = _split_names(order)
+            return [name for name in names if isinstance(name, str)] if isinstance(names, list) else []
+    return list(default_order())
+
+
 def _labelled_sources(
     settings_cls: type[BaseSettings],
     init_settings: PydanticBaseSettingsSource,
@@ -174,19 +217,47 @@ def _labelled_sources(
     dotenv_settings: PydanticBaseSettingsSource,
 ) -> list[tuple[str, PydanticBaseSettingsSource]]:
     """Every source, highest precedence first, with the name ``tierkit config`` shows for it."""
-    plain = ", ".join(PLAIN_ALIASES)
     toml = [
         (f"file {_toml_path(init_settings)}", source) for source in _toml_sources(settings_cls, init_settings)
     ]
+    core = [init_settings, env_settings, dotenv_settings, *(source for _, source in toml)]
+    declared = plugin_declarations(_order_kinds(core))
+    aliases = declared.aliases
+    plain = ", ".join(aliases)
+
+    def plain_source(read: Callable[[], Mapping[str, Any]]) -> PydanticBaseSettingsSource:
+        return _PlainAliases(settings_cls, read, aliases)
+
     return [
         ("arguments", init_settings),
         ("environment", env_settings),
-        (f"environment ({plain})", _PlainAliases(settings_cls, lambda: dict(os.environ))),
+        *([(f"environment ({plain})", plain_source(lambda: os.environ))] if aliases else []),
         (" / ".join(DOTENV_FILES), dotenv_settings),
-        (f"{' / '.join(DOTENV_FILES)} ({plain})", _PlainAliases(settings_cls, _dotenv_values)),
-        ("streamlit secrets", _PlainAliases(settings_cls, _streamlit_secrets)),
+        *([(f"{' / '.join(DOTENV_FILES)} ({plain})", plain_source(_dotenv_values))] if aliases else []),
+        *((source.label, plain_source(source)) for source in declared.sources if aliases),
         *toml,
     ]
+
+
+def declared_sources(**overrides: Any) -> list[str]:
+    """Names of the configuration sources for ``overrides``, highest precedence first."""
+    return [label for label, _ in _labelled(overrides)]
+
+
+def plain_variables(**overrides: Any) -> list[str]:
+    """The plain variables (``REDIS_URL`` …) the tier kinds of this configuration's order read."""
+    init = InitSettingsSource(Settings, init_kwargs=overrides)
+    core = [init, EnvSettingsSource(Settings), DotEnvSettingsSource(Settings), *_toml_sources(Settings, init)]
+    return list(plugin_declarations(_order_kinds(core)).aliases)
+
+
+def _labelled(overrides: dict[str, Any]) -> list[tuple[str, PydanticBaseSettingsSource]]:
+    return _labelled_sources(
+        Settings,
+        InitSettingsSource(Settings, init_kwargs=overrides),
+        EnvSettingsSource(Settings),
+        DotEnvSettingsSource(Settings),
+    )
 
 
 def setting_origins(**overrides: Any) -> dict[str, str]:
@@ -194,14 +265,8 @@ def setting_origins(**overrides: Any) -> dict[str, str]:
 
     Settings no source mentions are absent: they have their default value.
     """
-    labelled = _labelled_sources(
-        Settings,
-        InitSettingsSource(Settings, init_kwargs=overrides),
-        EnvSettingsSource(Settings),
-        DotEnvSettingsSource(Settings),
-    )
     origins: dict[str, str] = {}
-    for label, source in labelled:
+    for label, source in _labelled(overrides):
         for path in _paths(source()):
             if path:  # a source with nothing to say yields the empty path
                 origins.setdefault(path, label)
@@ -217,11 +282,17 @@ def _paths(value: Any, prefix: str = "") -> list[str]:
 
 
 class _PlainAliases(PydanticBaseSettingsSource):
-    """Maps plain variables such as ``REDIS_URL`` onto tier options."""
+    """Maps plain variables such as ``REDIS_URL`` onto the tier options plugins declared for them."""
 
-    def __init__(self, settings_cls: type[BaseSettings], read: Any) -> None:
+    def __init__(
+        self,
+        settings_cls: type[BaseSettings],
+        read: Callable[[], Mapping[str, Any]],
+        aliases: Mapping[str, tuple[str, str]],
+    ) -> None:
         super().__init__(settings_cls)
         self._read = read
+        self._aliases = aliases
 
     def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:  # pragma: no cover
         return None, field_name, False
@@ -229,7 +300,7 @@ class _PlainAliases(PydanticBaseSettingsSource):
     def __call__(self) -> dict[str, Any]:
         values = self._read()
         tiers: dict[str, Any] = {}
-        for variable, (tier, option) in PLAIN_ALIASES.items():
+        for variable, (tier, option) in self._aliases.items():
             value = values.get(variable)
             if value:
                 tiers.setdefault(tier, {}).setdefault("options", {})[option] = value
@@ -242,16 +313,6 @@ def _dotenv_values() -> dict[str, str | None]:
         if Path(name).is_file():
             merged.update(dotenv_values(name))
     return merged
-
-
-def _streamlit_secrets() -> dict[str, Any]:
-    for path in streamlit_secrets_files():
-        if path.is_file():
-            try:
-                return tomllib.loads(path.read_text())
-            except (OSError, tomllib.TOMLDecodeError) as exc:
-                raise ConfigError(f"cannot read Streamlit secrets {path}: {exc}") from exc
-    return {}
 
 
 def config_file() -> Path | None:

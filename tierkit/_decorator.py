@@ -7,7 +7,7 @@ import hashlib
 import inspect
 import typing
 from collections.abc import Callable, Iterable
-from typing import Any, Generic, ParamSpec, Protocol, TypeVar
+from typing import Any, Generic, ParamSpec, Protocol, TypeVar, cast
 
 import orjson
 from pydantic import TypeAdapter
@@ -55,20 +55,21 @@ class _Memo(Generic[P, R]):
         """Calls with exactly this many positional arguments need no signature binding."""
 
     def key(self, *args: P.args, **kwargs: P.kwargs) -> str:
+        values: tuple[Any, ...] = args
         if kwargs or len(args) != self.arity:
             bound = self.signature.bind(*args, **kwargs)
             bound.apply_defaults()
-            args = tuple(bound.arguments.values())  # type: ignore[assignment]
-        if _SIMPLE.issuperset(map(type, args)):
-            text = repr(args)
+            values = tuple(bound.arguments.values())
+        if _SIMPLE.issuperset(map(type, values)):
+            text = repr(values)
             if len(text) <= _MAX_PLAIN_KEY:
                 return self.prefix + text
-        digest = hashlib.blake2b(_canonical(args), digest_size=16).hexdigest()
+        digest = hashlib.blake2b(_canonical(values), digest_size=16).hexdigest()
         return f"{self.prefix}#{digest}"
 
     def codec_for(self, cache: Cache) -> Codec:
         """The codec for ``cache``'s byte tiers: a TypeAdapter from the return annotation, if any."""
-        codec: Codec = cache._codec
+        codec: Codec = cache.codec
         try:
             annotation = typing.get_type_hints(self.func).get("return")
         except Exception:  # unresolvable forward reference: fall back to the generic codec
@@ -139,11 +140,13 @@ def cached(
             elif arity == 1 and type(args[0]) in single:
                 # one str or int argument, the commonest shape: its key string is remembered
                 memo_of_type = single[type(args[0])]
-                key = memo_of_type.get(args[0])  # type: ignore[assignment]
-                if key is None:
+                known = memo_of_type.get(args[0])
+                if known is None:
                     key = memo.key(*args, **kwargs)
                     if len(memo_of_type) < _KEY_MEMO_SIZE:
                         memo_of_type[args[0]] = key
+                else:
+                    key = known
             elif simple.issuperset(map(type, args)):
                 key = prefix + repr(args)
                 if len(key) > _MAX_PLAIN_KEY:
@@ -153,20 +156,19 @@ def cached(
             target = cache or get_cache()
             if target is not bound_to:
                 codec = memo.codec_for(target)
-                get = target._reader(codec)
+                get = target.chain.reader(codec)
                 bound_to = target
             value = get(key, MISSING)
             if value is not MISSING:
-                return value  # type: ignore[no-any-return]
-            return target._compute(
-                key, lambda: func(*args, **kwargs), ttl, tag_tuple, persistent, codec or target._codec
+                return cast(R, value)
+            return target.chain.compute(
+                key, lambda: func(*args, **kwargs), ttl, tag_tuple, persistent, codec or target.codec
             )
 
         def invalidate(*args: P.args, **kwargs: P.kwargs) -> bool:
             return (cache or get_cache()).delete(memo.key(*args, **kwargs))
 
-        wrapper.key = memo.key  # type: ignore[attr-defined]
-        wrapper.invalidate = invalidate  # type: ignore[attr-defined]
-        return wrapper  # type: ignore[return-value]
+        wrapper.__dict__.update(key=memo.key, invalidate=invalidate)
+        return cast(CachedFunction[P, R], wrapper)
 
     return decorate

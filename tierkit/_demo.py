@@ -2,8 +2,9 @@
 
 ``tierkit demo`` (or ``python -m tierkit demo``) runs it.  It uses its own namespace,
 cleared first, so every run shows the same thing; it writes only where the tiers keep
-their data (the user cache directory, or the configured file-tier directory, and Redis
-when ``REDIS_URL`` is set).  ``python -m tierkit._demo --child`` is the second process
+their data (the user cache directory, or the configured file-tier directory, and any
+shared tier the configuration enables, such as Redis when ``REDIS_URL`` is set).
+``python -m tierkit._demo --child`` is the second process
 the tour starts: it prints what it measured as JSON for the first to show.
 """
 
@@ -19,11 +20,13 @@ from typing import Any
 
 import orjson
 
-from tierkit._cache import Cache, HealthReport, TierReport
+from tierkit._cache import Cache
 from tierkit._config import redact
 from tierkit._decorator import CachedFunction, cached
-from tierkit._types import MISSING
-from tierkit.cli import table
+from tierkit._discovery import load_tier_class
+from tierkit._text import table
+from tierkit._types import MISSING, HealthReport, TierReport
+from tierkit.errors import TierkitError
 
 NAMESPACE = "tierkit-demo"
 SLOW_SECONDS = 0.4
@@ -40,12 +43,8 @@ CODE = f"""\
 
 
 def open_cache() -> Cache:
-    """The demo's cache: the default order, its own namespace and its own Redis key prefix."""
-    return Cache(
-        namespace=NAMESPACE,
-        order=None,
-        tiers={"redis": {"options": {"key_prefix": f"tierkit:{NAMESPACE}:"}}},
-    )
+    """The demo's cache: the default order in its own namespace."""
+    return Cache(namespace=NAMESPACE, order=None)
 
 
 def _monthly_report(month: str) -> dict[str, float]:
@@ -208,35 +207,45 @@ def show_invalidation(cache: Cache, report: CachedFunction[[str], dict[str, floa
     print(table(rows, ("CALL", "RESULT"), "  "))
 
 
-REDIS_ABSENT = """\
-REDIS_URL is not set, so the redis tier was skipped. Set it and run the demo again
-(e.g. REDIS_URL=redis://localhost:6379/0 tierkit demo):
-
-  - the chain becomes memory → redis → file;
-  - every set() also goes to Redis (persistent=True only adds the file tier), so all
-    processes and containers sharing that Redis see a result as soon as one computed it;
-  - the second process above is served by redis, before it reaches the file tier;
-  - when Redis goes down, reads and writes carry on with memory and file (no exception),
-    and `tierkit health` reports redis as down (exit status 1) until it is back."""
+SHARED_ABSENT = """\
+Configure it and run the demo again: every set() then also goes to {name}, so all
+processes sharing it see a result as soon as one of them computed it; the second
+process above is served by {name} before it reaches the file tier; and if {name}
+goes down, reads and writes carry on with the other tiers (no exception) while
+`tierkit health` reports it down (exit status 1) until it is back."""
 
 
-def show_redis(health: HealthReport, second: dict[str, Any]) -> None:
-    heading("5. With Redis")
-    redis = health.tiers.get("redis")
-    if redis is None or redis.status == "skipped":
-        if redis is not None and redis.reason == "not installed":
-            print("The redis tier is not installed: pip install tierkit-redis. Then:\n")
-        print(REDIS_ABSENT)
-    elif redis.status == "down":
-        print(f"REDIS_URL is set but Redis is down ({redis.reason}).")
-        print("The cache kept working: every step above skipped redis and used memory and")
-        print("file, without an exception. `tierkit health` exits 1 until Redis is back;")
-        print("a circuit breaker probes it again after a short cool-down.")
-    else:
-        served = sum(1 for c in second["calls"] if c["served_by"] == "redis")
-        print(f"REDIS_URL is set and Redis is up: the second process got {served} hit(s) from")
-        print("redis, before the file tier. Every process and container sharing this Redis")
-        print("sees a result as soon as one of them computed it, even without persistent=True.")
+def _is_shared(cache: Cache, tier: TierReport) -> bool:
+    """Whether a tier of the order is a shared (remote) one, running or not."""
+    for slot in cache.chain.slots:
+        if slot.name == tier.name:
+            return slot.remote
+    try:
+        return bool(getattr(load_tier_class(tier.kind), "remote", False))
+    except TierkitError:
+        return False
+
+
+def show_shared(cache: Cache, health: HealthReport, second: dict[str, Any]) -> None:
+    heading("5. Shared tiers")
+    shared = [tier for tier in health.tiers.values() if _is_shared(cache, tier)]
+    if not shared:
+        print("No shared tier (one that processes on other machines reach too) is installed.")
+        print("Install one and the chain gains a tier every process and container sees.")
+    for tier in shared:
+        if tier.status == "skipped":
+            print(f"The {tier.name} tier was skipped here ({tier.reason}).")
+            print(SHARED_ABSENT.format(name=tier.name))
+        elif tier.status == "down":
+            print(f"The {tier.name} tier is configured but down ({redact(tier.reason)}).")
+            print(f"The cache kept working: every step above skipped {tier.name} and used the other")
+            print(f"tiers, without an exception. `tierkit health` exits 1 until {tier.name} is back;")
+            print("a circuit breaker probes it again after a short cool-down.")
+        else:
+            served = sum(1 for c in second["calls"] if c["served_by"] == tier.name)
+            print(f"The {tier.name} tier is up: the second process got {served} hit(s) from it,")
+            print("before the file tier. Every process and container sharing it sees a result")
+            print("as soon as one of them computed it, even without persistent=True.")
 
 
 def run() -> int:
@@ -256,7 +265,7 @@ def run() -> int:
             print(f"\ntierkit demo: {exc}", file=sys.stderr)
             return 1
         show_invalidation(cache, report)
-        show_redis(health, second)
+        show_shared(cache, health, second)
     heading("Try it yourself")
     print(f"  tierkit --namespace {NAMESPACE} get user:7:profile")
     print(f"  tierkit --namespace {NAMESPACE} stats")
@@ -272,9 +281,7 @@ def main(argv: list[str] | None = None) -> int:
     if args == ["--child"]:
         sys.stdout.buffer.write(orjson.dumps(child()))
         return 0
-    from tierkit.cli import main as cli_main
-
-    return cli_main(["demo", *args])
+    return run()
 
 
 if __name__ == "__main__":

@@ -7,22 +7,30 @@ failure per plugin instead of failing as a whole.
 
 from __future__ import annotations
 
-import inspect
+import logging
 from dataclasses import dataclass, field, replace
 from functools import cache
 from importlib.metadata import EntryPoint, entry_points
 from typing import Any
 
-from pydantic import BaseModel
-
+from tierkit._contract import check_tier_class, implemented_hooks, suggest
 from tierkit.errors import ConfigError, PluginError
-from tierkit.hookspecs import PROJECT_NAME, REQUIRED_HOOKS
+from tierkit.hookspecs import PROJECT_NAME
+
+__all__ = [
+    "GROUP",
+    "KindReport",
+    "check_tier_class",
+    "default_order",
+    "describe_installed",
+    "installed_entry_points",
+    "load_tier_class",
+]
 
 GROUP = f"{PROJECT_NAME}.tiers"
 """The entry-point group tier distributions declare (name = kind, value = tier class)."""
 
-_MARKER = f"{PROJECT_NAME}_impl"
-_KNOWN_DISTRIBUTIONS = {"redis": "tierkit-redis", "session": "tierkit-session"}
+log = logging.getLogger("tierkit")
 
 
 @dataclass(frozen=True)
@@ -58,16 +66,16 @@ def _distribution(ep: EntryPoint) -> tuple[str | None, str | None]:
 
 def unknown_kind_error(kind: str, tier_name: str) -> ConfigError:
     """The error for a configured kind that no installed distribution provides."""
-    installed = ", ".join(installed_entry_points()) or "none"
-    dist = _KNOWN_DISTRIBUTIONS.get(kind, f"the distribution that provides tier kind {kind!r}")
-    hint = f"pip install {dist}" if kind in _KNOWN_DISTRIBUTIONS else f"install {dist}"
+    kinds = installed_entry_points()
     return ConfigError(
-        f"tier {tier_name!r}: unknown kind {kind!r}; installed kinds: {installed}. To use it, {hint}."
+        f"tier {tier_name!r}: unknown kind {kind!r}{suggest(kind, kinds)}; installed kinds: "
+        f"{', '.join(kinds) or 'none'}. To use it, install the distribution that provides tier "
+        f"kind {kind!r} (tierkit's own tier plugins are named tierkit-<kind>: pip install tierkit-{kind})."
     )
 
 
 @cache
-def load_tier_class(kind: str, tier_name: str = "") -> type:
+def load_tier_class(kind: str, tier_name: str = "") -> Any:
     """Import and check the tier class registered for ``kind``."""
     eps = installed_entry_points().get(kind)
     if not eps:
@@ -78,7 +86,7 @@ def load_tier_class(kind: str, tier_name: str = "") -> type:
     return _load_and_check(eps[0])
 
 
-def _load_and_check(ep: EntryPoint) -> type:
+def _load_and_check(ep: EntryPoint) -> Any:
     dist = _distribution(ep)[0] or "an unknown distribution"
     where = f"tier kind {ep.name!r} ({ep.value} from {dist})"
     try:
@@ -92,37 +100,21 @@ def _load_and_check(ep: EntryPoint) -> type:
     return cls
 
 
-def check_tier_class(cls: Any) -> list[str]:
-    """What is wrong with ``cls`` as a tier class (empty when nothing is).
+def default_order() -> tuple[str, ...]:
+    """The installed kinds that declare a ``default_rank``, lowest first (the order without configuration).
 
-    pluggy checks hook argument names when a tier is registered; this checks
-    what pluggy does not: the options model, the storage kind, required hooks.
+    Loads every installed kind; one that fails to load is logged and left out.
     """
-    if not inspect.isclass(cls):
-        return [f"entry point must name a class, got {type(cls).__name__}"]
-    problems = []
-    options = getattr(cls, "Options", None)
-    if not (inspect.isclass(options) and issubclass(options, BaseModel)):
-        problems.append("Options must be a pydantic BaseModel subclass")
-    elif options.model_config.get("extra") != "forbid":
-        problems.append("Options must set model_config extra='forbid' so typos are reported")
-    if getattr(cls, "holds", None) not in ("objects", "bytes"):
-        problems.append("holds must be 'objects' or 'bytes'")
-    if getattr(cls, "default_write", "always") not in ("always", "persistent", "never"):
-        problems.append("default_write must be 'always', 'persistent' or 'never'")
-    missing = [hook for hook in REQUIRED_HOOKS if not hasattr(getattr(cls, hook, None), _MARKER)]
-    if missing:
-        problems.append("missing @tierkit.hookimpl methods: " + ", ".join(missing))
-    return problems
-
-
-def implemented_hooks(cls: type) -> tuple[str, ...]:
-    """Names of the hookimpls a tier class carries."""
-    return tuple(
-        sorted(
-            name for name in dir(cls) if name.startswith("tierkit_") and hasattr(getattr(cls, name), _MARKER)
-        )
-    )
+    ranked: list[tuple[int, str]] = []
+    for kind in installed_entry_points():
+        try:
+            rank = getattr(load_tier_class(kind), "default_rank", None)
+        except (ConfigError, PluginError) as exc:
+            log.warning("tier kind %r left out of the default order: %s", kind, exc)
+            continue
+        if rank is not None:
+            ranked.append((rank, kind))
+    return tuple(kind for _, kind in sorted(ranked))
 
 
 def describe_installed() -> list[KindReport]:
@@ -140,7 +132,7 @@ def describe_installed() -> list[KindReport]:
             except PluginError as exc:
                 reports.append(replace(report, error=str(exc)))
                 continue
-            schema = cls.Options.model_json_schema().get("properties", {})  # type: ignore[attr-defined]
+            schema = cls.Options.model_json_schema().get("properties", {})
             options = {name: prop.get("description", "") for name, prop in schema.items()}
             reports.append(
                 replace(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 T = TypeVar("T")
 
@@ -36,10 +36,10 @@ class SingleFlight:
             call.done.wait()
             if call.error is not None:
                 raise call.error
-            return call.result  # type: ignore[no-any-return]
+            return cast(T, call.result)
         try:
             call.result = fn()
-            return call.result  # type: ignore[no-any-return]
+            return cast(T, call.result)
         except BaseException as exc:
             call.error = exc
             raise

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import enum
 import functools
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Final, Literal, NamedTuple
+from typing import Any, ClassVar, Final, Generic, Literal, NamedTuple, Protocol, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
@@ -18,6 +19,20 @@ Clock = Callable[[], float]
 WritePolicy = Literal["always", "persistent", "never"]
 Holds = Literal["objects", "bytes"]
 HealthStatus = Literal["ok", "degraded", "down", "skipped"]
+BreakerState = Literal["closed", "open", "half-open"]
+
+
+class Unavailable(enum.Enum):
+    """Type of :data:`UNAVAILABLE` (an enum member, so type checkers narrow ``is`` tests)."""
+
+    UNAVAILABLE = "unavailable"
+
+    def __repr__(self) -> str:
+        return "tierkit.UNAVAILABLE"
+
+
+UNAVAILABLE: Final = Unavailable.UNAVAILABLE
+"""What a guarded tier call yields when the tier was skipped (breaker open) or failed."""
 
 
 class _Missing:
@@ -71,6 +86,34 @@ class TierHealth:
     details: Mapping[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class TierReport:
+    """Health of one tier of the order."""
+
+    name: str
+    kind: str
+    status: HealthStatus
+    reason: str = ""
+    details: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class HealthReport:
+    """``Cache.health()``: the worst status of the configured tiers, and each tier's."""
+
+    status: Literal["ok", "degraded", "down"]
+    tiers: dict[str, TierReport]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "status": self.status,
+            "tiers": {
+                name: {"kind": t.kind, "status": t.status, "reason": t.reason, "details": dict(t.details)}
+                for name, t in self.tiers.items()
+            },
+        }
+
+
 @dataclass(frozen=True, slots=True)
 class TierContext:
     """What the chain tells a tier when it builds it."""
@@ -83,13 +126,40 @@ class TierContext:
     """The chain's clock; tiers compare ``expires_at`` against it."""
 
 
+OptionsT = TypeVar("OptionsT", bound=BaseModel)
+
+
 class NoOptions(BaseModel):
     """Options model of a tier that takes no options."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class Tier:
+class SettingsSource(Protocol):
+    """An extra place plain configuration variables are read from (declared by a tier class).
+
+    Called once per settings load; returns variable name → value (e.g.
+    ``{"REDIS_URL": "redis://…"}``).  ``label`` names the source in ``tierkit
+    config``.  It must not raise for a missing or unreadable source: it returns
+    ``{}`` (and may log why).
+    """
+
+    label: str
+
+    def __call__(self) -> Mapping[str, Any]: ...
+
+
+class HitCounter(Protocol):
+    """Where a front door counts its hits (the chain's per-tier counters)."""
+
+    hits: int
+
+
+FrontDoor = Callable[[str, Any], Any]
+"""A fused ``get(key, default)``: see :meth:`Tier.front_door`."""
+
+
+class Tier(Generic[OptionsT]):
     """Convenience base class for tier plugins.
 
     A tier class is what the ``tierkit.tiers`` entry point names.  tierkit
@@ -98,21 +168,33 @@ class Tier:
     and ``context`` a :class:`TierContext`.  The data hooks
     (:mod:`tierkit.hookspecs`) are methods marked ``@tierkit.hookimpl``.
 
+    ``Tier[MyOptions]`` types ``self.options``; plain ``Tier`` works too.
     Subclassing is optional: any class with these attributes and the required
     hookimpls is a tier.
     """
 
     Options: ClassVar[type[BaseModel]] = NoOptions
-    """pydantic model of the tier's options; should use ``extra="forbid"``."""
+    """pydantic model of the tier's options; must use ``extra="forbid"``."""
     holds: ClassVar[Holds] = "objects"
     """``objects`` (Python values) or ``bytes`` (values encoded by the chain)."""
     default_write: ClassVar[WritePolicy] = "always"
     """Write policy when the configuration names none."""
     remote: ClassVar[bool] = False
-    """True for tiers behind a network: the chain guards them with a circuit breaker."""
+    """True for tiers behind a network.  Every tier has a circuit breaker; a
+    remote tier is never served through the chain's local fast path (the first
+    tier's :meth:`front_door`)."""
+    default_rank: ClassVar[int | None] = None
+    """Place of this kind in the default order (lower first; the first-party
+    tiers use 100 memory, 200 redis, 300 session, 400 file), or ``None`` to
+    leave it out of the default order (it then runs only when configured)."""
+    settings_aliases: ClassVar[Mapping[str, str]] = {}
+    """Plain configuration variables this kind reads, variable → option name of
+    the tier named after the kind (e.g. ``{"REDIS_URL": "url"}``).  They are
+    read from the environment, ``.env`` files and :meth:`settings_sources`, each
+    at that source's precedence, below ``TIERKIT_…`` variables."""
 
-    def __init__(self, options: BaseModel, context: TierContext) -> None:
-        self.options = options
+    def __init__(self, options: OptionsT, context: TierContext) -> None:
+        self.options: OptionsT = options
         self.context = context
 
     @classmethod
@@ -125,6 +207,30 @@ class Tier:
         order and in an explicit one alike, so that one configuration serves a
         laptop without Redis and a deployment with ``REDIS_URL``.  (An unknown
         *kind* in an explicit order is a ``ConfigError``.)
+        """
+        return None
+
+    @classmethod
+    def settings_sources(cls) -> Sequence[SettingsSource]:
+        """Extra places :attr:`settings_aliases` variables are read from.
+
+        Ranked below ``.env`` files and above the TOML file (e.g. the session
+        plugin reads Streamlit's secrets).  Default: none.
+        """
+        return ()
+
+    def front_door(self, on_miss: FrontDoor, counters: HitCounter) -> FrontDoor | None:
+        """Optional fast path: a fused ``get(key, default)`` serving hits from this tier.
+
+        When this tier comes first in a chain, holds objects and is not
+        :attr:`remote`, the chain asks it once for a front door and makes it the
+        cache's ``get``: a hit then costs what this function costs, with no
+        further call.  The function must return the cached value itself on a
+        hit (after checking expiry on the context's clock) and add 1 to
+        ``counters.hits``; on anything else (miss, expired entry, a key it
+        cannot look up) it must return ``on_miss(key, default)``, which goes on
+        down the chain.  Return ``None`` (the default) to offer none: the chain
+        then calls :func:`~tierkit.hookspecs.tierkit_get` instead.
         """
         return None
 

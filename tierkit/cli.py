@@ -16,38 +16,39 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from pydantic import BaseModel
 
 from tierkit import __version__
 from tierkit._cache import Cache
 from tierkit._config import (
     DOTENV_FILES,
-    PLAIN_ALIASES,
     Settings,
     config_file,
+    declared_sources,
     load_settings,
+    plain_variables,
     redact,
     setting_origins,
-    streamlit_secrets_files,
 )
 from tierkit._discovery import GROUP, KindReport, describe_installed, load_tier_class
+from tierkit._text import cell, dumps, print_json, table
 from tierkit._types import MISSING
 from tierkit.errors import TierkitError
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 
 DESCRIPTION = """\
-Inspect and use a tierkit cache from the shell: the chain of tiers (memory, redis,
-session, file), its configuration, its health and its entries.
+Inspect and use a tierkit cache from the shell: the chain of tiers, its configuration,
+its health and its entries.
 
 Settings come from the same places as tierkit.Cache(): TIERKIT_* environment variables
-and REDIS_URL, .env / .env.local, .streamlit/secrets.toml, then tierkit.toml or
-[tool.tierkit] in pyproject.toml (or the file named by TIERKIT_CONFIG). --namespace,
---order and --config override them.
+and the plain variables tier plugins declare, .env / .env.local, the sources tier plugins
+add, then tierkit.toml or [tool.tierkit] in pyproject.toml (or the file named by
+TIERKIT_CONFIG). --namespace, --order and --config override them; `tierkit config`
+lists every source.
 
-Every tierkit command runs in a new process, so the in-process tiers (memory, session)
-start empty each time: get, set, delete and clear reach the entries the file tier and
-Redis keep between processes."""
+Every tierkit command runs in a new process, so in-process tiers start empty each time:
+get, set, delete and clear reach the entries that tiers outside the process (the file
+tier, shared tiers) keep between processes."""
 
 EPILOG = """\
 examples:
@@ -57,7 +58,7 @@ examples:
   tierkit set greeting '"hello"' --persistent --ttl 3600
   tierkit get greeting
   tierkit --namespace myapp stats
-  tierkit demo                          a guided tour; needs no Redis
+  tierkit demo                          a guided tour on the embedded default
 
 exit status: 0 ok; 1 miss, tier down or value not stored; 2 usage or configuration error"""
 
@@ -65,8 +66,8 @@ SET_HELP = """\
 Store KEY = VALUE (a JSON document) in the tiers that take the write.
 
 Without --persistent the write goes where an application's cache.set() goes: the
-tiers with write policy 'always' (memory, redis, session). Only Redis among them
-outlives this command, so without Redis configured tierkit refuses (exit 2) instead of
+tiers with write policy 'always'. Only those outside this process (a shared tier)
+outlive this command, so without one configured tierkit refuses (exit 2) instead of
 storing a value that vanishes on exit: add --persistent to write the file tier too."""
 
 
@@ -79,47 +80,6 @@ class CommandError(Exception):
 
 
 # -- output helpers ---------------------------------------------------------------------------
-
-
-def _jsonable(value: Any) -> Any:
-    """``orjson`` default for report values and cached values it does not know natively."""
-    if isinstance(value, set | frozenset):
-        return list(value)
-    if isinstance(value, BaseModel):
-        return value.model_dump(mode="json")
-    if isinstance(value, Path):
-        return str(value)
-    raise TypeError(f"{type(value).__qualname__} is not JSON serializable")
-
-
-def _dumps(value: Any) -> str:
-    return orjson.dumps(
-        value, default=_jsonable, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS
-    ).decode()
-
-
-def _print_json(value: Any) -> None:
-    print(_dumps(value))
-
-
-def _cell(value: object) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, dict | list):
-        return orjson.dumps(value, default=_jsonable).decode()
-    return str(value)
-
-
-def table(rows: Iterable[Sequence[object]], headers: Sequence[str] = (), indent: str = "") -> str:
-    """Plain left-aligned columns separated by two spaces (``None`` shown as ``-``)."""
-    cells = [[_cell(v) for v in row] for row in ([headers] if headers else []) + list(rows)]
-    if not cells:
-        return ""
-    widths = [max(len(row[i]) for row in cells) for i in range(len(cells[0]))]
-    return "\n".join(
-        indent + "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
-        for row in cells
-    )
 
 
 def _one_line(message: str) -> str:
@@ -181,7 +141,7 @@ def cmd_tiers(args: argparse.Namespace) -> int:
             kinds = ", ".join(sorted({r.kind for r in installed})) or "none"
             raise CommandError(f"tier kind {args.kind!r} is not installed (installed: {kinds})", EXIT_USAGE)
     if args.json:
-        _print_json({"group": GROUP, "tiers": [_kind_dict(r) for r in reports]})
+        print_json({"group": GROUP, "tiers": [_kind_dict(r) for r in reports]})
     elif args.kind is not None:
         print("\n\n".join(_describe_kind(r) for r in reports))
     else:
@@ -231,13 +191,16 @@ def _describe_kind(report: KindReport) -> str:
 
 def _sources(args: argparse.Namespace) -> dict[str, Any]:
     """Where the configuration came from (names only: values may be secret)."""
-    environment = sorted(n for n in os.environ if n.startswith("TIERKIT_") or n in PLAIN_ALIASES)
+    overrides = _overrides(args)
+    plain = plain_variables(**overrides)
+    environment = sorted(n for n in os.environ if n.startswith("TIERKIT_") or n in plain)
     toml = args.config if args.config is not None else config_file()
     return {
         "config_file": str(toml.resolve()) if toml is not None else None,
         "dotenv_files": [str(Path(n).resolve()) for n in DOTENV_FILES if Path(n).is_file()],
-        "streamlit_secrets": next((str(p) for p in streamlit_secrets_files() if p.is_file()), None),
         "environment": environment,
+        "plain_variables": plain,
+        "precedence": declared_sources(**overrides),
     }
 
 
@@ -265,13 +228,14 @@ def _flatten(value: Any, prefix: str = "") -> Iterable[tuple[str, Any]]:
 def cmd_config(args: argparse.Namespace) -> int:
     config = effective_config(args)
     if args.json:
-        _print_json(config)
+        print_json(config)
         return EXIT_OK
     sources = config["sources"]
     print(f"configuration file: {sources['config_file'] or 'none (tierkit.toml, pyproject.toml)'}")
     for label, key in (("dotenv files", "dotenv_files"), ("environment", "environment")):
         print(f"{label}: {', '.join(sources[key]) or 'none'}")
-    print(f"streamlit secrets: {sources['streamlit_secrets'] or 'none'}")
+    print(f"plain variables read: {', '.join(sources['plain_variables']) or 'none'}")
+    print(f"sources, highest first: {'; '.join(sources['precedence'])}")
     note = "default; tiers that cannot run here are skipped" if config["order_is_default"] else "configured"
     print(f"\nchain order: {' -> '.join(config['order'])} ({note})\n")
     origins = config["origins"]
@@ -291,7 +255,7 @@ def cmd_health(args: argparse.Namespace) -> int:
         report: dict[str, Any] = redact(cache.health().to_dict())
     down = [name for name, tier in report["tiers"].items() if tier["status"] == "down"]
     if args.json:
-        _print_json(report)
+        print_json(report)
     else:
         rows = [(name, t["kind"], t["status"], t["reason"]) for name, t in report["tiers"].items()]
         print(table(rows, ("TIER", "KIND", "STATUS", "REASON")))
@@ -309,7 +273,7 @@ def cmd_stats(args: argparse.Namespace) -> int:
         order = {name: i for i, name in enumerate(cache.settings.tier_names())}
     stats["tiers"] = dict(sorted(stats["tiers"].items(), key=lambda item: order.get(item[0], len(order))))
     if args.json:
-        _print_json(stats)
+        print_json(stats)
         return EXIT_OK
     print(f"namespace: {stats['namespace']}")
     print("(the counters are this command's own process; the tier figures are what the tiers hold)\n")
@@ -319,7 +283,7 @@ def cmd_stats(args: argparse.Namespace) -> int:
         rows.append((name, fig["kind"], *(fig.get(c) for c in _COUNTERS), state))
     print(table(rows, ("TIER", "KIND", *(c.upper() for c in _COUNTERS), "STATE")))
     figures = [
-        (name, "  ".join(f"{k}={_cell(v)}" for k, v in fig.items() if k not in _COMMON))
+        (name, "  ".join(f"{k}={cell(v)}" for k, v in fig.items() if k not in _COMMON))
         for name, fig in stats["tiers"].items()
         if "breaker" in fig
     ]
@@ -339,7 +303,7 @@ def cmd_get(args: argparse.Namespace) -> int:
             f"{args.key!r} not found in namespace {namespace!r} (tiers asked: {', '.join(tiers)})"
         )
     try:
-        text = _dumps(value)
+        text = dumps(value)
     except TypeError:
         print(
             f"tierkit: warning: a {type(value).__qualname__} is not JSON; shown with repr()", file=sys.stderr
@@ -359,7 +323,7 @@ def _json_value(text: str) -> Any:
 
 
 def _holds_bytes(kind: str) -> bool:
-    """Whether tiers of ``kind`` store encoded bytes outside this process (redis, file)."""
+    """Whether tiers of ``kind`` store encoded bytes outside this process (file, shared tiers)."""
     return getattr(load_tier_class(kind), "holds", None) == "bytes"
 
 
@@ -379,7 +343,7 @@ def cmd_set(args: argparse.Namespace) -> int:
         raise CommandError(
             f"{args.key!r} was not stored: no tier outside this process takes "
             f"{'this write' if args.persistent else 'a write without --persistent'} here; "
-            "use --persistent for the file tier, or configure Redis (REDIS_URL)",
+            "use --persistent for the file tier, or configure a shared tier (see tierkit health)",
             EXIT_USAGE,
         )
     expiry = f"expires in {ttl:g} s" if ttl is not None else "no expiry"
@@ -411,7 +375,7 @@ def cmd_clear(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from tierkit import _demo  # imported here: it imports this module, and only the demo needs it
+    from tierkit import _demo  # imported here: only the demo needs it
 
     return _demo.run()
 
@@ -505,7 +469,7 @@ def build_parser() -> argparse.ArgumentParser:
         cmd_get,
         "print a cached value as JSON (exit 1 on a miss)",
         description="Print the value of KEY as JSON. Exit status 1 on a miss. Only the tiers that "
-        "outlive a process (file, redis) can hold it: the memory tier of a new process is empty.",
+        "outlive a process (file, shared tiers) can hold it: the memory tier of a new process is empty.",
     )
     get.add_argument("key", metavar="KEY", type=_key)
     set_ = command("set", cmd_set, "store a JSON value", description=SET_HELP, formatter_class=formatter)
@@ -529,10 +493,10 @@ def build_parser() -> argparse.ArgumentParser:
     command(
         "demo",
         cmd_demo,
-        "a guided tour of tierkit (no Redis needed)",
+        "a guided tour of tierkit on the embedded default",
         description="Run a short, reproducible tour in its own namespace 'tierkit-demo': the chain, "
         "a slow function under @cached (cold vs warm), a second process served by the file tier, "
-        "invalidation, and what Redis changes. Global options do not apply to it.",
+        "invalidation, and what a shared tier changes. Global options do not apply to it.",
     )
     return parser
 

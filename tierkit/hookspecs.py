@@ -68,7 +68,7 @@ def tierkit_get(key: str) -> Entry | None:
 
 
 @hookspec
-def tierkit_get_many(keys: Sequence[str]) -> Mapping[str, Entry]:  # type: ignore[empty-body]
+def tierkit_get_many(keys: Sequence[str]) -> Mapping[str, Entry]:
     """Look up several keys in one round trip.
 
     :param keys: distinct keys to look up.
@@ -106,7 +106,7 @@ def tierkit_set_many(entries: Mapping[str, Entry]) -> None:
 
 
 @hookspec
-def tierkit_delete(key: str) -> bool:  # type: ignore[empty-body]
+def tierkit_delete(key: str) -> bool:
     """Remove one key.
 
     :return: ``True`` if an entry was removed, ``False`` if there was none.
@@ -116,7 +116,7 @@ def tierkit_delete(key: str) -> bool:  # type: ignore[empty-body]
 
 
 @hookspec
-def tierkit_invalidate_tags(tags: Sequence[str]) -> int:  # type: ignore[empty-body]
+def tierkit_invalidate_tags(tags: Sequence[str]) -> int:
     """Remove every entry carrying at least one of ``tags``.
 
     Must not read every entry: keep an index from tag to keys.
@@ -128,7 +128,7 @@ def tierkit_invalidate_tags(tags: Sequence[str]) -> int:  # type: ignore[empty-b
 
 
 @hookspec
-def tierkit_invalidate_prefix(prefix: str) -> int:  # type: ignore[empty-body]
+def tierkit_invalidate_prefix(prefix: str) -> int:
     """Remove every entry whose key starts with ``prefix``.
 
     :return: the number of entries removed.
@@ -146,7 +146,7 @@ def tierkit_clear() -> None:
 
 
 @hookspec
-def tierkit_health() -> TierHealth:  # type: ignore[empty-body]
+def tierkit_health() -> TierHealth:
     """Report whether the tier can serve right now.
 
     :return: a :class:`~tierkit.TierHealth` with status ``ok``, ``degraded``
@@ -160,7 +160,7 @@ def tierkit_health() -> TierHealth:  # type: ignore[empty-body]
 
 
 @hookspec
-def tierkit_stats() -> Mapping[str, Any]:  # type: ignore[empty-body]
+def tierkit_stats() -> Mapping[str, Any]:
     """Return cheap tier-specific figures (entries, bytes, evictions …).
 
     The chain adds its own per-tier counters (hits, misses, sets, errors).

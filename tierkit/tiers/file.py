@@ -220,7 +220,7 @@ class _Guard:
             tier._lock.release()
 
 
-class FileTier(Tier):
+class FileTier(Tier[FileOptions]):
     """Persistent byte tier backed by one SQLite database (WAL mode) per namespace.
 
     Safe to share between threads (one connection behind a lock) and between processes
@@ -231,8 +231,9 @@ class FileTier(Tier):
     holds: ClassVar[Holds] = "bytes"
     default_write: ClassVar[WritePolicy] = "persistent"
     remote: ClassVar[bool] = False
+    default_rank: ClassVar[int | None] = 400  # last: the slowest, and the one that outlives the process
 
-    def __init__(self, options: BaseModel, context: TierContext) -> None:
+    def __init__(self, options: FileOptions, context: TierContext) -> None:
         if not isinstance(options, FileOptions):
             raise TypeError(f"FileTier needs FileOptions, got {type(options).__name__}")
         if not _NAMESPACE_RE.fullmatch(context.namespace):

@@ -6,19 +6,13 @@ import copy
 import sys
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any, Protocol
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from tierkit._types import Entry, Tier, TierContext, TierHealth
+from tierkit._types import Entry, FrontDoor, HitCounter, Tier, TierContext, TierHealth
 from tierkit.hookspecs import hookimpl
-
-
-class HitCounter(Protocol):
-    """Where :meth:`MemoryTier.front_door` counts hits (the chain's per-tier counters)."""
-
-    hits: int
 
 
 class MemoryOptions(BaseModel):
@@ -54,7 +48,7 @@ def estimate_size(value: Any, _seen: set[int] | None = None) -> int:
     return size
 
 
-class MemoryTier(Tier):
+class MemoryTier(Tier[MemoryOptions]):
     """Python objects in an ``OrderedDict``: O(1) get, set, LRU eviction and tag lookup.
 
     Reads take no lock (each ``OrderedDict`` operation is atomic under the GIL);
@@ -65,10 +59,10 @@ class MemoryTier(Tier):
     Options = MemoryOptions
     holds = "objects"
     default_write = "always"
+    default_rank = 100
 
-    def __init__(self, options: BaseModel, context: TierContext) -> None:
+    def __init__(self, options: MemoryOptions, context: TierContext) -> None:
         super().__init__(options, context)
-        assert isinstance(options, MemoryOptions)
         self._max_entries = options.max_entries
         self._max_bytes = options.max_bytes
         self._copy = options.copy_on_read
@@ -82,15 +76,12 @@ class MemoryTier(Tier):
         self._expired = 0
         self._lock = threading.Lock()
 
-    def front_door(
-        self, on_miss: Callable[[str, Any], Any], counters: HitCounter
-    ) -> Callable[[str, Any], Any] | None:
+    def front_door(self, on_miss: FrontDoor, counters: HitCounter) -> FrontDoor | None:
         """A fused ``get(key, default)`` that serves hits straight from this tier.
 
-        The chain installs it as ``Cache.get`` when this tier comes first: a hit
-        costs one dict lookup, a clock read and an LRU touch, with no further
-        call.  Anything else (miss, expired, odd key) goes to ``on_miss``.
-        Not offered with ``copy_on_read`` (the copy dominates anyway).
+        A hit costs one dict lookup, a clock read and an LRU touch, with no
+        further call.  Anything else (miss, expired, odd key) goes to
+        ``on_miss``.  Not offered with ``copy_on_read`` (the copy dominates anyway).
         """
         if self._copy:
             return None

@@ -13,6 +13,7 @@ from pydantic import BaseModel
 from tierkit import ConfigError, Entry, Tier, TierContext, TierHealth, hookimpl
 from tierkit_redis._format import pack, unpack
 from tierkit_redis._options import Options, redacted_url
+from tierkit_redis._options import Options as RedisOptions  # the name Options is the class attribute below
 from tierkit_redis._scripts import INVALIDATE, TAGGED_SET
 
 if TYPE_CHECKING:
@@ -37,7 +38,7 @@ def not_configured(context: TierContext) -> str:
     )
 
 
-class RedisTier(Tier):
+class RedisTier(Tier[RedisOptions]):
     """A byte tier in Redis, under ``<key_prefix>k:<key>``; tag sets under ``<key_prefix>t:<tag>``.
 
     Every stored value carries its deadline and tags (:mod:`tierkit_redis._format`);
@@ -49,10 +50,12 @@ class RedisTier(Tier):
     holds = "bytes"
     default_write = "always"
     remote = True
+    default_rank = 200  # after memory, before session and file
+    settings_aliases: ClassVar[Mapping[str, str]] = {"REDIS_URL": "url"}
 
-    def __init__(self, options: BaseModel, context: TierContext) -> None:
+    def __init__(self, options: RedisOptions, context: TierContext) -> None:
         super().__init__(options, context)
-        opts = _options(options)
+        opts = options
         if opts.url is None:
             raise ConfigError(f"tier {context.name!r} (redis): {not_configured(context)}")
         from tierkit_redis._client import connect, describe, server_version

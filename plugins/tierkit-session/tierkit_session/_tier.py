@@ -8,9 +8,10 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from tierkit import Entry, Tier, TierContext, TierHealth, hookimpl
+from tierkit import Entry, SettingsSource, Tier, TierContext, TierHealth, hookimpl
 from tierkit_session._binding import current_session
 from tierkit_session._bucket import Bucket
+from tierkit_session._streamlit import StreamlitSecrets
 
 NO_SESSION = "no active session: wrap requests in tierkit_session.bind(mapping) or run under Streamlit"
 
@@ -35,7 +36,7 @@ class SessionOptions(BaseModel):
     )
 
 
-class SessionTier(Tier):
+class SessionTier(Tier[SessionOptions]):
     """Python objects cached in the current user's session.
 
     The session is whatever mapping :func:`tierkit_session.bind` made current
@@ -48,7 +49,12 @@ class SessionTier(Tier):
     Options = SessionOptions
     holds = "objects"  # the chain hands this tier Python objects, not encoded bytes
     default_write = "always"
-    remote = False  # in-process: no circuit breaker needed
+    default_rank = 300  # after memory and redis, before file
+
+    @classmethod
+    def settings_sources(cls) -> tuple[SettingsSource, ...]:
+        """Streamlit's secrets: where Streamlit apps keep ``REDIS_URL`` and the like."""
+        return (StreamlitSecrets(),)
 
     def __init__(self, options: SessionOptions, context: TierContext) -> None:
         super().__init__(options, context)

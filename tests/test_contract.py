@@ -1,0 +1,195 @@
+"""The tier contract, enforced at the boundary: a tier that breaks it fails alone, never the caller."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
+
+import pytest
+
+from tierkit import MISSING, Cache, Entry, TierHealth, hookimpl
+from tierkit.testing import FakeClock
+
+from ._tiers import KINDS, DictTier
+
+
+class Misbehaving(DictTier):
+    """A dict tier whose hooks answer ``answers[hook]`` instead of what the contract says."""
+
+    answers: ClassVar[dict[str, Any]] = {}
+
+    @hookimpl
+    def tierkit_get(self, key: str) -> Entry | None:
+        return self.answers.get("get", super().tierkit_get(key))
+
+    @hookimpl
+    def tierkit_get_many(self, keys: Sequence[str]) -> Mapping[str, Entry]:
+        return self.answers.get("get_many", super().tierkit_get_many(keys))
+
+    @hookimpl
+    def tierkit_delete(self, key: str) -> bool:
+        return self.answers.get("delete", super().tierkit_delete(key))
+
+    @hookimpl
+    def tierkit_invalidate_tags(self, tags: Sequence[str]) -> int:
+        return self.answers.get("invalidate_tags", super().tierkit_invalidate_tags(tags))
+
+    @hookimpl
+    def tierkit_invalidate_prefix(self, prefix: str) -> int:
+        return self.answers.get("invalidate_prefix", super().tierkit_invalidate_prefix(prefix))
+
+    @hookimpl
+    def tierkit_health(self) -> TierHealth:
+        return self.answers.get("health", TierHealth("ok"))
+
+    @hookimpl
+    def tierkit_stats(self) -> Mapping[str, Any]:
+        return self.answers.get("stats", {"entries": len(self.data)})
+
+
+class MisbehavingBytes(Misbehaving):
+    holds: ClassVar[Any] = "bytes"
+
+
+@pytest.fixture(autouse=True)
+def fresh() -> None:
+    DictTier.stores.clear()
+    Misbehaving.answers = {}
+
+
+def chain(clock: FakeClock, bad: type = Misbehaving) -> Cache:
+    """memory → bad → good: what the bad tier breaks, the good one below must still serve."""
+    kinds = {**KINDS, "bad": bad}
+    tiers = {"bad": {"kind": "bad", "breaker": {"threshold": 1000}}, "good": {"kind": "dict"}}
+    return Cache(order=["memory", "bad", "good"], tiers=tiers, clock=clock, kinds=kinds)
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [("v", None), "hello", ["hello", None, ()], {"value": 1}, 42],
+    ids=["2-tuple", "bare str", "list", "dict", "int"],
+)
+def test_a_get_of_the_wrong_type_is_a_failure_of_that_tier(clock: FakeClock, answer: Any) -> None:
+    cache = chain(clock)
+    cache.set("k", "from good")
+    cache.clear(tiers=["memory"])
+    Misbehaving.answers["get"] = answer
+    assert cache.get("k") == "from good"
+    bad = cache.stats()["tiers"]["bad"]
+    assert (bad["hits"], bad["errors"], bad["contract_errors"]) == (0, 1, 1)
+
+
+def test_the_violation_is_logged_once_with_the_tier_and_what_was_expected(
+    clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    cache = chain(clock)
+    Misbehaving.answers["get"] = "hello"
+    with caplog.at_level(logging.ERROR, logger="tierkit"):
+        for _ in range(5):
+            cache.clear(tiers=["memory"])
+            assert cache.get("k", MISSING) is MISSING
+    messages = [r.getMessage() for r in caplog.records if "contract" in r.getMessage()]
+    assert messages == [
+        "tier 'bad' (kind 'bad') broke the tier contract: tierkit_get returned builtins.str, "
+        "expected Entry or None; treated as a failure of the tier"
+    ]
+
+
+def test_a_byte_tier_must_return_bytes(clock: FakeClock) -> None:
+    cache = chain(clock, MisbehavingBytes)
+    cache.set("k", {"v": 1})
+    cache.clear(tiers=["memory"])
+    Misbehaving.answers["get"] = Entry(memoryview(b'{"v":1}'), None, ())
+    Misbehaving.answers["get_many"] = {"k": Entry(memoryview(b'{"v":1}'), None, ())}
+    assert cache.get("k") == {"v": 1}  # from the good tier below
+    cache.clear(tiers=["memory"])
+    assert cache.get_many(["k"]) == {"k": {"v": 1}}
+    assert cache.stats()["tiers"]["bad"]["contract_errors"] == 2
+
+
+@pytest.mark.parametrize("answer", [["k"], None, {"k": ("v", None, ())}, {"k": "v"}])
+def test_a_get_many_of_the_wrong_type_is_a_failure_of_that_tier(clock: FakeClock, answer: Any) -> None:
+    cache = chain(clock)
+    cache.set_many({"k": "from good", "j": 2})
+    cache.clear(tiers=["memory"])
+    Misbehaving.answers["get_many"] = answer
+    assert cache.get_many(["k", "j"]) == {"k": "from good", "j": 2}
+    assert cache.stats()["tiers"]["bad"]["contract_errors"] == 1
+
+
+def test_get_many_ignores_keys_nobody_asked_for(clock: FakeClock) -> None:
+    cache = chain(clock)
+    cache.set("k", 1)
+    cache.clear(tiers=["memory"])
+    Misbehaving.answers["get_many"] = {"other": Entry("smuggled", None, ())}
+    assert cache.get_many(["k"]) == {"k": 1}
+
+
+def test_removal_hooks_of_the_wrong_type_do_not_reach_the_caller(clock: FakeClock) -> None:
+    cache = chain(clock)
+    cache.set("recipes:1", 1, tags=["recipes"])
+    Misbehaving.answers.update(invalidate_tags=None, invalidate_prefix="two", delete=None)
+    assert cache.invalidate(tags=["recipes"]) == 2  # memory and good; bad's None counts nothing
+    cache.set("recipes:1", 1)
+    assert cache.invalidate(prefix="recipes:") == 2
+    cache.set("k", 1)
+    assert cache.delete("k") is True
+    assert cache.stats()["tiers"]["bad"]["contract_errors"] == 3
+
+
+@pytest.mark.parametrize("answer", ["ok", None, TierHealth("fine")], ids=["str", "None", "unknown status"])
+def test_a_malformed_health_answer_reports_the_tier_down(clock: FakeClock, answer: Any) -> None:
+    Misbehaving.answers["health"] = answer
+    report = chain(clock).health()
+    assert report.status == "down"
+    assert report.tiers["bad"].status == "down"
+    assert "not a TierHealth (a bug in the tier)" in report.tiers["bad"].reason
+    assert report.tiers["good"].status == "ok"
+
+
+def test_health_and_stats_that_raise_do_not_reach_the_caller(clock: FakeClock) -> None:
+    class Raising(Misbehaving):
+        @hookimpl
+        def tierkit_health(self) -> TierHealth:
+            raise RuntimeError("backend gone")
+
+        @hookimpl
+        def tierkit_stats(self) -> Mapping[str, Any]:
+            raise RuntimeError("backend gone")
+
+    cache = chain(clock, Raising)
+    assert cache.health().tiers["bad"].reason == "health check failed: RuntimeError: backend gone"
+    assert cache.stats()["tiers"]["bad"]["errors"] == 2
+
+
+def test_stats_of_the_wrong_type_are_left_out(clock: FakeClock) -> None:
+    Misbehaving.answers["stats"] = ["entries", 3]
+    figures = chain(clock).stats()["tiers"]["bad"]
+    assert figures["contract_errors"] == 1 and "entries" not in figures
+
+
+def test_repeated_violations_open_the_breaker(clock: FakeClock) -> None:
+    kinds = {**KINDS, "bad": Misbehaving}
+    tiers = {"bad": {"kind": "bad", "breaker": {"threshold": 3}}, "good": {"kind": "dict"}}
+    cache = Cache(order=["memory", "bad", "good"], tiers=tiers, clock=clock, kinds=kinds)
+    Misbehaving.answers["get"] = "hello"
+    for n in range(5):
+        cache.clear(tiers=["memory"])
+        cache.get(f"k{n}")
+    assert cache.stats()["tiers"]["bad"]["contract_errors"] == 3
+    assert cache.health().tiers["bad"].details["breaker"] == "open"
+
+
+def test_a_first_local_tier_without_a_front_door_is_checked_too(clock: FakeClock) -> None:
+    kinds = {**KINDS, "bad": Misbehaving}
+    cache = Cache(
+        order=["bad", "good"],
+        tiers={"bad": {"kind": "bad"}, "good": {"kind": "dict"}},
+        clock=clock,
+        kinds=kinds,
+    )
+    cache.set("k", "from good")
+    Misbehaving.answers["get"] = ("v", None)
+    assert cache.get("k") == "from good"
+    assert cache.stats()["tiers"]["bad"]["contract_errors"] == 1

@@ -1,0 +1,708 @@
+"""The chain: every call tierkit makes to a tier, in one place.
+
+Where does a ``get`` go?  :meth:`Chain.get` is bound at build time to the
+fastest correct path for this chain: the first tier's front door (a capability
+a local object tier may offer, :meth:`tierkit.Tier.front_door`), else
+:meth:`Chain.read_through`, which asks tiers in order, decodes a byte tier's hit
+once and copies it into the ``always`` tiers above it with its *remaining* TTL.
+
+Every tier call goes through the tier's :class:`TierSlot`: its hookimpls bound
+once, a circuit breaker, counters.  A tier that raises, or returns what the
+contract does not allow (:mod:`tierkit.hookspecs`), has *failed*: the failure
+is counted, logged once with the tier's name, fed to the breaker, and the
+chain carries on with the other tiers — it never reaches the caller.  The
+checks are type tests, so the hit path stays a hit path.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, Literal, TypeVar, cast
+
+import pluggy
+
+from tierkit._breaker import Breaker
+from tierkit._codec import Codec
+from tierkit._config import redact
+from tierkit._flight import SingleFlight
+from tierkit._types import (
+    MISSING,
+    UNAVAILABLE,
+    Clock,
+    Entry,
+    FrontDoor,
+    HealthReport,
+    HealthStatus,
+    TierHealth,
+    TierReport,
+    Unavailable,
+    WritePolicy,
+    new_entry,
+)
+from tierkit.errors import CodecError
+
+log = logging.getLogger("tierkit")
+
+T = TypeVar("T")
+_STATUS_RANK: dict[HealthStatus, int] = {"ok": 0, "skipped": 0, "degraded": 1, "down": 2}
+_OVERALL: dict[int, Literal["ok", "degraded", "down"]] = {0: "ok", 1: "degraded", 2: "down"}
+
+
+class TierSlot:
+    """One tier in a built chain: its bound hooks, write policy, breaker and counters."""
+
+    __slots__ = (
+        "_reported",
+        "breaker",
+        "clear",
+        "close",
+        "contract_errors",
+        "corrupt",
+        "delete",
+        "deletes",
+        "errors",
+        "get",
+        "get_many",
+        "health",
+        "hits",
+        "holds_bytes",
+        "invalidate_prefix",
+        "invalidate_tags",
+        "kind",
+        "max_ttl",
+        "misses",
+        "name",
+        "remote",
+        "set",
+        "set_many",
+        "sets",
+        "stats",
+        "tier",
+        "write",
+    )
+
+    def __init__(
+        self, name: str, kind: str, tier: Any, write: WritePolicy, max_ttl: float | None, breaker: Breaker
+    ) -> None:
+        self.name = name
+        self.kind = kind
+        self.tier = tier
+        self.write = write
+        self.max_ttl = max_ttl
+        self.holds_bytes: bool = tier.holds == "bytes"
+        self.remote = bool(getattr(tier, "remote", False))
+        # Bound once: the chain calls these directly (a pluggy dispatch costs microseconds).
+        self.get: Callable[[str], Any] = tier.tierkit_get
+        self.set: Callable[[str, Entry], Any] = tier.tierkit_set
+        self.delete: Callable[[str], Any] = tier.tierkit_delete
+        self.get_many: Callable[[Sequence[str]], Any] = getattr(tier, "tierkit_get_many", self._get_each)
+        self.set_many: Callable[[Mapping[str, Entry]], Any] = getattr(
+            tier, "tierkit_set_many", self._set_each
+        )
+        self.invalidate_tags: Callable[[Sequence[str]], Any] = tier.tierkit_invalidate_tags
+        self.invalidate_prefix: Callable[[str], Any] = tier.tierkit_invalidate_prefix
+        self.clear: Callable[[], Any] = tier.tierkit_clear
+        self.health: Callable[[], Any] = getattr(tier, "tierkit_health", _healthy)
+        self.stats: Callable[[], Any] = getattr(tier, "tierkit_stats", dict)
+        self.close: Callable[[], Any] = getattr(tier, "tierkit_close", _nothing)
+        self.breaker = breaker
+        self.hits = self.misses = self.sets = self.deletes = self.errors = self.corrupt = 0
+        self.contract_errors = 0
+        self._reported: set[str] = set()
+
+    def _get_each(self, keys: Sequence[str]) -> Mapping[str, Entry]:
+        found = {}
+        for key in keys:
+            entry = self.get(key)
+            if entry is not None:
+                found[key] = entry
+        return found
+
+    def _set_each(self, entries: Mapping[str, Entry]) -> None:
+        for key, entry in entries.items():
+            self.set(key, entry)
+
+    def call(self, method: Callable[..., T], *args: Any) -> T | Unavailable:
+        """``method(*args)`` guarded by the breaker: :data:`UNAVAILABLE` if skipped or failed."""
+        result = self.ask(method, *args)
+        if result is not UNAVAILABLE:
+            self.ok()
+        return result
+
+    def ask(self, method: Callable[..., T], *args: Any) -> T | Unavailable:
+        """:meth:`call` for a hook whose answer the chain checks: the caller confirms with :meth:`ok`.
+
+        A wrong answer is then a failure of this call (:meth:`violated`), not a
+        success followed by a failure, so the breaker counts it.
+        """
+        breaker = self.breaker
+        if breaker.open_until and not breaker.allow():  # closed breaker: no call at all
+            return UNAVAILABLE
+        try:
+            return method(*args)
+        except Exception as exc:
+            self.failed(exc)
+            return UNAVAILABLE
+
+    def ok(self) -> None:
+        """The last call succeeded: reset the breaker if it had counted failures (cheap otherwise)."""
+        breaker = self.breaker
+        if breaker.failures or breaker.open_until:
+            breaker.success()
+
+    def cap(self, expires_at: float | None, now: float) -> float | None:
+        """``expires_at`` limited by this tier's ``max_ttl``."""
+        if self.max_ttl is None:
+            return expires_at
+        cap = now + self.max_ttl
+        return cap if expires_at is None or expires_at > cap else expires_at
+
+    def failed(self, exc: BaseException) -> None:
+        """Count a backend failure and feed the breaker (logged once per opening)."""
+        self.errors += 1
+        self._trip(redact(f"{type(exc).__name__}: {exc}"))
+
+    def violated(self, hook: str, expected: str, got: Any) -> Unavailable:
+        """A hook returned what its contract forbids: a failure of this tier, never the caller's.
+
+        Logged once per hook (with the tier's name, what was expected and what
+        came back); counted in ``errors`` and ``contract_errors``; fed to the breaker.
+        """
+        self.errors += 1
+        self.contract_errors += 1
+        got_text = f"{type(got).__module__}.{type(got).__qualname__}"
+        reason = f"{hook} returned {got_text}, expected {expected}"
+        if hook not in self._reported:
+            self._reported.add(hook)
+            log.error(
+                "tier %r (kind %r) broke the tier contract: %s; treated as a failure of the tier",
+                self.name,
+                self.kind,
+                reason,
+            )
+        self._trip(reason)
+        return UNAVAILABLE
+
+    def _trip(self, reason: str) -> None:
+        if self.breaker.failure(reason):
+            log.warning(
+                "tier %r (%s) failing (%s); skipped for %.1fs, then probed",
+                self.name,
+                self.kind,
+                reason,
+                self.breaker.open_until - self.breaker.clock(),
+            )
+        else:
+            log.debug("tier %r (%s) error: %s", self.name, self.kind, reason)
+
+    def checked_count(self, hook: str, result: object) -> int:
+        """An invalidation's count (confirming the call), or 0 after reporting a result that is not an ``int``."""
+        if type(result) is int:
+            self.ok()
+            return result
+        if result is not UNAVAILABLE:
+            self.violated(hook, "int", result)
+        return 0
+
+    def __repr__(self) -> str:
+        return f"<TierSlot {self.name!r} kind={self.kind!r} write={self.write!r}>"
+
+
+def _healthy() -> TierHealth:
+    return TierHealth("ok")
+
+
+def _nothing() -> None:
+    return None
+
+
+class Skipped:
+    """A tier of the order that is not in the chain, and why."""
+
+    __slots__ = ("kind", "name", "reason", "status")
+
+    def __init__(self, name: str, kind: str, status: Literal["skipped", "down"], reason: str) -> None:
+        self.name = name
+        self.kind = kind
+        self.status: Literal["skipped", "down"] = status
+        self.reason = reason
+
+
+_Hit = tuple[Any, bytes | None, Entry]
+"""A hit on its way up: (value, its payload if it came from a byte tier, the stored entry)."""
+
+
+class Chain:
+    """The built chain of tiers: reads, writes, invalidation, health and stats.
+
+    ``slots`` are the running tiers in order; ``skipped`` the tiers of the order
+    that are not running, with the reason.  ``pm`` has every tier registered so
+    that ``pm.hook.tierkit_get(key=...)`` is the slow reference path the fast
+    one is held to (a test checks it).
+    """
+
+    def __init__(
+        self,
+        slots: Sequence[TierSlot],
+        skipped: Sequence[Skipped],
+        pm: pluggy.PluginManager,
+        codec: Codec,
+        clock: Clock,
+        default_ttl: float | None,
+        order: Sequence[str],
+    ) -> None:
+        self.slots = tuple(slots)
+        self.skipped = tuple(skipped)
+        self.pm = pm
+        self.codec = codec
+        self.clock = clock
+        self.default_ttl = default_ttl
+        self.order = tuple(order)
+        self.misses = 0
+        self.closed = False
+        self._flights = SingleFlight()
+        self._close_lock = threading.Lock()
+        # Write plans, computed once: which tiers a write goes to, whether it needs bytes.
+        slots = self.slots
+        self.writers = tuple(s for s in slots if s.write == "always")
+        self.persistent_writers = tuple(s for s in slots if s.write != "never")
+        self.encode_plain = any(s.holds_bytes for s in self.writers)
+        self.encode_persistent = any(s.holds_bytes for s in self.persistent_writers)
+        # A hit in tier i is copied into the "always" tiers above it.
+        self._backfill_targets = tuple(
+            tuple(above for above in slots[:i] if above.write == "always") for i in range(len(slots))
+        )
+        self._backfill_capped = tuple(any(t.max_ttl is not None for t in ts) for ts in self._backfill_targets)
+        first = slots[0] if slots else None
+        self._first = first if first is not None and not first.holds_bytes and not first.remote else None
+        self.get: Callable[[str, Any], Any] = self.reader(codec)
+        """``get(key, default)``: the fastest correct read of this chain (see the module docstring)."""
+
+    # -- reads --------------------------------------------------------------------------------
+
+    def reader(self, codec: Codec) -> Callable[[str, Any], Any]:
+        """A ``get(key, default)`` that decodes byte-tier hits with ``codec``.
+
+        ``@cached`` asks for one per return annotation.  With a local object tier
+        first, its hits are served without the generic path: through its front
+        door when it offers one, else through its bound ``tierkit_get``.
+        """
+        first = self._first
+        if first is None:
+
+            def get(key: str, default: Any = None) -> Any:
+                if type(key) is not str or not key:
+                    check_key(key)
+                return self.read_through(key, default, 0, codec)
+
+            return get
+
+        def after_first_miss(key: str, default: Any) -> Any:
+            check_key(key)
+            first.misses += 1
+            return self.read_through(key, default, 1, codec)
+
+        front_door = getattr(first.tier, "front_door", None)
+        fused: FrontDoor | None = front_door(after_first_miss, first) if front_door is not None else None
+        if fused is not None:
+            return fused
+        first_get = first.get
+        read_through = self.read_through
+
+        def get_first(key: str, default: Any = None) -> Any:
+            if type(key) is not str or not key:
+                check_key(key)
+            try:
+                entry = first_get(key)
+            except Exception as exc:
+                first.failed(exc)
+            else:
+                if type(entry) is Entry:
+                    first.hits += 1
+                    return entry[0]
+                if entry is None:
+                    first.misses += 1
+                else:
+                    first.violated("tierkit_get", "Entry or None", entry)
+            return read_through(key, default, 1, codec)
+
+        return get_first
+
+    def read_through(self, key: str, default: Any, start: int, codec: Codec) -> Any:
+        """Ask tiers from ``start`` on; backfill the tiers above a hit."""
+        slots = self.slots
+        for index in range(start, len(slots)):
+            slot = slots[index]
+            entry = slot.ask(slot.get, key)
+            if entry is None:
+                slot.ok()
+                slot.misses += 1
+                continue
+            if type(entry) is not Entry:
+                if entry is not UNAVAILABLE:
+                    slot.violated("tierkit_get", "Entry or None", entry)
+                continue
+            value = entry[0]
+            holds_bytes = slot.holds_bytes
+            if holds_bytes and type(value) is not bytes:
+                slot.violated("tierkit_get", "an Entry holding bytes (a byte tier)", value)
+                continue
+            slot.ok()
+            payload = None
+            if holds_bytes:
+                payload = value
+                try:
+                    value = codec.decode(payload)
+                except CodecError as exc:
+                    self._undecodable(slot, key, exc)
+                    continue
+            slot.hits += 1
+            if index:
+                self._backfill_one(index, key, value, payload, entry)
+            return value
+        self.misses += 1
+        return default
+
+    def get_many(self, keys: Iterable[str], codec: Codec | None = None) -> dict[str, Any]:
+        """Values of the keys that hit (misses are absent), one batch per tier."""
+        codec = codec or self.codec
+        wanted = dict.fromkeys(keys)
+        for key in wanted:
+            check_key(key)
+        found: dict[str, Any] = {}
+        for index, slot in enumerate(self.slots):
+            if not wanted:
+                break
+            hits = self._hits_of(slot, wanted, slot.ask(slot.get_many, list(wanted)), codec)
+            if hits is None:
+                continue
+            slot.hits += len(hits)
+            slot.misses += len(wanted) - len(hits)
+            if hits:
+                found.update((key, hit[0]) for key, hit in hits.items())
+                if index:
+                    self._backfill(index, hits)
+                wanted = {key: None for key in wanted if key not in hits}
+        self.misses += len(wanted)
+        return found
+
+    def _hits_of(
+        self, slot: TierSlot, wanted: Mapping[str, None], entries: object, codec: Codec
+    ) -> dict[str, _Hit] | None:
+        """The checked, decoded hits of one tier's ``get_many`` answer (``None``: the tier failed).
+
+        A key nobody asked for is ignored; a value that is not an ``Entry`` (of
+        bytes, for a byte tier) fails the whole answer.
+        """
+        if not isinstance(entries, Mapping):
+            if entries is not UNAVAILABLE:
+                slot.violated("tierkit_get_many", "a Mapping of key to Entry", entries)
+            return None
+        holds_bytes = slot.holds_bytes
+        for entry in entries.values():
+            if type(entry) is not Entry or (holds_bytes and type(entry[0]) is not bytes):
+                expected = "Entry values holding bytes" if holds_bytes else "Entry values"
+                slot.violated("tierkit_get_many", expected, entry[0] if type(entry) is Entry else entry)
+                return None
+        slot.ok()
+        hits: dict[str, _Hit] = {}
+        for key, entry in entries.items():
+            if key not in wanted:
+                continue
+            if holds_bytes:
+                try:
+                    hits[key] = (codec.decode(entry[0]), entry[0], entry)
+                except CodecError as exc:
+                    self._undecodable(slot, key, exc)
+            else:
+                hits[key] = (entry[0], None, entry)
+        return hits
+
+    def _backfill(self, index: int, hits: Mapping[str, _Hit]) -> None:
+        """Copy hits from tier ``index`` into the ``always`` tiers above it, one batch per tier."""
+        now = self.clock() if self._backfill_capped[index] else 0.0
+        for slot in self._backfill_targets[index]:
+            batch = {}
+            for key, (value, payload, entry) in hits.items():
+                copy = self._copy_for(slot, key, value, payload, entry, now)
+                if copy is not None:
+                    batch[key] = copy
+            if batch:
+                self.write(slot, batch)
+
+    def _backfill_one(self, index: int, key: str, value: Any, payload: bytes | None, entry: Entry) -> None:
+        """:meth:`_backfill` for the single hit of a ``get`` (no batch to build)."""
+        now = self.clock() if self._backfill_capped[index] else 0.0
+        for slot in self._backfill_targets[index]:
+            copy = self._copy_for(slot, key, value, payload, entry, now)
+            if copy is not None and slot.call(slot.set, key, copy) is not UNAVAILABLE:
+                slot.sets += 1
+
+    def _copy_for(
+        self, slot: TierSlot, key: str, value: Any, payload: bytes | None, entry: Entry, now: float
+    ) -> Entry | None:
+        """The entry to backfill into ``slot``, with the remaining TTL (``None`` if it cannot hold it).
+
+        The hit was just validated against the clock by its tier, so the clock
+        is read (``now``) only when a target caps TTLs (``max_ttl``).
+        """
+        stored = value
+        if slot.holds_bytes:
+            if payload is None:
+                try:
+                    payload = self.codec.encode(key, value)
+                except TypeError:
+                    return None  # an object-tier value the codec cannot write: leave byte tiers alone
+            stored = payload
+        tags = entry[2] if type(entry[2]) is tuple else tuple(entry[2])
+        expires_at = entry[1] if slot.max_ttl is None else slot.cap(entry[1], now)
+        return new_entry((stored, expires_at, tags))
+
+    def _undecodable(self, slot: TierSlot, key: str, exc: CodecError) -> None:
+        """Count an undecodable entry as a miss; remove it only if its bytes are bad."""
+        slot.errors += 1
+        if not exc.corrupt:
+            slot.misses += 1
+            log.debug("tier %r: %r not decodable in this process: %s", slot.name, key, exc)
+            return
+        slot.corrupt += 1
+        try:
+            slot.delete(key)
+        except Exception as delete_exc:
+            slot.failed(delete_exc)
+
+    # -- writes -------------------------------------------------------------------------------
+
+    def set(
+        self, key: str, value: Any, ttl: float | None, tags: Iterable[str], persistent: bool, codec: Codec
+    ) -> None:
+        """The single-key write, kept apart from :meth:`set_many`: it is the common one."""
+        if type(key) is not str or not key:
+            check_key(key)
+        writers, encode, tag_tuple, now, expires_at = self._write_plan(ttl, tags, persistent)
+        payload = codec.encode(key, value) if encode else None
+        for slot in writers:
+            exp = expires_at if slot.max_ttl is None else slot.cap(expires_at, now)
+            entry = new_entry((payload if slot.holds_bytes else value, exp, tag_tuple))
+            if slot.call(slot.set, key, entry) is not UNAVAILABLE:
+                slot.sets += 1
+
+    def set_many(
+        self, items: Mapping[str, Any], ttl: float | None, tags: Iterable[str], persistent: bool, codec: Codec
+    ) -> None:
+        for key in items:
+            check_key(key)
+        writers, encode, tag_tuple, now, expires_at = self._write_plan(ttl, tags, persistent)
+        payloads = {key: codec.encode(key, value) for key, value in items.items()} if encode else {}
+        for slot in writers:
+            exp = slot.cap(expires_at, now)
+            source = payloads if slot.holds_bytes else items
+            self.write(slot, {key: new_entry((value, exp, tag_tuple)) for key, value in source.items()})
+
+    def write(self, slot: TierSlot, batch: Mapping[str, Entry]) -> None:
+        """Store ``batch`` in one tier: ``tierkit_set`` for one entry, ``tierkit_set_many`` for more."""
+        if len(batch) == 1:
+            [(key, entry)] = batch.items()
+            done = slot.call(slot.set, key, entry)
+        else:
+            done = slot.call(slot.set_many, batch)
+        if done is not UNAVAILABLE:
+            slot.sets += len(batch)
+
+    def _write_plan(
+        self, ttl: float | None, tags: Iterable[str], persistent: bool
+    ) -> tuple[tuple[TierSlot, ...], bool, tuple[str, ...], float, float | None]:
+        """Check a write's arguments; return the tiers to write, whether to encode, tags, now, deadline."""
+        if ttl is None:
+            ttl = self.default_ttl
+        if ttl is not None:
+            check_ttl(ttl)
+        tag_tuple = check_tags(tags) if tags else ()
+        now = self.clock()
+        expires_at = None if ttl is None else now + ttl
+        if persistent:
+            return self.persistent_writers, self.encode_persistent, tag_tuple, now, expires_at
+        return self.writers, self.encode_plain, tag_tuple, now, expires_at
+
+    def compute(
+        self,
+        key: str,
+        factory: Callable[[], T],
+        ttl: float | None,
+        tags: Iterable[str],
+        persistent: bool,
+        codec: Codec,
+    ) -> T:
+        """``factory()`` stored under ``key``; concurrent callers in this process share one call."""
+
+        def lead() -> T:
+            value = self.read_through(key, MISSING, 0, codec)  # a previous leader may have stored it
+            if value is MISSING:
+                value = factory()
+                self.set(key, value, ttl, tags, persistent, codec)
+            return cast(T, value)
+
+        return self._flights.run(key, lead)
+
+    # -- removal ------------------------------------------------------------------------------
+
+    def delete(self, key: str) -> bool:
+        """Remove ``key`` from every writable tier; True if any tier held it."""
+        check_key(key)
+        removed = False
+        for slot in self.persistent_writers:
+            outcome = slot.ask(slot.delete, key)
+            if type(outcome) is bool:
+                slot.ok()
+                slot.deletes += 1
+                removed = outcome or removed
+            elif outcome is not UNAVAILABLE:
+                slot.violated("tierkit_delete", "bool", outcome)
+        return removed
+
+    def invalidate(self, tags: Iterable[str], prefix: str | None) -> int:
+        """Remove entries carrying any of ``tags`` and/or under ``prefix``; the count over tiers."""
+        tag_tuple = check_tags(tags)
+        if prefix is not None and (type(prefix) is not str or not prefix):
+            raise ValueError(f"prefix must be a non-empty str, got {prefix!r}")
+        if not tag_tuple and prefix is None:
+            raise ValueError("invalidate() needs tags=[...] and/or prefix=...")
+        removed = 0
+        for slot in self.persistent_writers:
+            if tag_tuple:
+                count = slot.ask(slot.invalidate_tags, tag_tuple)
+                removed += slot.checked_count("tierkit_invalidate_tags", count)
+            if prefix is not None:
+                count = slot.ask(slot.invalidate_prefix, prefix)
+                removed += slot.checked_count("tierkit_invalidate_prefix", count)
+        return removed
+
+    def clear(self, names: Sequence[str] | None) -> None:
+        """Empty this namespace in every writable tier, or in the tiers ``names``."""
+        if names is not None:
+            unknown = sorted(set(names) - {s.name for s in self.slots})
+            if unknown:
+                raise ValueError(f"clear(tiers=...) names tiers not in the chain: {', '.join(unknown)}")
+            chosen = [s for s in self.slots if s.name in names]
+        else:
+            chosen = list(self.persistent_writers)
+        for slot in chosen:
+            slot.call(slot.clear)
+
+    # -- control plane ------------------------------------------------------------------------
+
+    def health(self) -> HealthReport:
+        """Each tier's status (ok / degraded / down / skipped) with the reason; never raises."""
+        reports: dict[str, TierReport] = {}
+        for slot in self.slots:
+            answer = _tier_health(slot)
+            status, reason = answer.status, answer.reason
+            state = slot.breaker.state
+            if state != "closed" and status != "down":
+                status = "down" if state == "open" else "degraded"
+                reason = f"circuit breaker {state} after: {slot.breaker.last_error}"
+            details = {**answer.details, "breaker": state}
+            reports[slot.name] = TierReport(slot.name, slot.kind, status, reason, details)
+        for skipped in self.skipped:
+            reports[skipped.name] = TierReport(skipped.name, skipped.kind, skipped.status, skipped.reason)
+        rank = {name: i for i, name in enumerate(self.order)}
+        ordered = dict(sorted(reports.items(), key=lambda item: rank.get(item[0], len(rank))))
+        worst = max((_STATUS_RANK[r.status] for r in ordered.values()), default=0)
+        return HealthReport(_OVERALL[worst], ordered)
+
+    def stats(self, namespace: str) -> dict[str, Any]:
+        """Counters of the chain and of each tier (cheap: no scan of any store)."""
+        tiers: dict[str, Any] = {}
+        for slot in self.slots:
+            own = _tier_stats(slot)
+            figures: dict[str, Any] = {
+                "kind": slot.kind,
+                "hits": slot.hits,
+                "misses": slot.misses,
+                "sets": slot.sets,
+                "deletes": slot.deletes,
+                "errors": slot.errors,
+                "corrupt": slot.corrupt,
+                "contract_errors": slot.contract_errors,
+                "breaker": slot.breaker.state,
+            }
+            figures.update((k, v) for k, v in own.items() if k not in figures)
+            tiers[slot.name] = figures
+        for skipped in self.skipped:
+            tiers[skipped.name] = {"kind": skipped.kind, "status": skipped.status, "reason": skipped.reason}
+        hits = sum(slot.hits for slot in self.slots)
+        gets = hits + self.misses
+        return {
+            "namespace": namespace,
+            "gets": gets,
+            "hits": hits,
+            "misses": self.misses,
+            "hit_ratio": round(hits / gets, 4) if gets else None,
+            "tiers": tiers,
+        }
+
+    def close(self) -> None:
+        """Close every tier once (a failure is logged, not raised); unregister them from pluggy."""
+        with self._close_lock:
+            if self.closed:
+                return
+            self.closed = True
+        for slot in self.slots:
+            try:
+                slot.close()
+            except Exception as exc:
+                slot.failed(exc)
+            self.pm.unregister(slot.tier)
+
+
+def _tier_stats(slot: TierSlot) -> dict[str, Any]:
+    """A tier's own figures (secrets redacted); ``{}`` when the hook raises or answers no mapping."""
+    try:
+        own = slot.stats()
+    except Exception as exc:
+        slot.failed(exc)
+        return {}
+    if not isinstance(own, Mapping):
+        slot.violated("tierkit_stats", "a Mapping", own)
+        return {}
+    figures: dict[str, Any] = redact(dict(own))
+    return figures
+
+
+def _tier_health(slot: TierSlot) -> TierHealth:
+    """A tier's own health answer; a raising or malformed answer becomes ``down`` with the reason."""
+    try:
+        answer = slot.health()
+    except Exception as exc:
+        slot.failed(exc)
+        return TierHealth("down", redact(f"health check failed: {type(exc).__name__}: {exc}"))
+    if not isinstance(answer, TierHealth) or answer.status not in _STATUS_RANK:
+        slot.violated("tierkit_health", "a TierHealth with status ok, degraded, down or skipped", answer)
+        got = type(answer).__qualname__
+        return TierHealth("down", f"tierkit_health returned {got}, not a TierHealth (a bug in the tier)")
+    return answer
+
+
+# -- argument checks: programming errors raise before any tier is touched -------------------------
+
+
+def check_key(key: Any) -> None:
+    if type(key) is not str or not key:
+        raise TypeError(f"cache keys must be non-empty str, got {key!r} ({type(key).__name__})")
+
+
+def check_ttl(ttl: Any) -> None:
+    if not ((type(ttl) is int or type(ttl) is float) and ttl > 0):
+        raise ValueError(f"ttl must be a positive number of seconds or None, got {ttl!r}")
+
+
+def check_tags(tags: Iterable[str]) -> tuple[str, ...]:
+    if isinstance(tags, str | bytes):
+        raise TypeError(f"tags must be a list of str, not a single {type(tags).__name__} ({tags!r})")
+    checked = tuple(tags)
+    for tag in checked:
+        if type(tag) is not str or not tag:
+            raise TypeError(f"tags must be non-empty str, got {tag!r}")
+    return checked
