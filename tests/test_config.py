@@ -112,7 +112,7 @@ def test_known_first_party_kind_names_its_distribution(monkeypatch: pytest.Monke
     monkeypatch.setattr(discovery, "installed_entry_points", lambda: {"memory": []})
     with pytest.raises(
         ConfigError,
-        match=r"unknown kind 'redis'; installed kinds: memory\. To use it, install .*: pip install tierkit-redis",
+        match=r"unknown kind 'redis'; installed kinds: memory\. To use it, .*: pip install tierkit-redis",
     ):
         discovery.load_tier_class.__wrapped__("redis", "redis")
 

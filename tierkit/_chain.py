@@ -198,7 +198,7 @@ class TierSlot:
             log.debug("tier %r (%s) error: %s", self.name, self.kind, reason)
 
     def checked_count(self, hook: str, result: object) -> int:
-        """An invalidation's count (confirming the call), or 0 after reporting a result that is not an ``int``."""
+        """An invalidation's count (confirming the call), or 0 after reporting a non-``int`` result."""
         if type(result) is int:
             self.ok()
             return result
