@@ -183,21 +183,36 @@ class PluginDeclarations:
 
 
 def plugin_declarations(kinds: Iterable[str]) -> PluginDeclarations:
-    """The aliases and sources declared by the tier classes of ``kinds`` (those installed)."""
+    """The plain variables the tier classes of ``kinds`` declare, and where else they are read.
+
+    Sources serve every declared variable, so they come from every installed
+    kind (the session plugin adds Streamlit secrets whether or not a session
+    tier is in the order) — but only when some kind of the order declares a
+    variable: a chain without one imports no other plugin.
+    """
     aliases: dict[str, tuple[str, str]] = {}
-    sources: list[SettingsSource] = []
-    installed = installed_entry_points()
-    for kind in kinds:
-        if kind not in installed:
-            continue
-        try:
-            cls = load_tier_class(kind)
-        except PluginError:
-            continue  # reported when the chain is built (health shows it down)
+    for kind, cls in _tier_classes(kinds):
         for variable, option in getattr(cls, "settings_aliases", {}).items():
             aliases.setdefault(variable, (kind, option))
-        sources.extend(s for s in cls.settings_sources() if s not in sources)
+    sources: list[SettingsSource] = []
+    if aliases:
+        for _, cls in _tier_classes(installed_entry_points()):
+            sources.extend(s for s in cls.settings_sources() if s not in sources)
     return PluginDeclarations(aliases, sources)
+
+
+def _tier_classes(kinds: Iterable[str]) -> list[tuple[str, Any]]:
+    """(kind, class) for each installed kind of ``kinds`` that loads; the others are left out
+    here and reported when a chain is built (health shows them down)."""
+    installed = installed_entry_points()
+    classes = []
+    for kind in kinds:
+        if kind in installed:
+            try:
+                classes.append((kind, load_tier_class(kind)))
+            except PluginError:
+                continue
+    return classes
 
 
 def _order_kinds(sources: Iterable[PydanticBaseSettingsSource]) -> list[str]:
