@@ -25,6 +25,7 @@ def test_public_surface_is_exactly_this() -> None:
         "ConfigError",
         "Entry",
         "HealthReport",
+        "Invalidated",
         "NoOptions",
         "PluginError",
         "Settings",

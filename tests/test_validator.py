@@ -180,4 +180,4 @@ def test_a_plugin_declares_its_own_alias_and_place_in_the_default_order(tmp_path
     config = orjson.loads(done.stdout)
     assert config["order"][:2] == ["memory", "second"]
     assert config["settings"]["tiers"]["second"]["options"]["max_entries"] == "7"
-    assert config["origins"]["tiers.second.options.max_entries"] .startswith("environment (SECOND_SIZE")
+    assert config["origins"]["tiers.second.options.max_entries"].startswith("environment (SECOND_SIZE")

@@ -15,6 +15,7 @@ Quick start::
 from __future__ import annotations
 
 from tierkit._cache import Cache, get_cache
+from tierkit._chain import Invalidated
 from tierkit._config import Settings, TierSettings, load_settings
 from tierkit._decorator import CachedFunction, cached
 from tierkit._types import (
@@ -41,6 +42,7 @@ __all__ = [
     "ConfigError",
     "Entry",
     "HealthReport",
+    "Invalidated",
     "NoOptions",
     "PluginError",
     "Settings",

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar, cast
 
 from tierkit._build import build_chain
-from tierkit._chain import Chain
+from tierkit._chain import Chain, Invalidated
 from tierkit._codec import Codec
 from tierkit._config import Settings, load_settings
 from tierkit._types import MISSING, Clock, HealthReport
@@ -86,14 +86,19 @@ class Cache:
         *,
         tags: Iterable[str] = (),
         persistent: bool = False,
-    ) -> None:
+    ) -> bool:
         """Store ``value`` in every tier whose write policy accepts it.
 
         ``ttl`` in seconds (``None``: the configured ``default_ttl``, which may
         be no expiry); ``tags`` for :meth:`invalidate`; ``persistent=True`` also
         writes the tiers with the ``persistent`` policy (the file tier).
+
+        Returns True when every such tier took the write.  False means some
+        tier failed (its error is counted, never raised): it may still hold an
+        older value for ``key``, so the key is removed there before that tier
+        serves anything again.
         """
-        self._chain.set(key, value, ttl, tags, persistent, self._chain.codec)
+        return self._chain.set(key, value, ttl, tags, persistent, self._chain.codec)
 
     def set_many(
         self,
@@ -102,9 +107,13 @@ class Cache:
         *,
         tags: Iterable[str] = (),
         persistent: bool = False,
-    ) -> None:
-        """:meth:`set` for several keys, one batch per tier."""
-        self._chain.set_many(items, ttl, tags, persistent, self._chain.codec)
+    ) -> list[str]:
+        """:meth:`set` for several keys, one batch per tier.
+
+        Returns the keys some tier did not take (empty when all were stored);
+        as with :meth:`set`, those keys are removed there before it serves again.
+        """
+        return self._chain.set_many(items, ttl, tags, persistent, self._chain.codec)
 
     def get_or_set(
         self,
@@ -131,10 +140,12 @@ class Cache:
         """Remove ``key`` from every writable tier; True if any tier held it."""
         return self._chain.delete(key)
 
-    def invalidate(self, *, tags: Iterable[str] = (), prefix: str | None = None) -> int:
+    def invalidate(self, *, tags: Iterable[str] = (), prefix: str | None = None) -> Invalidated:
         """Remove entries carrying any of ``tags`` and/or whose key starts with ``prefix``.
 
-        Returns the number of entries removed, summed over tiers.
+        Returns the number of entries removed, summed over tiers (an ``int``);
+        its ``pending`` attribute names the tiers the invalidation could not
+        reach now — it is applied there before they serve again.
         """
         return self._chain.invalidate(tags, prefix)
 

@@ -27,6 +27,7 @@ from tierkit._breaker import Breaker
 from tierkit._codec import Codec
 from tierkit._config import redact
 from tierkit._flight import SingleFlight
+from tierkit._pending import Pending
 from tierkit._types import (
     MISSING,
     UNAVAILABLE,
@@ -74,6 +75,7 @@ class TierSlot:
         "max_ttl",
         "misses",
         "name",
+        "pending",
         "remote",
         "set",
         "set_many",
@@ -110,6 +112,8 @@ class TierSlot:
         self.breaker = breaker
         self.hits = self.misses = self.sets = self.deletes = self.errors = self.corrupt = 0
         self.contract_errors = 0
+        self.pending = Pending()
+        """What this tier missed (a failed write, delete or invalidation): applied before it serves."""
         self._reported: set[str] = set()
 
     def _get_each(self, keys: Sequence[str]) -> Mapping[str, Entry]:
@@ -140,11 +144,40 @@ class TierSlot:
         breaker = self.breaker
         if breaker.open_until and not breaker.allow():  # closed breaker: no call at all
             return UNAVAILABLE
+        if self.pending and not self.catch_up():
+            return UNAVAILABLE  # it may hold values the chain has invalidated: serve nothing
         try:
             return method(*args)
         except Exception as exc:
             self.failed(exc)
             return UNAVAILABLE
+
+    def forget(self, keys: Iterable[str]) -> None:
+        """After a failed write of ``keys``: remove them here now, else remember to before serving.
+
+        A refused write (out of memory, disk full) leaves the old value, a timed-out
+        one may land later: either way this tier must not serve what it holds for them.
+        """
+        remaining = list(keys)
+        while remaining and not self.breaker.open_until:
+            try:
+                self.delete(remaining[-1])
+            except Exception as exc:
+                self.failed(exc)
+                break
+            remaining.pop()
+        if remaining:
+            self.pending.add(keys=remaining)
+
+    def catch_up(self) -> bool:
+        """Apply what this tier missed; False (a failure, counted) if it still cannot be applied."""
+        try:
+            self.pending.apply(self.delete, self.invalidate_tags, self.invalidate_prefix, self.clear)
+        except Exception as exc:
+            self.failed(exc)
+            return False
+        log.info("tier %r (%s) caught up with the invalidations it had missed", self.name, self.kind)
+        return True
 
     def ok(self) -> None:
         """The last call succeeded: reset the breaker if it had counted failures (cheap otherwise)."""
@@ -197,14 +230,14 @@ class TierSlot:
         else:
             log.debug("tier %r (%s) error: %s", self.name, self.kind, reason)
 
-    def checked_count(self, hook: str, result: object) -> int:
-        """An invalidation's count (confirming the call), or 0 after reporting a non-``int`` result."""
+    def checked_count(self, hook: str, result: object) -> int | None:
+        """An invalidation's count (confirming the call); ``None`` if it failed or was not an ``int``."""
         if type(result) is int:
             self.ok()
             return result
         if result is not UNAVAILABLE:
             self.violated(hook, "int", result)
-        return 0
+        return None
 
     def __repr__(self) -> str:
         return f"<TierSlot {self.name!r} kind={self.kind!r} write={self.write!r}>"
@@ -216,6 +249,25 @@ def _healthy() -> TierHealth:
 
 def _nothing() -> None:
     return None
+
+
+class Invalidated(int):
+    """What ``invalidate()`` returns: the number of entries removed, summed over tiers.
+
+    ``pending`` names the tiers the invalidation could not reach now (down,
+    timed out, breaker open): it is remembered and applied before they serve
+    again, and until then they serve nothing.
+    """
+
+    pending: tuple[str, ...]
+
+    def __new__(cls, removed: int, pending: tuple[str, ...] = ()) -> Invalidated:
+        self = super().__new__(cls, removed)
+        self.pending = pending
+        return self
+
+    def __repr__(self) -> str:
+        return f"Invalidated({int(self)}, pending={self.pending!r})" if self.pending else str(int(self))
 
 
 class Skipped:
@@ -293,7 +345,7 @@ class Chain:
         if first is None:
 
             def get(key: str, default: Any = None) -> Any:
-                if type(key) is not str or not key:
+                if type(key) is not str or not key or not key.isascii():
                     check_key(key)
                 return self.read_through(key, default, 0, codec)
 
@@ -312,7 +364,7 @@ class Chain:
         read_through = self.read_through
 
         def get_first(key: str, default: Any = None) -> Any:
-            if type(key) is not str or not key:
+            if type(key) is not str or not key or not key.isascii():
                 check_key(key)
             try:
                 entry = first_get(key)
@@ -477,39 +529,56 @@ class Chain:
 
     def set(
         self, key: str, value: Any, ttl: float | None, tags: Iterable[str], persistent: bool, codec: Codec
-    ) -> None:
-        """The single-key write, kept apart from :meth:`set_many`: it is the common one."""
-        if type(key) is not str or not key:
+    ) -> bool:
+        """The single-key write, kept apart from :meth:`set_many`: it is the common one.
+
+        True when every tier meant to take it did.  A tier that did not may
+        hold an older value: the key is pending removal there (see :mod:`tierkit._pending`).
+        """
+        if type(key) is not str or not key or not key.isascii():
             check_key(key)
         writers, encode, tag_tuple, now, expires_at = self._write_plan(ttl, tags, persistent)
         payload = codec.encode(key, value) if encode else None
+        stored = True
         for slot in writers:
             exp = expires_at if slot.max_ttl is None else slot.cap(expires_at, now)
             entry = new_entry((payload if slot.holds_bytes else value, exp, tag_tuple))
-            if slot.call(slot.set, key, entry) is not UNAVAILABLE:
+            if slot.call(slot.set, key, entry) is UNAVAILABLE:
+                slot.forget((key,))
+                stored = False
+            else:
                 slot.sets += 1
+        return stored
 
     def set_many(
         self, items: Mapping[str, Any], ttl: float | None, tags: Iterable[str], persistent: bool, codec: Codec
-    ) -> None:
+    ) -> list[str]:
+        """:meth:`set` for several keys, one batch per tier; the keys some tier did not take."""
         for key in items:
             check_key(key)
         writers, encode, tag_tuple, now, expires_at = self._write_plan(ttl, tags, persistent)
         payloads = {key: codec.encode(key, value) for key, value in items.items()} if encode else {}
+        missed: dict[str, None] = {}
         for slot in writers:
             exp = slot.cap(expires_at, now)
             source = payloads if slot.holds_bytes else items
-            self.write(slot, {key: new_entry((value, exp, tag_tuple)) for key, value in source.items()})
+            batch = {key: new_entry((value, exp, tag_tuple)) for key, value in source.items()}
+            if not self.write(slot, batch):
+                slot.forget(batch)
+                missed.update(dict.fromkeys(batch))
+        return list(missed)
 
-    def write(self, slot: TierSlot, batch: Mapping[str, Entry]) -> None:
-        """Store ``batch`` in one tier: ``tierkit_set`` for one entry, ``tierkit_set_many`` for more."""
+    def write(self, slot: TierSlot, batch: Mapping[str, Entry]) -> bool:
+        """Store ``batch`` in one tier (``tierkit_set`` for one entry, else ``tierkit_set_many``)."""
         if len(batch) == 1:
             [(key, entry)] = batch.items()
             done = slot.call(slot.set, key, entry)
         else:
             done = slot.call(slot.set_many, batch)
-        if done is not UNAVAILABLE:
-            slot.sets += len(batch)
+        if done is UNAVAILABLE:
+            return False
+        slot.sets += len(batch)
+        return True
 
     def _write_plan(
         self, ttl: float | None, tags: Iterable[str], persistent: bool
@@ -558,26 +627,43 @@ class Chain:
                 slot.ok()
                 slot.deletes += 1
                 removed = outcome or removed
-            elif outcome is not UNAVAILABLE:
+                continue
+            if outcome is not UNAVAILABLE:
                 slot.violated("tierkit_delete", "bool", outcome)
+            slot.pending.add(keys=(key,))
         return removed
 
-    def invalidate(self, tags: Iterable[str], prefix: str | None) -> int:
+    def invalidate(self, tags: Iterable[str], prefix: str | None) -> Invalidated:
         """Remove entries carrying any of ``tags`` and/or under ``prefix``; the count over tiers."""
         tag_tuple = check_tags(tags)
-        if prefix is not None and (type(prefix) is not str or not prefix):
-            raise ValueError(f"prefix must be a non-empty str, got {prefix!r}")
+        if prefix is not None:
+            if type(prefix) is not str or not prefix:
+                raise ValueError(f"prefix must be a non-empty str, got {prefix!r}")
+            check_text(prefix, "prefix")
         if not tag_tuple and prefix is None:
             raise ValueError("invalidate() needs tags=[...] and/or prefix=...")
         removed = 0
+        pending: list[str] = []
         for slot in self.persistent_writers:
+            counts = []
             if tag_tuple:
-                count = slot.ask(slot.invalidate_tags, tag_tuple)
-                removed += slot.checked_count("tierkit_invalidate_tags", count)
+                count = slot.checked_count(
+                    "tierkit_invalidate_tags", slot.ask(slot.invalidate_tags, tag_tuple)
+                )
+                counts.append(count)
+                if count is None:
+                    slot.pending.add(tags=tag_tuple)
             if prefix is not None:
-                count = slot.ask(slot.invalidate_prefix, prefix)
-                removed += slot.checked_count("tierkit_invalidate_prefix", count)
-        return removed
+                count = slot.checked_count(
+                    "tierkit_invalidate_prefix", slot.ask(slot.invalidate_prefix, prefix)
+                )
+                counts.append(count)
+                if count is None:
+                    slot.pending.add(prefix=prefix)
+            removed += sum(c for c in counts if c is not None)
+            if None in counts:
+                pending.append(slot.name)
+        return Invalidated(removed, tuple(pending))
 
     def clear(self, names: Sequence[str] | None) -> None:
         """Empty this namespace in every writable tier, or in the tiers ``names``."""
@@ -589,7 +675,8 @@ class Chain:
         else:
             chosen = list(self.persistent_writers)
         for slot in chosen:
-            slot.call(slot.clear)
+            if slot.call(slot.clear) is UNAVAILABLE:
+                slot.pending.add_clear()
 
     # -- control plane ------------------------------------------------------------------------
 
@@ -597,13 +684,20 @@ class Chain:
         """Each tier's status (ok / degraded / down / skipped) with the reason; never raises."""
         reports: dict[str, TierReport] = {}
         for slot in self.slots:
+            if slot.pending:
+                slot.call(_nothing)  # catch up now if the tier is back, so health tells the truth
             answer = _tier_health(slot)
             status, reason = answer.status, answer.reason
             state = slot.breaker.state
             if state != "closed" and status != "down":
                 status = "down" if state == "open" else "degraded"
                 reason = f"circuit breaker {state} after: {slot.breaker.last_error}"
-            details = {**answer.details, "breaker": state}
+            if slot.pending and status == "ok":
+                status = "degraded"
+                reason = (
+                    f"{len(slot.pending)} missed invalidation(s) pending; it serves nothing until applied"
+                )
+            details = {**answer.details, "breaker": state, "pending_invalidations": len(slot.pending)}
             reports[slot.name] = TierReport(slot.name, slot.kind, status, reason, details)
         for skipped in self.skipped:
             reports[skipped.name] = TierReport(skipped.name, skipped.kind, skipped.status, skipped.reason)
@@ -626,6 +720,7 @@ class Chain:
                 "errors": slot.errors,
                 "corrupt": slot.corrupt,
                 "contract_errors": slot.contract_errors,
+                "pending_invalidations": len(slot.pending),
                 "breaker": slot.breaker.state,
             }
             figures.update((k, v) for k, v in own.items() if k not in figures)
@@ -691,6 +786,19 @@ def _tier_health(slot: TierSlot) -> TierHealth:
 def check_key(key: Any) -> None:
     if type(key) is not str or not key:
         raise TypeError(f"cache keys must be non-empty str, got {key!r} ({type(key).__name__})")
+    check_text(key, "cache key")
+
+
+def check_text(text: str, what: str) -> None:
+    """Refuse text no byte tier can store (a lone surrogate, e.g. from ``json.loads`` of user input)."""
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise ValueError(
+                f"{what} {text!r} is not valid Unicode text: a lone surrogate at position {exc.start}; "
+                "clean the input first (e.g. text.encode('utf-8', 'replace').decode())"
+            ) from None
 
 
 def check_ttl(ttl: Any) -> None:
@@ -705,4 +813,5 @@ def check_tags(tags: Iterable[str]) -> tuple[str, ...]:
     for tag in checked:
         if type(tag) is not str or not tag:
             raise TypeError(f"tags must be non-empty str, got {tag!r}")
+        check_text(tag, "tag")
     return checked

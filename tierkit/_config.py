@@ -45,7 +45,7 @@ from tierkit.errors import ConfigError, PluginError
 DOTENV_FILES = (".env", ".env.local")  # later files win
 
 
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")  # fullmatch: "$" would admit a final newline
 
 
 class BreakerSettings(BaseModel):
@@ -113,7 +113,7 @@ class Settings(BaseSettings):
     @field_validator("namespace")
     @classmethod
     def _check_namespace(cls, value: str) -> str:
-        if not _NAME.match(value):
+        if not _NAME.fullmatch(value):
             raise ValueError("must be 1-64 characters of letters, digits, '_', '.', '-'")
         return value
 

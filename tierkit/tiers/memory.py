@@ -158,7 +158,8 @@ class MemoryTier(Tier[MemoryOptions]):
     @hookimpl
     def tierkit_invalidate_prefix(self, prefix: str) -> int:
         with self._lock:
-            return self._remove_all([key for key in self._data if key.startswith(prefix)])
+            # list() copies the keys in one C call: readers move entries (LRU) without the lock
+            return self._remove_all([key for key in list(self._data) if key.startswith(prefix)])
 
     @hookimpl
     def tierkit_clear(self) -> None:

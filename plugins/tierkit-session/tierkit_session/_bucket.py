@@ -89,7 +89,8 @@ class Bucket:
         with self.lock:
             # A scan of this session's keys: at most max_entries, and sessions
             # are small, so a sorted index would cost more than it saves.
-            keys = [key for key in self.entries if key.startswith(prefix)]
+            # list() copies the keys in one C call: readers move entries (LRU) without the lock.
+            keys = [key for key in list(self.entries) if key.startswith(prefix)]
             for key in keys:
                 self._remove(key)
             return len(keys)
