@@ -645,23 +645,22 @@ class Chain:
         removed = 0
         pending: list[str] = []
         for slot in self.persistent_writers:
-            counts = []
+            reached = True
             if tag_tuple:
-                count = slot.checked_count(
-                    "tierkit_invalidate_tags", slot.ask(slot.invalidate_tags, tag_tuple)
-                )
-                counts.append(count)
+                answer = slot.ask(slot.invalidate_tags, tag_tuple)
+                count = slot.checked_count("tierkit_invalidate_tags", answer)
                 if count is None:
                     slot.pending.add(tags=tag_tuple)
+                reached = count is not None
+                removed += count or 0
             if prefix is not None:
-                count = slot.checked_count(
-                    "tierkit_invalidate_prefix", slot.ask(slot.invalidate_prefix, prefix)
-                )
-                counts.append(count)
+                answer = slot.ask(slot.invalidate_prefix, prefix)
+                count = slot.checked_count("tierkit_invalidate_prefix", answer)
                 if count is None:
                     slot.pending.add(prefix=prefix)
-            removed += sum(c for c in counts if c is not None)
-            if None in counts:
+                reached = reached and count is not None
+                removed += count or 0
+            if not reached:
                 pending.append(slot.name)
         return Invalidated(removed, tuple(pending))
 
