@@ -18,6 +18,9 @@ end
 for i = 2, #KEYS do
   local left = redis.call('PTTL', KEYS[i])
   redis.call('SADD', KEYS[i], KEYS[1])
+  for _, member in ipairs(redis.call('SRANDMEMBER', KEYS[i], 2)) do
+    if redis.call('EXISTS', member) == 0 then redis.call('SREM', KEYS[i], member) end
+  end
   if ttl == 0 then
     redis.call('PERSIST', KEYS[i])
   elseif left == -2 or (left >= 0 and left < ttl) then
@@ -29,6 +32,9 @@ return 1
 """Store an entry and index it under its tags.
 
 KEYS: the entry, then its tag sets.  ARGV: the stored bytes, the TTL in ms (0 = none).
+Each write also checks two random members of each of its tag sets and drops those that
+expired or were deleted, so a set stays within about twice its live members (every
+member added is later checked at twice the rate members die) instead of growing forever.
 A tag set lives as long as its longest-lived member: it is made persistent for an
 entry without expiry, and its expiry is only ever extended (PTTL -2 = new set,
 -1 = persistent).

@@ -69,6 +69,7 @@ class RedisTier(Tier[RedisOptions]):
         self._tag_sets = self.key_prefix + "t:"
         self._clock = context.clock
         self._client: redis.Redis = connect(opts)
+        self._response_error: type[Exception] = _response_error()
         self._redis_get = cast("Callable[[str], bytes | None]", self._client.get)
         self._server_version: str | None = None
 
@@ -85,7 +86,12 @@ class RedisTier(Tier[RedisOptions]):
 
     @hookimpl
     def tierkit_get(self, key: str) -> Entry | None:
-        raw = self._redis_get(self._entries + key)
+        try:
+            raw = self._redis_get(self._entries + key)
+        except self._response_error as exc:
+            if str(exc).startswith("WRONGTYPE"):
+                return None  # another program's hash or list under our prefix: not ours, a miss
+            raise
         return None if raw is None else unpack(raw, self._clock())
 
     @hookimpl
@@ -222,6 +228,12 @@ _INFO_FIGURES = (
     "evicted_keys",
     "expired_keys",
 )
+
+
+def _response_error() -> type[Exception]:
+    from redis.exceptions import ResponseError
+
+    return ResponseError
 
 
 def _options(options: BaseModel) -> Options:
