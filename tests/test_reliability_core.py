@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
-from tierkit import MISSING, Cache, ConfigError
+from tierkit import MISSING, Cache, ConfigError, load_settings
 from tierkit.testing import FakeClock
 
 
@@ -110,3 +114,40 @@ def test_an_unencodable_key_is_the_callers_error_before_any_tier(key: str, clock
     tiers = cache.stats()["tiers"]
     assert all(figures["errors"] == 0 for figures in tiers.values())
     assert cache.set("fine", 1, persistent=True) is True
+
+
+def test_an_unreadable_home_does_not_break_a_cache(tmp_path: Path) -> None:
+    """Item 12: a service user whose HOME it cannot read (a 0700 home of root's, seen by nobody)."""
+    if os.geteuid() != 0:
+        pytest.fail("this test needs root, to become another user that cannot read a home")
+    tmp_path = Path(tempfile.mkdtemp(prefix="tierkit-home-"))  # pytest's own tmp is 0700: nobody stops there
+    home, work = tmp_path / "home", tmp_path / "work-nobody"
+    (home / ".streamlit").mkdir(parents=True)
+    (home / ".streamlit" / "secrets.toml").write_text('REDIS_URL = "redis://x"\n')
+    home.chmod(0o700)
+    work.mkdir()
+    work.chmod(0o777)
+    tmp_path.chmod(0o755)
+    load_settings(order=["memory", "redis", "session"])  # import lazily loaded modules while still root
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child becomes "nobody": it cannot look inside home
+        outcome = b"ok"
+        try:
+            os.close(read)
+            os.setgid(65534)
+            os.setuid(65534)
+            os.chdir(work)
+            os.environ["HOME"] = str(home)
+            load_settings(order=["memory", "redis", "session"])
+            Cache(order=["memory"]).close()
+        except BaseException as exc:
+            outcome = repr(exc).encode()
+        os.write(write, outcome)
+        os._exit(0)
+    os.close(write)
+    _, status = os.waitpid(pid, 0)
+    with os.fdopen(read, "rb") as pipe:
+        assert pipe.read() == b"ok"
+    assert status == 0
+    shutil.rmtree(tmp_path)
