@@ -132,3 +132,38 @@ def test_equal_arguments_of_different_types_get_different_entries(clock: FakeClo
 
     assert [kind(1), kind(True), kind(1.0), kind(1), kind("1")] == ["int", "bool", "float", "int", "str"]
     assert len({kind.key(1), kind.key(True), kind.key(1.0), kind.key("1")}) == 4
+
+
+def test_list_tuple_and_set_arguments_get_different_entries(clock: FakeClock) -> None:
+    """Issue 9 item 10: f([1, 2]), f((1, 2)) and f({1, 2}) shared one key."""
+    cache = Cache(order=["memory"], clock=clock)
+
+    @tierkit.cached(cache=cache)
+    def kind(x: object) -> str:
+        return type(x).__name__
+
+    assert [kind([1, 2]), kind((1, 2)), kind({1, 2}), kind(frozenset({1, 2}))] == [
+        "list",
+        "tuple",
+        "set",
+        "frozenset",
+    ]
+    assert kind.key({1, 2}) == kind.key({2, 1})  # a set's order never matters
+
+
+def test_an_annotation_never_makes_a_value_less_exact(tmp_path: Path, clock: FakeClock) -> None:
+    """Issue 9 item 10: ``-> dict`` turned datetimes into strings and tuples into lists from a byte tier."""
+    cache = Cache(
+        order=["memory", "file"], tiers={"file": {"options": {"directory": str(tmp_path)}}}, clock=clock
+    )
+    value = {"when": dt.datetime(2026, 1, 2, 3, 4, 5), "pair": (1, 2), "day": dt.date(2026, 1, 2)}
+
+    @tierkit.cached(persistent=True, cache=cache)
+    def load() -> dict:  # type: ignore[type-arg]
+        return dict(value)
+
+    assert load() == value
+    cache.clear(tiers=["memory"])
+    again = load()
+    assert again == value and type(again["pair"]) is tuple and type(again["when"]) is dt.datetime
+    assert cache.stats()["tiers"]["file"]["hits"] == 1

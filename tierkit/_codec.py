@@ -283,8 +283,9 @@ def _from_json(node: Any) -> Any:
 class AdapterCodec:
     """Encodes with a pydantic ``TypeAdapter`` built from a return annotation.
 
-    Faster and exact for values of the annotated type; a value that does not
-    fit the annotation falls back to the JSON codec (so nothing is lost).
+    Used only where it is exact: a value the annotation would not bring back
+    equal (one that does not fit it, or a ``-> dict`` holding datetimes or
+    tuples) is written by the JSON codec instead, so nothing is lost.
     """
 
     def __init__(self, adapter: TypeAdapter[Any], fallback: Codec) -> None:
@@ -293,9 +294,13 @@ class AdapterCodec:
 
     def encode(self, key: str, value: Any) -> bytes:
         try:
-            return b"a" + self._adapter.dump_json(value, warnings="error")
+            body = self._adapter.dump_json(value, warnings="error")
+            exact = self._adapter.validate_json(body) == value
         except Exception:
-            return self._fallback.encode(key, value)
+            exact = False
+        if exact:  # e.g. `-> dict` would bring datetimes back as str, tuples as lists
+            return b"a" + body
+        return self._fallback.encode(key, value)
 
     def decode(self, payload: bytes) -> Any:
         if payload[:1] != b"a":

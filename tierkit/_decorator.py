@@ -13,7 +13,7 @@ import orjson
 from pydantic import TypeAdapter
 
 from tierkit._cache import Cache, get_cache
-from tierkit._codec import AdapterCodec, Codec, JsonCodec
+from tierkit._codec import TAG, AdapterCodec, Codec, JsonCodec
 from tierkit._types import MISSING
 
 P = ParamSpec("P")
@@ -84,17 +84,18 @@ def _unbound(key: str, default: Any) -> Any:  # pragma: no cover - replaced on f
 
 
 def _canonical(values: Any) -> bytes:
-    """Deterministic bytes for hashing arguments: sets sorted, the JSON envelope for exact types."""
-    return orjson.dumps(_sorted_sets(values), default=_envelope, option=orjson.OPT_SORT_KEYS)
+    """Deterministic bytes for hashing arguments: containers tagged with their type, sets sorted."""
+    return orjson.dumps(_typed(values), default=_envelope, option=orjson.OPT_SORT_KEYS)
 
 
-def _sorted_sets(value: Any) -> Any:
+def _typed(value: Any) -> Any:
+    """``value`` with every list, tuple, set and frozenset tagged, so ``[1]``, ``(1,)`` and ``{1}`` differ."""
     if isinstance(value, set | frozenset):
-        return sorted((_sorted_sets(v) for v in value), key=_canonical)
+        return {TAG: type(value).__name__, "v": sorted((_typed(v) for v in value), key=_canonical)}
     if isinstance(value, list | tuple):
-        return [_sorted_sets(v) for v in value]
+        return {TAG: type(value).__name__, "v": [_typed(v) for v in value]}
     if isinstance(value, dict):
-        return {f"{type(k).__name__}:{k!r}": _sorted_sets(v) for k, v in value.items()}
+        return {f"{type(k).__name__}:{k!r}": _typed(v) for k, v in value.items()}
     return value
 
 
