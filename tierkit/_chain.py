@@ -738,12 +738,25 @@ class Chain:
         }
 
     def close(self) -> None:
-        """Close every tier once (a failure is logged, not raised); unregister them from pluggy."""
+        """Close every tier once (a failure is logged, not raised); unregister them from pluggy.
+
+        A tier with missed invalidations gets one last chance to apply them first.
+        """
         with self._close_lock:
             if self.closed:
                 return
             self.closed = True
         for slot in self.slots:
+            if slot.pending:
+                slot.call(_nothing)  # catches up first, if it can
+            if slot.pending:
+                log.warning(
+                    "tier %r (%s) closed with %d missed invalidation(s) it could not apply: it may "
+                    "serve stale values to other processes until those entries expire",
+                    slot.name,
+                    slot.kind,
+                    len(slot.pending),
+                )
             try:
                 slot.close()
             except Exception as exc:
