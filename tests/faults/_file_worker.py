@@ -13,8 +13,9 @@ line (modes that run until killed print one acknowledged number per line)::
                                            number once its write has returned
     fill-then-read DIRECTORY NAMESPACE N   write N values, checkpoint, print "ready", wait for a
                                            line on stdin (the test damages the file), read all
-    full-disk DIRECTORY NAMESPACE LIMIT    write under RLIMIT_FSIZE=LIMIT until the disk is "full",
-                                           lift the limit ("free space"), write again
+    full-disk DIRECTORY NAMESPACE LIMIT    write until the disk is full (or RLIMIT_FSIZE=LIMIT is
+                                           reached, if LIMIT > 0), report, wait for a line on
+                                           stdin (space freed), write again
     namespace DIRECTORY NAMESPACE N        write N keys, clear, write them again, check them
     cache DIRECTORY                        a Cache of memory + file in DIRECTORY: set, get, health
 """
@@ -141,30 +142,32 @@ def fill_then_read(directory: str, namespace: str, n: int) -> None:
 
 
 def full_disk(directory: str, namespace: str, limit: int) -> None:
+    """Write until the disk is full, report, wait for a line (the test frees space; with
+    ``limit`` > 0 the "disk" is RLIMIT_FSIZE, and this process lifts it), write again."""
     tier = open_tier(directory, namespace)
-    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG
     _, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
-    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, hard))
-    acked: list[int] = []
+    if limit:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, hard))
+    acked = 0
     error = ""
-    for n in range(10_000):
+    while acked < 100_000:
         try:
-            tier.tierkit_set(f"k{n}", Entry(make_value(n, 20_000), None, ()))
+            tier.tierkit_set(f"k{acked}", Entry(make_value(acked, 20_000), None, ()))
         except sqlite3.OperationalError as exc:
             error = str(exc)
             break
-        acked.append(n)
-    health_full = tier.tierkit_health().status
-    resource.setrlimit(resource.RLIMIT_FSIZE, (hard, hard))  # space freed
-    after = len(acked) + 100
-    for n in range(len(acked), after):
+        acked += 1
+    report(acked_before_full=acked, error=error, health_when_full=tier.tierkit_health().status)
+    sys.stdin.readline()
+    if limit:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (hard, hard))
+    after = acked + 50
+    for n in range(acked, after):
         tier.tierkit_set(f"k{n}", Entry(make_value(n, 20_000), None, ()))
     found = tier.tierkit_get_many([f"k{n}" for n in range(after)])
     report(
-        acked_before_full=len(acked),
-        error=error,
-        health_when_full=health_full,
-        written_after_freeing=after - len(acked),
+        written_after_freeing=after - acked,
         present=sum(parse_value(found[f"k{n}"].value) == n for n in range(after) if f"k{n}" in found),
         expected=after,
         integrity=integrity(tier),

@@ -266,14 +266,17 @@ class _Handle:
     def _refresh(self) -> None:
         tier = self._tier
         self.ops_left = _CHECK_EVERY
-        if self.is_open:
+        replaced = self.is_open
+        if replaced:
             if self.inode is not None and _inode(tier.path) == self.inode:
                 return
             self.close()
-            tier._reopened += 1
-            logger.warning("file tier: %s was deleted or replaced; reopening it", tier.path)
         self.conn, self.inode = tier._open(reads_only=self.reads_only)
         self.is_open = True
+        if replaced and self.inode != tier._store:  # the first of the two handles to notice
+            tier._reopened += 1
+            logger.warning("file tier: %s was deleted or replaced; reopened it", tier.path)
+        tier._store = self.inode
 
 
 class FileTier(Tier[FileOptions]):
@@ -314,6 +317,8 @@ class FileTier(Tier[FileOptions]):
         self._writes_left = options.purge_every
         self._writer = _Handle(self, reads_only=False)
         self._reader = _Handle(self, reads_only=True)
+        self._store = self._reader.inode
+        """The database file this tier last opened (device, inode)."""
         _live_tiers.add(self)
 
     # -- connection management ------------------------------------------------------------
