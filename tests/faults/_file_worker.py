@@ -11,8 +11,10 @@ line (modes that run until killed print one acknowledged number per line)::
     hold-lock DIRECTORY NAMESPACE SECONDS  hold SQLite's write lock, printing "locked" once held
     write DIRECTORY NAMESPACE PREFIX       write PREFIX0, PREFIX1, … until killed, printing each
                                            number once its write has returned
-    fill-then-read DIRECTORY NAMESPACE N   write N values, checkpoint, print "ready", wait for a
-                                           line on stdin (the test damages the file), read all
+    fill-then-read DIRECTORY NAMESPACE N [cold]
+                                           write N values, checkpoint, read them, print "ready",
+                                           wait for a line on stdin (the test damages the file),
+                                           read all again (``cold``: after reopening the tier)
     full-disk DIRECTORY NAMESPACE LIMIT    write until the disk is full (or RLIMIT_FSIZE=LIMIT is
                                            reached, if LIMIT > 0), report, wait for a line on
                                            stdin (space freed), write again
@@ -106,16 +108,18 @@ def write_until_killed(directory: str, namespace: str, prefix: str) -> None:
         n += 1
 
 
-def fill_then_read(directory: str, namespace: str, n: int) -> None:
+def fill_then_read(directory: str, namespace: str, n: int, cold: bool) -> None:
     tier = open_tier(directory, namespace)
     tier.tierkit_set_many({f"k{i}": Entry(make_value(i, 3000), None, ()) for i in range(n)})
-    for i in range(n):  # through the tier's read connection: its pages are now in use
-        tier.tierkit_get(f"k{i}")
     conn = sqlite3.connect(tier.path, isolation_level=None)
-    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # the values are in the database file now
     conn.close()
+    for i in range(n):  # read through the tier: the file as it is now is in use (mapped, if mmap)
+        tier.tierkit_get(f"k{i}")
     print("ready", flush=True)
     sys.stdin.readline()
+    if cold:
+        tier.tierkit_close()  # reopened on the next read, with nothing cached: read from disk
     hits = misses = errors = 0
     for i in range(n):
         try:
@@ -128,7 +132,12 @@ def fill_then_read(directory: str, namespace: str, n: int) -> None:
         else:
             assert parse_value(entry.value) == i
             hits += 1
-    tier.tierkit_set("after", Entry(b"works", None, ()))
+    for _ in range(2):  # the first write may be the one that finds the damage
+        try:
+            tier.tierkit_set("after", Entry(b"works", None, ()))
+            break
+        except sqlite3.DatabaseError:
+            errors += 1
     health = tier.tierkit_health()
     report(
         hits=hits,
@@ -212,7 +221,7 @@ def main(argv: list[str]) -> None:
     elif mode == "write":
         write_until_killed(args[0], args[1], args[2])
     elif mode == "fill-then-read":
-        fill_then_read(args[0], args[1], int(args[2]))
+        fill_then_read(args[0], args[1], int(args[2]), args[3:] == ["cold"])
     elif mode == "full-disk":
         full_disk(args[0], args[1], int(args[2]))
     elif mode == "namespace":
