@@ -268,6 +268,17 @@ def test_get_many_and_set_many(build: Build, clock: FakeClock) -> None:
     assert tier.tierkit_invalidate_tags(["u"]) == 1
 
 
+@pytest.mark.parametrize("count", [1, 3, 16, 17, 256, 257, 700])
+def test_batches_of_any_size_are_read_and_invalidated_whole(build: Build, count: int) -> None:
+    # keys and tags are bound in IN lists of a few fixed widths: every size must come out exact
+    tier = build()
+    tier.tierkit_set_many({f"k{n}": Entry(b"v", None, (f"t{n}",)) for n in range(count + 5)})
+    wanted = [f"k{n}" for n in range(count)] + ["missing"]
+    assert sorted(tier.tierkit_get_many(wanted)) == sorted(wanted[:-1])
+    assert tier.tierkit_invalidate_tags([f"t{n}" for n in range(count)] + ["none"]) == count
+    assert tier.tierkit_stats()["entries"] == 5
+
+
 def test_set_many_is_one_transaction(build: Build) -> None:
     tier = build()
     bad: Any = 12345  # not bytes: fails inside the batch

@@ -245,7 +245,12 @@ def test_reads_do_not_wait_behind_a_blocked_writer(record: Scenario, directory: 
     assert holder.stdout.readline() == "locked\n", holder.communicate()[1]
     write_started = time.perf_counter()
     wrote: list[float] = []
-    writer = threading.Thread(target=lambda: (put(tier, "w", 2), wrote.append(time.perf_counter())))
+
+    def write() -> None:
+        put(tier, "w", 2)
+        wrote.append(time.perf_counter())
+
+    writer = threading.Thread(target=write)
     writer.start()
     time.sleep(0.2)  # the writer thread is now inside SQLite's busy wait
     writer_was_waiting = writer.is_alive()
