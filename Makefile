@@ -6,7 +6,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test lint docs bench clean
+.PHONY: install demo test lint docs bench reliability clean
 
 $(STAMP): pyproject.toml plugins/tierkit-session/pyproject.toml plugins/tierkit-redis/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,11 @@ docs: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks
+
+# Run the fault suite (tests/faults) and render its results into docs/reliability.md.
+reliability: $(STAMP)
+	$(BIN)/python -m pytest tests/faults -q
+	$(BIN)/python -m tests.faults.report
 
 clean:
 	rm -rf $(VENV) site .mypy_cache .ruff_cache .hypothesis

@@ -268,6 +268,17 @@ def test_get_many_and_set_many(build: Build, clock: FakeClock) -> None:
     assert tier.tierkit_invalidate_tags(["u"]) == 1
 
 
+@pytest.mark.parametrize("count", [1, 3, 16, 17, 256, 257, 700])
+def test_batches_of_any_size_are_read_and_invalidated_whole(build: Build, count: int) -> None:
+    # keys and tags are bound in IN lists of a few fixed widths: every size must come out exact
+    tier = build()
+    tier.tierkit_set_many({f"k{n}": Entry(b"v", None, (f"t{n}",)) for n in range(count + 5)})
+    wanted = [f"k{n}" for n in range(count)] + ["missing"]
+    assert sorted(tier.tierkit_get_many(wanted)) == sorted(wanted[:-1])
+    assert tier.tierkit_invalidate_tags([f"t{n}" for n in range(count)] + ["none"]) == count
+    assert tier.tierkit_stats()["entries"] == 5
+
+
 def test_set_many_is_one_transaction(build: Build) -> None:
     tier = build()
     bad: Any = 12345  # not bytes: fails inside the batch
@@ -300,18 +311,21 @@ def test_a_closed_tier_reopens_on_use(build: Build) -> None:
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
-def test_a_forked_child_opens_its_own_connection(build: Build) -> None:
+def test_a_fork_closes_the_connections_and_each_side_reopens(build: Build) -> None:
     tier = build()
     put(tier, "parent", b"p")
+    before = (tier._writer.conn, tier._reader.conn)
     pid = os.fork()
     if pid == 0:  # pragma: no cover - the child reports through its exit status
         code = 1
         try:
             ok = tier.tierkit_get("parent") == Entry(b"p", None, ())
             put(tier, "child", b"c")
-            code = 0 if ok and tier._conn not in file_module._fork_orphans else 2
+            fresh = {id(tier._writer.conn), id(tier._reader.conn)}.isdisjoint(map(id, before))
+            code = 0 if ok and fresh else 2
         finally:
             os._exit(code)
+    assert not tier._writer.is_open and not tier._reader.is_open
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
     assert tier.tierkit_get("child") == Entry(b"c", None, ())
@@ -571,6 +585,7 @@ def test_statements_use_indexes_not_scans(build: Build) -> None:
     assert len(statements) >= 15
     with raw(tier) as conn:
         for name, sql in statements.items():
+            sql = sql.format("?")  # noqa: PLW2901 - an IN (…) template, with one value
             params = (None,) * sql.count("?")
             plan = " | ".join(row[3] for row in conn.execute("EXPLAIN QUERY PLAN " + sql, params))
             scans = [
@@ -591,9 +606,11 @@ def test_per_operation_work_does_not_grow_with_the_store(build: Build) -> None:
             count += 1
             return 0
 
-        tier._conn.set_progress_handler(tick, 1)
+        for handle in (tier._writer, tier._reader):
+            handle.conn.set_progress_handler(tick, 1)
         op()
-        tier._conn.set_progress_handler(None, 1)
+        for handle in (tier._writer, tier._reader):
+            handle.conn.set_progress_handler(None, 1)
         return count
 
     costs = []

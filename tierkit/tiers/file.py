@@ -11,10 +11,20 @@ Nothing scans the store per operation: triggers keep the entry count and byte to
 one-row ``meta`` table and the ``tag → entry`` index in step; writes are upserts in place
 that stamp a ``seq`` (store order), so eviction walks the ``seq`` index oldest first;
 expiry purges use an index on ``expires_at``; prefix invalidation is a range on the key
-index."""
+index.
+
+Each tier holds two connections, one for reads and one for writes, so that a read never
+queues behind a write waiting for another process's lock (WAL readers do not block).  No
+descriptor of the database is ever opened or closed outside SQLite: closing one would drop
+the POSIX locks SQLite holds on the file for every connection of this process.  Before a
+``fork`` every connection is closed, so that no SQLite state crosses into the child; both
+sides reopen on their next operation.  Every ``_CHECK_EVERY`` operations a connection checks
+(one ``stat``) that the path still names its file, and reopens if the store was deleted or
+replaced."""
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import re
@@ -47,7 +57,12 @@ logger = logging.getLogger("tierkit.file")
 DB_NAME = "cache.sqlite3"
 SCHEMA_VERSION = 1
 _CORRUPTION_CODES = frozenset({sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB})
-_NAMESPACE_RE = re.compile(r"(?!\.{1,2}$)[A-Za-z0-9_.\-]{1,128}")
+_NAMESPACE_RE = re.compile(r"(?!\.{1,2}\Z)[A-Za-z0-9_.\-]{1,128}")
+"""Used with ``fullmatch``; ``\\Z``, not ``$``, which also matches before a final newline."""
+_CHECK_EVERY = 64
+"""Operations of one connection between two checks that its file is still the store."""
+_IN_WIDTHS = (1, 4, 16, 64, 256)
+"""Widths of the ``IN (?, …)`` lists of batch reads (a few cached statements, not one per size)."""
 _EVICT_SLACK = 1 << 20
 """Eviction frees this much below ``max_bytes`` (at most a tenth of it): batches that are
 neither one per write nor a long pause."""
@@ -107,10 +122,9 @@ COMMIT;
 the triggers keep ``meta`` (count, bytes) and the tag index in step with ``entries``."""
 
 _GET = "SELECT id, value, crc, expires_at, tags FROM entries WHERE key = ?"
-_GET_MANY = (
-    "SELECT e.key, e.id, e.value, e.crc, e.expires_at, e.tags"
-    " FROM json_each(?) AS j CROSS JOIN entries AS e ON e.key = j.value"
-)
+_GET_SOME = "SELECT key, id, value, crc, expires_at, tags FROM entries WHERE key IN ({})"
+"""Batch read of up to one ``_IN_WIDTHS`` width of keys.  Keys are bound parameters, never
+JSON through ``json_each``, which cuts a string at its first NUL."""
 _SET = (
     "INSERT INTO entries (key, value, crc, size, expires_at, tags, seq)"
     " VALUES (?, ?, ?, ?, ?, ?, (SELECT IFNULL(MAX(seq), 0) + 1 FROM entries))"
@@ -125,10 +139,7 @@ _SET_TAG = "INSERT OR IGNORE INTO tags (tag, entry_id) VALUES (?, ?)"
 _DELETE = "DELETE FROM entries WHERE key = ?"
 _DELETE_CORRUPT = "DELETE FROM entries WHERE id = ?"
 _COUNT_CORRUPT = "UPDATE meta SET corrupt = corrupt + 1 WHERE id = 0"
-_DELETE_TAGS = (
-    "DELETE FROM entries WHERE id IN"
-    " (SELECT t.entry_id FROM json_each(?) AS j CROSS JOIN tags AS t ON t.tag = j.value)"
-)
+_DELETE_TAGGED = "DELETE FROM entries WHERE id IN (SELECT entry_id FROM tags WHERE tag IN ({}))"
 _DELETE_RANGE = "DELETE FROM entries WHERE key >= ? AND key < ?"
 _DELETE_FROM = "DELETE FROM entries WHERE key >= ?"
 _CLEAR = "DELETE FROM entries"
@@ -140,18 +151,26 @@ _OLDEST = "SELECT seq, size FROM entries ORDER BY seq"
 _EVICT = "DELETE FROM entries WHERE seq <= ?"
 _COUNT_EVICTED = "UPDATE meta SET evictions = evictions + ? WHERE id = 0"
 
-_fork_orphans: list[sqlite3.Connection] = []
-"""Connections inherited across ``fork``: kept referenced so the child never closes them."""
 _live_tiers: weakref.WeakSet[FileTier] = weakref.WeakSet()
+_forking: list[FileTier] = []
 
 
-def _after_fork_in_child() -> None:
-    for tier in _live_tiers:
-        tier._forked()
+def _before_fork() -> None:
+    """Close every connection, holding the tiers' locks through the fork, so that neither
+    process inherits SQLite state (its locks and shared memory belong to one process)."""
+    _forking[:] = list(_live_tiers)
+    for tier in _forking:
+        tier._hold()
+
+
+def _after_fork() -> None:
+    for tier in _forking:
+        tier._release()
+    _forking.clear()
 
 
 if sys.platform != "win32":
-    os.register_at_fork(after_in_child=_after_fork_in_child)
+    os.register_at_fork(before=_before_fork, after_in_parent=_after_fork, after_in_child=_after_fork)
 
 
 class FileOptions(BaseModel):
@@ -189,42 +208,83 @@ class FileOptions(BaseModel):
         "writes of this process.",
     )
     mmap_bytes: int = Field(
-        default=256 << 20,
+        default=0,
         ge=0,
-        description="Bytes of the database file SQLite may memory-map: reads then cost no "
-        "system call, but a disk read error becomes a SIGBUS instead of an error. 0 disables.",
+        description="Bytes of the database file SQLite may memory-map (0: none). Reads then "
+        "cost no system call, but a database file truncated or overwritten by anything else, "
+        "or a disk read error, kills the process with SIGBUS instead of raising an error.",
     )
 
 
-class _Guard:
-    """``with tier._guard as conn``: the tier's lock and this process's connection."""
+class _Handle:
+    """One connection of a tier and the lock that serialises its use.
 
-    __slots__ = ("_tier",)
+    ``with handle as conn`` holds the lock; every ``_CHECK_EVERY`` uses (or at once, after
+    ``recheck``) it makes sure the connection is open on the file the path names, reopening it
+    when closed, after a fork, or when the store was deleted or replaced.
+    """
 
-    def __init__(self, tier: FileTier) -> None:
+    __slots__ = ("_tier", "conn", "inode", "is_open", "lock", "ops_left", "reads_only")
+
+    def __init__(self, tier: FileTier, *, reads_only: bool) -> None:
         self._tier = tier
+        self.reads_only = reads_only
+        self.lock = threading.Lock()
+        self.conn, self.inode = tier._open(reads_only=reads_only)
+        self.is_open = True
+        self.ops_left = _CHECK_EVERY
 
     def __enter__(self) -> sqlite3.Connection:
-        tier = self._tier
-        if tier._stale:
-            tier._reopen()
-        tier._lock.acquire()
-        return tier._conn
+        self.lock.acquire()
+        self.ops_left -= 1
+        if self.ops_left <= 0:
+            try:
+                self._refresh()
+            except BaseException:
+                self.lock.release()
+                raise
+        return self.conn
 
     def __exit__(self, exc_type: object, exc: BaseException | None, tb: object) -> None:
-        tier = self._tier
         try:
             if isinstance(exc, sqlite3.DatabaseError):
-                tier._failed(exc)
+                self._tier._failed(exc, self)
         finally:
-            tier._lock.release()
+            self.lock.release()
+
+    def recheck(self) -> None:
+        """Check the file at the next use (its owner may be in the middle of one now)."""
+        self.ops_left = 0
+
+    def close(self) -> None:
+        """Close the connection (lock held); the next use reopens it."""
+        if self.is_open:
+            self.is_open = False
+            self.conn.close()
+        self.ops_left = 0
+
+    def _refresh(self) -> None:
+        tier = self._tier
+        self.ops_left = _CHECK_EVERY
+        replaced = self.is_open
+        if replaced:
+            if self.inode is not None and _inode(tier.path) == self.inode:
+                return
+            self.close()
+        self.conn, self.inode = tier._open(reads_only=self.reads_only)
+        self.is_open = True
+        if replaced and self.inode != tier._store:  # the first of the two handles to notice
+            tier._reopened += 1
+            logger.warning("file tier: %s was deleted or replaced; reopened it", tier.path)
+        tier._store = self.inode
 
 
 class FileTier(Tier[FileOptions]):
     """Persistent byte tier backed by one SQLite database (WAL mode) per namespace.
 
-    Safe to share between threads (one connection behind a lock) and between processes
-    (SQLite's locking, ``busy_timeout``); a forked child opens its own connection.
+    Safe to share between threads (a read connection and a write connection, each behind a
+    lock), between instances and between processes (SQLite's locking, ``busy_timeout``); a
+    fork closes the connections, and each process reopens its own.
     """
 
     Options: ClassVar[type[BaseModel]] = FileOptions
@@ -248,31 +308,27 @@ class FileTier(Tier[FileOptions]):
         directory = options.directory
         if directory is None:
             directory = Path(platformdirs.user_cache_dir("tierkit"))
-        directory = directory.expanduser()
-        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-        self._dir = directory / context.namespace
-        self._dir.mkdir(mode=0o700, exist_ok=True)
+        self._root = directory.expanduser()
+        self._dir = self._root / context.namespace
         self.path = self._dir / DB_NAME
         """The SQLite database of this namespace."""
         self._quarantined: list[Path] = []
-        self._lock = threading.Lock()
+        self._reopened = 0
         self._writes_left = options.purge_every
-        self._conn, self._inode = self._open()
-        self._stale = False
-        self._guard = _Guard(self)
+        self._writer = _Handle(self, reads_only=False)
+        self._reader = _Handle(self, reads_only=True)
+        self._store = self._reader.inode
+        """The database file this tier last opened (device, inode)."""
         _live_tiers.add(self)
 
     # -- connection management ------------------------------------------------------------
 
-    def _open(self) -> tuple[sqlite3.Connection, tuple[int, int]]:
-        """Open (creating 0600) and set up the database, moving a corrupt file aside once."""
+    def _open(self, *, reads_only: bool) -> tuple[sqlite3.Connection, tuple[int, int] | None]:
+        """Open (creating the store if need be) and set up a connection, and say on which
+        file; a corrupt database is moved aside once."""
         for attempt in (1, 2):
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
-            try:
-                st = os.fstat(fd)
-            finally:
-                os.close(fd)
-            inode = (st.st_dev, st.st_ino)
+            self._create()
+            inode = _inode(self.path)  # before connecting: a later swap is seen, never missed
             conn = sqlite3.connect(
                 self.path,
                 timeout=self._opts.busy_timeout,
@@ -283,8 +339,10 @@ class FileTier(Tier[FileOptions]):
                 # Serialized between processes: switching to WAL and creating the schema
                 # can fail at once with "database is locked" (SQLite's busy handler is not
                 # consulted for the journal-mode switch) when two processes open together.
-                with _file_lock(self._dir / (DB_NAME + ".lock")):
+                with _file_lock(self._lock_path):
                     self._setup(conn)
+                if reads_only:
+                    conn.execute("PRAGMA query_only = ON")
             except BaseException as exc:
                 conn.close()
                 if (
@@ -297,6 +355,28 @@ class FileTier(Tier[FileOptions]):
             else:
                 return conn, inode
         raise AssertionError("unreachable")  # pragma: no cover
+
+    @property
+    def _lock_path(self) -> Path:
+        return self._dir / (DB_NAME + ".lock")
+
+    def _create(self) -> None:
+        """Create the directories (0700) and an empty database file (0600) if missing.
+
+        Only a file this call has just created is opened here: closing a descriptor of a file
+        SQLite has open would drop its locks.  Under the lock file, so that no connection of
+        this process is setting the new file up meanwhile.
+        """
+        self._root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self._dir.mkdir(mode=0o700, exist_ok=True)
+        if self.path.exists():
+            return
+        with _file_lock(self._lock_path):
+            try:
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+            except FileExistsError:
+                return
+            os.close(fd)
 
     def _setup(self, conn: sqlite3.Connection) -> None:
         opts = self._opts
@@ -319,15 +399,11 @@ class FileTier(Tier[FileOptions]):
             )
         conn.executescript(_SCHEMA)
 
-    def _quarantine(self, inode: tuple[int, int], exc: BaseException) -> None:
+    def _quarantine(self, inode: tuple[int, int] | None, exc: BaseException) -> None:
         """Move the database aside if it is still the file that failed (under a lock file)."""
-        with _file_lock(self._dir / (DB_NAME + ".lock")):
-            try:
-                st = os.stat(self.path)
-            except FileNotFoundError:
-                return
-            if (st.st_dev, st.st_ino) != inode:
-                return  # another process already replaced it
+        with _file_lock(self._lock_path):
+            if inode is None or _inode(self.path) != inode:
+                return  # gone, or another process already replaced it
             suffix = time.strftime(".corrupt-%Y%m%dT%H%M%S") + f"-{os.getpid()}"
             aside = self.path.with_name(DB_NAME + suffix)
             os.rename(self.path, aside)
@@ -338,47 +414,41 @@ class FileTier(Tier[FileOptions]):
         self._quarantined.append(aside)
         logger.warning("file tier: %s is corrupt (%s); moved it to %s", self.path, exc, aside)
 
-    def _reopen(self) -> None:
-        """Open a new connection after a fork, a close or a corrupt database."""
-        with self._lock:
-            if self._stale:
-                self._conn, self._inode = self._open()
-                self._stale = False
-
-    def _forked(self) -> None:
-        """In a forked child: the parent's lock may have been copied while held, and the
-        parent's connection must be neither used nor closed here (SQLite forbids both)."""
-        self._lock = threading.Lock()
-        _fork_orphans.append(self._conn)
-        self._stale = True
-
-    def _failed(self, exc: sqlite3.DatabaseError) -> None:
-        """After an error, replace a database that turned out to be corrupt."""
+    def _failed(self, exc: sqlite3.DatabaseError, handle: _Handle) -> None:
+        """After an error on ``handle`` (lock held), replace a database that turned out to be
+        corrupt; the other connection notices the new file at its next use."""
         if getattr(exc, "sqlite_errorcode", None) in _CORRUPTION_CODES:
-            self._conn.close()
-            self._stale = True
-            self._quarantine(self._inode, exc)
+            handle.close()
+            self._quarantine(handle.inode, exc)
+            for other in (self._writer, self._reader):
+                other.recheck()
+
+    def _hold(self) -> None:
+        """Before a fork: take both locks (released by ``_release``) and close both connections."""
+        for handle in (self._writer, self._reader):
+            handle.lock.acquire()
+            handle.close()
+
+    def _release(self) -> None:
+        for handle in (self._writer, self._reader):
+            handle.lock.release()
 
     # -- reads ----------------------------------------------------------------------------
 
     @hookimpl
     def tierkit_get(self, key: str) -> Entry | None:
-        if self._stale:
-            self._reopen()
-        with self._lock:  # inlined _guard: this is the hottest path
-            try:
-                row = self._conn.execute(_GET, (key,)).fetchone()
-            except sqlite3.DatabaseError as exc:
-                self._failed(exc)
-                raise
+        with self._reader as conn:
+            row = conn.execute(_GET, (key,)).fetchone()
         if row is None:
             return None
         return self._entry(row)
 
     @hookimpl
     def tierkit_get_many(self, keys: Sequence[str]) -> Mapping[str, Entry]:
-        with self._guard as conn:
-            rows = conn.execute(_GET_MANY, (orjson.dumps(list(keys)),)).fetchall()
+        rows = []
+        with self._reader as conn:
+            for sql, chunk in _in_chunks(_GET_SOME, keys):
+                rows += conn.execute(sql, chunk).fetchall()
         found: dict[str, Entry] = {}
         for key, *row in rows:
             entry = self._entry(row)
@@ -398,7 +468,7 @@ class FileTier(Tier[FileOptions]):
                 return Entry(value, expires_at, tuple(orjson.loads(tags)))
             except (orjson.JSONDecodeError, TypeError):
                 pass
-        with self._guard as conn, _transaction(conn):
+        with self._writer as conn, _transaction(conn):
             if conn.execute(_DELETE_CORRUPT, (rowid,)).rowcount:
                 conn.execute(_COUNT_CORRUPT)
         logger.warning("file tier: removed a corrupt entry from %s", self.path)
@@ -410,7 +480,7 @@ class FileTier(Tier[FileOptions]):
     def tierkit_set(self, key: str, entry: Entry) -> None:
         value, expires_at, tags = entry
         size = len(value)
-        with self._guard as conn:
+        with self._writer as conn:
             if size > self._max_bytes:
                 conn.execute(_DELETE, (key,))
                 return
@@ -428,7 +498,7 @@ class FileTier(Tier[FileOptions]):
         if not entries:
             return
         max_bytes = self._max_bytes
-        with self._guard as conn:
+        with self._writer as conn:
             with _transaction(conn):
                 for key, (value, expires_at, tags) in entries.items():
                     size = len(value)
@@ -481,32 +551,35 @@ class FileTier(Tier[FileOptions]):
 
     @hookimpl
     def tierkit_delete(self, key: str) -> bool:
-        with self._guard as conn:
+        with self._writer as conn:
             return conn.execute(_DELETE, (key,)).rowcount > 0
 
     @hookimpl
     def tierkit_invalidate_tags(self, tags: Sequence[str]) -> int:
-        with self._guard as conn:
-            return conn.execute(_DELETE_TAGS, (orjson.dumps(list(tags)),)).rowcount
+        removed = 0
+        with self._writer as conn, _transaction(conn):
+            for sql, chunk in _in_chunks(_DELETE_TAGGED, tags):
+                removed += conn.execute(sql, chunk).rowcount
+        return removed
 
     @hookimpl
     def tierkit_invalidate_prefix(self, prefix: str) -> int:
         upper = _prefix_upper_bound(prefix)
-        with self._guard as conn:
+        with self._writer as conn:
             if upper is None:
                 return conn.execute(_DELETE_FROM, (prefix,)).rowcount
             return conn.execute(_DELETE_RANGE, (prefix, upper)).rowcount
 
     @hookimpl
     def tierkit_clear(self) -> None:
-        with self._guard as conn:
+        with self._writer as conn:
             conn.execute(_CLEAR)
 
     # -- broadcast hooks ------------------------------------------------------------------
 
     @hookimpl
     def tierkit_stats(self) -> Mapping[str, Any]:
-        with self._guard as conn:
+        with self._reader as conn:
             entries, total, evictions, expired, corrupt = conn.execute(_STATS).fetchone()
         return {
             "entries": entries,
@@ -516,26 +589,30 @@ class FileTier(Tier[FileOptions]):
             "expired_removed": expired,
             "corrupt_removed": corrupt,
             "corrupt_files_moved": [str(p) for p in self._quarantined],
+            "reopened": self._reopened,
             "path": str(self.path),
         }
 
     @hookimpl
     def tierkit_health(self) -> TierHealth:
+        self._writer.recheck()
+        self._reader.recheck()
         try:
             stats = self.tierkit_stats()
         except Exception as exc:  # health must answer, never raise
             return TierHealth("down", f"{self.path}: {exc}")
-        reason = ""
+        reasons = []
         if self._quarantined:
-            reason = f"corrupt database moved aside to {self._quarantined[-1]}; started empty"
-        return TierHealth("ok", reason, stats)
+            reasons.append(f"corrupt database moved aside to {self._quarantined[-1]}; started empty")
+        if self._reopened:
+            reasons.append(f"the store was deleted or replaced while open; reopened {self._reopened}x")
+        return TierHealth("ok", "; ".join(reasons), stats)
 
     @hookimpl
     def tierkit_close(self) -> None:
-        with self._lock:
-            if not self._stale:
-                self._conn.close()
-                self._stale = True
+        for handle in (self._writer, self._reader):
+            with handle.lock:
+                handle.close()
 
 
 @contextmanager
@@ -561,6 +638,31 @@ def _file_lock(path: Path) -> Iterator[None]:
         yield
     finally:
         os.close(fd)
+
+
+def _inode(path: Path) -> tuple[int, int] | None:
+    """The identity of the file at ``path`` (device, inode), ``None`` if there is none."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+@functools.cache
+def _in_statement(template: str, width: int) -> str:
+    return template.format(", ".join("?" * width))
+
+
+def _in_chunks(template: str, values: Sequence[str]) -> Iterator[tuple[str, Sequence[str]]]:
+    """``template`` with an ``IN (?, …)`` list and the values to bind, in chunks of one of
+    ``_IN_WIDTHS``; a short chunk repeats its last value (an ``IN`` list ignores repeats)."""
+    widest = _IN_WIDTHS[-1]
+    for start in range(0, len(values), widest):
+        chunk = list(values[start : start + widest])
+        width = next(w for w in _IN_WIDTHS if w >= len(chunk))
+        chunk += chunk[-1:] * (width - len(chunk))
+        yield _in_statement(template, width), chunk
 
 
 def _tags_blob(tags: tuple[str, ...]) -> bytes | None:
