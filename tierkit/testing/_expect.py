@@ -20,7 +20,7 @@ _repr.maxlist = _repr.maxtuple = _repr.maxdict = _repr.maxset = 12
 def show(value: Any) -> str:
     """``value``'s repr, shortened, with its type when the repr does not make it plain."""
     text = _repr.repr(value)
-    if value is None or isinstance(value, bool | int | float | str | list | tuple | dict | set):
+    if value is None or isinstance(value, bool | int | float | str | bytes | list | tuple | dict | set):
         return text
     return f"{type(value).__name__} {text}"
 
