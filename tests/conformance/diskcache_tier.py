@@ -23,7 +23,7 @@ import tierkit
 from tierkit import Entry, TierContext, TierHealth
 
 if TYPE_CHECKING:
-    import diskcache
+    import diskcache  # type: ignore[import-untyped]
 
 
 class DiskcacheOptions(BaseModel):
@@ -36,7 +36,8 @@ class DiskcacheOptions(BaseModel):
 
 def encode(entry: Entry) -> bytes:
     """``<JSON [expires_at, tags]>\\n<payload>`` (compact JSON holds no newline)."""
-    return orjson.dumps([entry.expires_at, list(entry.tags)]) + b"\n" + entry.value
+    payload: bytes = entry.value
+    return orjson.dumps([entry.expires_at, list(entry.tags)]) + b"\n" + payload
 
 
 def decode(raw: Any) -> Entry | None:

@@ -30,7 +30,9 @@ class TestDiskcacheConformance(TierConformance):
         built: list[DiskcacheTier] = []
 
         def _build(namespace: str = "conformance", directory: Path = tmp_path / "cache") -> DiskcacheTier:
-            tier = self.tier_class(DiskcacheOptions(directory=directory), make_context(clock, namespace=namespace))
+            tier = self.tier_class(
+                DiskcacheOptions(directory=directory), make_context(clock, namespace=namespace)
+            )
             built.append(tier)
             return tier
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextvars
+import functools
 import threading
 import time
 from collections.abc import Callable
@@ -256,7 +257,9 @@ class TierConformance:
         for tag in ("x", "y", "z"):
             removed = tier.tierkit_invalidate_tags(tags=[tag])
             expect_equal(removed, 0, f"entries removed by invalidating {tag!r}, which no live entry has")
-        self.expect_value(tier, "invalidated", 4, "a key set again without tags after its tag was invalidated")
+        self.expect_value(
+            tier, "invalidated", 4, "a key set again without tags after its tag was invalidated"
+        )
         self.expect_value(tier, "deleted", 6, "a key set again without tags after it was deleted")
         self.expect_value(tier, "cleared", 7, "a key set again without tags after clear()")
 
@@ -394,7 +397,9 @@ class TierConformance:
         statuses = ("ok", "degraded", "down", "skipped")
         expect(health.status in statuses, "tierkit_health().status", " or ".join(statuses), health.status)
         stats = tier.tierkit_stats()
-        expect(hasattr(stats, "keys") and hasattr(stats, "__getitem__"), "tierkit_stats()", "a mapping", stats)
+        expect(
+            hasattr(stats, "keys") and hasattr(stats, "__getitem__"), "tierkit_stats()", "a mapping", stats
+        )
         expect(all(type(name) is str for name in stats), "tierkit_stats() keys", "str", list(stats))
 
     def test_health_answers_when_the_backend_is_broken(self, broken_tier: Any) -> None:
@@ -423,7 +428,7 @@ class TierConformance:
                 got = tier.tierkit_get(key=key)
                 expect(got is None or got.value in values, f"get of {key!r}", "a value some thread set", got)
 
-        _run_threads([lambda w=w: work(w) for w in range(8)])
+        _run_threads([functools.partial(work, w) for w in range(8)])
 
     def test_invalidation_while_threads_write(self, tier: Any) -> None:
         """Invalidating a tag while other threads write removes exactly the entries that carry
@@ -445,7 +450,7 @@ class TierConformance:
 
         invalidator = _start_thread(invalidate)
         try:
-            _run_threads([lambda w=w: write(w) for w in range(writers)])
+            _run_threads([functools.partial(write, w) for w in range(writers)])
         finally:
             writing.clear()
             _join([invalidator])
@@ -490,7 +495,9 @@ def _join(workers: list[_Worker]) -> None:
     expect(not stuck, f"threads after {_THREAD_TIMEOUT:g} s", "all finished", stuck)
     errors = [worker.error for worker in workers if worker.error is not None]
     if errors:
-        raise AssertionError(f"{len(errors)} of {len(workers)} threads failed; the first: {errors[0]}") from errors[0]
+        raise AssertionError(
+            f"{len(errors)} of {len(workers)} threads failed; the first: {errors[0]}"
+        ) from errors[0]
 
 
 def _run_threads(targets: list[Callable[[], None]]) -> None:

@@ -61,7 +61,9 @@ def expect_entry(got: Any, expected: Entry, what: str) -> Entry:
     if expected.expires_at is None:
         expect_equal(entry.expires_at, None, f"{what}: expires_at")
     else:
-        close = isinstance(entry.expires_at, int | float) and abs(entry.expires_at - expected.expires_at) < 0.01
+        close = (
+            isinstance(entry.expires_at, int | float) and abs(entry.expires_at - expected.expires_at) < 0.01
+        )
         expect(close, f"{what}: expires_at", f"{expected.expires_at!r} (±0.01)", entry.expires_at)
     expect_tags(entry.tags, expected.tags, what)
     return entry

@@ -24,7 +24,9 @@ class TestSessionTierConformance(TierConformance):
         setup and the test in the same thread and context.
         """
         with bind({}):
-            yield lambda namespace: SessionTier(SessionTier.Options(), make_context(clock, namespace=namespace))
+            yield lambda namespace: SessionTier(
+                SessionTier.Options(), make_context(clock, namespace=namespace)
+            )
 
     @pytest.fixture
     def tier(self, make_tier: Callable[[str], SessionTier]) -> SessionTier:
