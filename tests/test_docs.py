@@ -121,7 +121,8 @@ def test_testing_page_describes_every_conformance_test_and_flag() -> None:
 
     page = (DOCS / "plugins" / "testing.md").read_text()
     names = [name for name in dir(TierConformance) if name.startswith("test_")]
-    names += ["supports_ttl", "supports_batch", "persistent"]
+    names += ["supports_ttl", "supports_batch", "persistent", "shared"]
+    names += ["clock", "tier", "reopen", "second_instance", "make_tier", "broken_tier"]
     missing = [name for name in names if f"`{name}`" not in page]
     assert not missing, f"plugins/testing.md does not describe: {missing}"
 

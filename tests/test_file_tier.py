@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import random
+import shutil
 import signal
 import sqlite3
 import stat
@@ -79,18 +80,28 @@ def run_helper(directory: Path, *args: str) -> subprocess.Popen[str]:
 
 
 class TestFileConformance(TierConformance):
-    persistent = True
+    persistent = True  # shared follows: second_instance is reopen()
 
     @pytest.fixture
-    def tier(self, tmp_path: Path, clock: FakeClock) -> Iterator[FileTier]:
-        tier = FileTier(FileOptions(directory=tmp_path), make_context(clock))
-        yield tier
-        tier.tierkit_clear()
+    def tier(self, build: Build) -> FileTier:
+        return build("conformance")
+
+    @pytest.fixture
+    def reopen(self, build: Build) -> Callable[[], FileTier]:
+        return lambda: build("conformance")
+
+    @pytest.fixture
+    def make_tier(self, build: Build) -> Callable[[str], FileTier]:
+        return build
+
+    @pytest.fixture
+    def broken_tier(self, build: Build, tmp_path: Path) -> FileTier:
+        """A tier whose namespace directory became a file after it closed its connection."""
+        tier = build("broken")
         tier.tierkit_close()
-
-    @pytest.fixture
-    def reopen(self, tmp_path: Path, clock: FakeClock) -> Callable[[], FileTier]:
-        return lambda: FileTier(FileOptions(directory=tmp_path), make_context(clock))
+        shutil.rmtree(tmp_path / "cache" / "broken")
+        (tmp_path / "cache" / "broken").write_text("not a directory any more")
+        return tier
 
 
 # -- the plugin and its options --------------------------------------------------------

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, ClassVar
 
 import pytest
 
@@ -17,18 +18,22 @@ def build(clock: FakeClock, **options: Any) -> MemoryTier:
 
 class TestMemoryConformance(TierConformance):
     supports_batch = False  # the chain's per-key fallback is as fast as a loop here would be
+    options: ClassVar[dict[str, Any]] = {}
 
     @pytest.fixture
     def tier(self, clock: FakeClock) -> MemoryTier:
-        return build(clock)
-
-
-class TestMemoryConformanceCopyOnRead(TierConformance):
-    supports_batch = False
+        return build(clock, **self.options)
 
     @pytest.fixture
-    def tier(self, clock: FakeClock) -> MemoryTier:
-        return build(clock, copy_on_read=True)
+    def make_tier(self, clock: FakeClock) -> Callable[[str], MemoryTier]:
+        """Each instance is its own storage: another namespace is another instance."""
+        return lambda namespace: MemoryTier(
+            MemoryOptions(**self.options), make_context(clock, namespace=namespace)
+        )
+
+
+class TestMemoryConformanceCopyOnRead(TestMemoryConformance):
+    options: ClassVar[dict[str, Any]] = {"copy_on_read": True}
 
 
 def test_lru_evicts_least_recently_used(clock: FakeClock) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,11 @@ class TestDictTierConformance(TierConformance):
     @pytest.fixture
     def tier(self, clock: FakeClock) -> DictTier:
         return DictTier(DictTier.Options(), make_context(clock))
+
+    @pytest.fixture
+    def make_tier(self, clock: FakeClock) -> Callable[[str], DictTier]:
+        """Each instance is its own storage: another namespace is another instance."""
+        return lambda namespace: DictTier(DictTier.Options(), make_context(clock, namespace=namespace))
 
 
 @pytest.fixture

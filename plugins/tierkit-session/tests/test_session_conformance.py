@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextvars
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -14,12 +14,27 @@ from tierkit.testing import FakeClock, TierConformance, make_context
 
 
 class TestSessionTierConformance(TierConformance):
+    shared = True  # instances of one namespace share the session's bucket
+
     @pytest.fixture
-    def tier(self, clock: FakeClock) -> Iterator[SessionTier]:
-        # The binding set here stays in force for the test: pytest runs fixture
-        # setup and the test in the same thread and context.
+    def make_tier(self, clock: FakeClock) -> Iterator[Callable[[str], SessionTier]]:
+        """Instances in the one session bound for the test.
+
+        The binding set here stays in force for the test: pytest runs fixture
+        setup and the test in the same thread and context.
+        """
         with bind({}):
-            yield SessionTier(SessionTier.Options(), make_context(clock))
+            yield lambda namespace: SessionTier(
+                SessionTier.Options(), make_context(clock, namespace=namespace)
+            )
+
+    @pytest.fixture
+    def tier(self, make_tier: Callable[[str], SessionTier]) -> SessionTier:
+        return make_tier("conformance")
+
+    @pytest.fixture
+    def second_instance(self, make_tier: Callable[[str], SessionTier]) -> SessionTier:
+        return make_tier("conformance")
 
     def test_threads_do_not_corrupt_entries(self, tier: Any) -> None:
         """The inherited test, with its threads all in the test's session.
