@@ -116,6 +116,7 @@ def same(a: Any, b: Any) -> bool:
             same(a.__dict__, b.__dict__)
             and a.model_fields_set == b.model_fields_set
             and a.__pydantic_private__ == b.__pydantic_private__
+            and same(a.__pydantic_extra__, b.__pydantic_extra__)
         )
     return bool(a == b)
 
@@ -389,3 +390,14 @@ def test_a_hostile_payload_nested_too_deep_is_corrupt_not_a_crash() -> None:
     payload = b"e" + b'{"\\u0000t":"tuple","v":[' * 500 + b"1" + b"]}" * 500
     with pytest.raises(CodecError):
         codec.decode(payload)
+
+
+def test_model_extras_and_dataclass_attributes_that_look_like_envelopes_stay_data() -> None:
+    class Open(BaseModel):
+        model_config = ConfigDict(extra="allow")
+
+    model = Open.model_validate({"\x00t": "bytes", "v": "aGk=", "n": (1,)})
+    shifted = Shifted(1)
+    shifted.__dict__["\x00t"] = "uuid"  # an attribute that is not a field
+    assert same(roundtrip([model, shifted]), [model, shifted])
+    assert roundtrip(shifted).__dict__ == shifted.__dict__

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import datetime as dt
 import enum
 import os
 import re
@@ -16,14 +17,21 @@ import secrets
 import subprocess
 import sys
 import textwrap
+import uuid
 from collections.abc import Iterator
+from decimal import Decimal
 from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
 
+import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import tierkit
 from tierkit import Cache, CodecError, ConfigError, Entry
-from tierkit._codec import JsonCodec, PickleCodec, check_signing_key
+from tierkit._codec import _CLASS_DECODERS, _DECODERS, JsonCodec, PickleCodec, check_signing_key
 from tierkit._config import redact
 
 from ._file_helpers import open_tier
@@ -31,6 +39,7 @@ from ._run import run_module
 
 ROOT = Path(__file__).resolve().parent.parent
 codec = JsonCodec()
+_TAGS = {*_DECODERS, *_CLASS_DECODERS}
 
 
 # -- the allow-list: stored data never imports anything -------------------------------------------
@@ -314,3 +323,50 @@ def test_validation_errors_hide_their_inputs() -> None:
     with pytest.raises(Exception) as direct:  # a Settings built by hand raises pydantic's own error
         tierkit.Settings(tiers={"redis": {"url": URLS[0]}})  # type: ignore[dict-item]
     assert not leaked(str(direct.value))
+
+
+# -- any bytes decode to a value or a CodecError ------------------------------------------------
+
+VALID = [
+    codec.encode("k", value)
+    for value in (
+        {"a": (1, 2), "b": {1, 2}, "c": b"x", "d": Colour.RED, "e": Counted(1)},
+        [dt.datetime(2026, 1, 1, tzinfo=ZoneInfo("Europe/Paris")), dt.time(1, tzinfo=dt.UTC), Decimal("1.5")],
+        {(1, 2): uuid.UUID(int=5), "big": 2**70, "nan": float("nan"), "td": dt.timedelta(3)},
+    )
+]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from(VALID), st.data())
+def test_altered_payloads_decode_or_raise_codec_error(payload: bytes, data: st.DataObject) -> None:
+    position = data.draw(st.integers(1, len(payload) - 1))
+    replacement = data.draw(st.binary(min_size=0, max_size=8))
+    altered = payload[:position] + replacement + payload[position + data.draw(st.integers(0, 8)) :]
+    try:
+        codec.decode(altered)
+    except CodecError:
+        pass
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.recursive(
+        st.none() | st.booleans() | st.integers(-(2**63), 2**63) | st.floats() | st.text(max_size=5),
+        lambda inner: (
+            st.lists(inner, max_size=3)
+            | st.dictionaries(st.sampled_from(["\x00t", "v", "c", "d", "x", "s", "p"]), inner, max_size=4)
+            | st.fixed_dictionaries(
+                {"\x00t": st.sampled_from(sorted(_TAGS)), "v": inner},
+                optional={"c": st.sampled_from([f"{__name__}:Colour", f"{__name__}:Counted", "os:system"])},
+            )
+        ),
+        max_leaves=12,
+    )
+)
+def test_forged_envelopes_decode_or_raise_codec_error(tree: Any) -> None:
+    tierkit.register_types(Colour, Counted)
+    try:
+        codec.decode(b"e" + orjson.dumps(tree))
+    except CodecError:
+        pass

@@ -85,14 +85,13 @@ def register_types(*classes: type) -> None:
     Raises ``TypeError`` for anything that is not such a class.
     """
     for cls in classes:
-        tag = _class_tag(cls)
-        if tag is None:
+        if _class_tag(cls) is None:
             raise TypeError(
                 f"register_types: {_dotted(cls) if isinstance(cls, type) else repr(cls)} is not an "
                 "Enum, dataclass, pydantic model or namedtuple class"
             )
-        for found in _with_hinted_classes(cls):
-            _allow(found, _class_tag(found) or tag)
+        for found, tag in _with_hinted_classes(cls):
+            _allow(found, tag)
 
 
 def _class_tag(cls: Any) -> str | None:
@@ -112,17 +111,18 @@ def _class_tag(cls: Any) -> str | None:
     return None
 
 
-def _with_hinted_classes(cls: type) -> Iterator[type]:
-    """``cls`` and, recursively, the rebuildable classes its field annotations name."""
+def _with_hinted_classes(cls: type) -> Iterator[tuple[type, str]]:
+    """``cls`` and, recursively, the rebuildable classes its field annotations name, with their tags."""
     seen: set[type] = set()
     todo = [cls]
     while todo:
         current = todo.pop()
-        if current in seen or _class_tag(current) is None:
+        tag = _class_tag(current)
+        if current in seen or tag is None:
             continue
         seen.add(current)
-        yield current
-        if _class_tag(current) in ("dataclass", "model", "namedtuple"):
+        yield current, tag
+        if tag in ("dataclass", "model", "namedtuple"):
             try:
                 hints = typing.get_type_hints(current)
             except Exception:  # unresolvable forward references: register the class alone
@@ -212,15 +212,9 @@ class JsonCodec:
                 return _from_json(orjson.loads(payload[1:]))
             if fmt == _PICKLE:
                 raise CodecError("payload is signed pickle but this cache uses the JSON codec", corrupt=False)
-        except (
-            orjson.JSONDecodeError,
-            IndexError,
-            KeyError,
-            TypeError,
-            ValueError,
-            AttributeError,
-            RecursionError,
-        ) as exc:
+        except CodecError:
+            raise
+        except Exception as exc:  # stored bytes are untrusted: whatever they make fail, they are corrupt
             raise CodecError(f"corrupt payload: {type(exc).__name__}: {exc}") from exc
 
 
@@ -261,9 +255,7 @@ class _Encoder:
         if kind is list:
             return self.items(value, depth)
         if kind is dict:
-            if TAG not in value and all(type(k) is str and _utf8(k) for k in value):
-                return self.fields(value, depth, attributes=False)
-            return self.tag("dict", self.pairs(value, depth + 2))
+            return self.mapping(value, depth, attributes=False)
         if kind is tuple:
             return self.tag("tuple", self.items(value, depth + 1))
         if kind is set or kind is frozenset:
@@ -298,16 +290,16 @@ class _Encoder:
             state = value.__getstate__()
             extra, private = state["__pydantic_extra__"], state["__pydantic_private__"]
             data = {
-                "d": self.fields(state["__dict__"], depth + 2),
-                "x": None if extra is None else self.fields(extra, depth + 2),
+                "d": self.mapping(state["__dict__"], depth + 2),
+                "x": None if extra is None else self.mapping(extra, depth + 2),
                 "s": sorted(state["__pydantic_fields_set__"]),
-                "p": None if private is None else self.fields(private, depth + 2),
+                "p": None if private is None else self.mapping(private, depth + 2),
             }
             return self.tag(tag, data, path)
         attributes = {f.name: getattr(value, f.name, _UNSET) for f in dataclasses.fields(value)}
         attributes.update(getattr(value, "__dict__", {}))
         present = {name: item for name, item in attributes.items() if item is not _UNSET}
-        return self.tag(tag, self.fields(present, depth + 1), path)
+        return self.tag(tag, self.mapping(present, depth + 1), path)
 
     def items(self, value: Any, depth: int, names: Sequence[str] = ()) -> list[Any]:
         out: list[Any] = []
@@ -320,8 +312,13 @@ class _Encoder:
             raise
         return out
 
-    def fields(self, value: dict[str, Any], depth: int, *, attributes: bool = True) -> dict[str, Any]:
-        """A dict with str keys: attributes (``.name`` on errors) or a plain dict (``['name']``)."""
+    def mapping(self, value: dict[Any, Any], depth: int, *, attributes: bool = True) -> Any:
+        """A dict landing at ``depth``: attributes (``.name`` on errors) or a plain dict (``['name']``)."""
+        if TAG not in value and all(type(k) is str and _utf8(k) for k in value):
+            return self.fields(value, depth, attributes=attributes)
+        return self.tag("dict", self.pairs(value, depth + 2))
+
+    def fields(self, value: dict[str, Any], depth: int, *, attributes: bool) -> dict[str, Any]:
         out: dict[str, Any] = {}
         try:
             for k, v in value.items():
@@ -617,13 +614,15 @@ def check_signing_key(key: bytes, which: str = "signing_key") -> bytes:
     if key.strip() in _EXAMPLE_KEYS:
         problem = "is an example from the documentation, which anyone can read"
     elif len(material) < MIN_KEY_BYTES:
-        problem = f"holds {len(material)} bytes of secret material; at least {MIN_KEY_BYTES} are needed"
+        problem = (
+            f"holds {len(material)} bytes of secret material, fewer than {MIN_KEY_BYTES} (a key written "
+            "in hex or base64 counts the bytes it decodes to, other text counts its bytes)"
+        )
     elif len(set(material)) < _MIN_DISTINCT:
         problem = "is too repetitive to be a random key"
     if problem is not None:
         raise ConfigError(
-            f"{which} {problem} (a key written as hex or base64 counts the bytes it decodes to; other "
-            f"text counts its bytes): anyone who guesses it can make this process run code; {KEY_HOWTO}"
+            f"{which} {problem}: anyone who guesses it can make this process run code; {KEY_HOWTO}"
         )
     return key
 
