@@ -41,6 +41,7 @@ def test_public_surface_is_exactly_this() -> None:
         "get_cache",
         "hookimpl",
         "load_settings",
+        "register_types",
     }
     for name in tierkit.__all__:
         assert hasattr(tierkit, name), name

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from tierkit._cache import Cache, get_cache
 from tierkit._chain import Invalidated
+from tierkit._codec import register_types
 from tierkit._config import Settings, TierSettings, load_settings
 from tierkit._decorator import CachedFunction, cached
 from tierkit._types import (
@@ -58,4 +59,5 @@ __all__ = [
     "get_cache",
     "hookimpl",
     "load_settings",
+    "register_types",
 ]

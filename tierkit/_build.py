@@ -16,7 +16,7 @@ from pydantic import BaseModel, ValidationError
 from tierkit import hookspecs
 from tierkit._breaker import Breaker
 from tierkit._chain import Chain, Skipped, TierSlot
-from tierkit._codec import Codec, JsonCodec, PickleCodec
+from tierkit._codec import Codec, JsonCodec, PickleCodec, signing_keys
 from tierkit._config import Settings, describe_validation_error, redact
 from tierkit._contract import check_tier_class, suggest
 from tierkit._discovery import installed_entry_points, load_tier_class
@@ -28,12 +28,7 @@ log = logging.getLogger("tierkit")
 
 def make_codec(settings: Settings) -> Codec:
     if settings.codec == "pickle":
-        if settings.signing_key is None or not settings.signing_key.get_secret_value():
-            raise ConfigError(
-                "codec 'pickle' needs signing_key (TIERKIT_SIGNING_KEY): pickled values are signed "
-                "so a tampered shared tier cannot run code in this process"
-            )
-        return PickleCodec(settings.signing_key.get_secret_value().encode())
+        return PickleCodec(signing_keys(settings.signing_key))
     return JsonCodec()
 
 

@@ -6,35 +6,44 @@ A payload says how to decode it by its first byte:
   value needed no envelope, and decoding is one ``orjson.loads`` — other
   programs reading the same Redis can read it too.
 - ``e`` JSON with an envelope: values orjson would change (tuple, set, bytes,
-  datetime, Decimal, UUID, pydantic models, dataclasses …) are tagged
+  datetime, Decimal, UUID, enums, pydantic models, dataclasses …) are tagged
   ``{"\\u0000t": tag, "v": ...}`` so the round trip is exact.
 - ``p`` pickle signed with HMAC-SHA256 (opt-in; a tampered payload is rejected).
 - ``a`` JSON written through a pydantic ``TypeAdapter`` (``@cached`` functions
   with a return annotation); a reader without the adapter decodes plain JSON.
+
+Stored bytes are untrusted (anyone who can write to a shared Redis can write
+them): decoding never imports a module and rebuilds only classes on an
+allow-list — those this process encoded itself and those the application
+registered with :func:`register_types`.  Instances are rebuilt the way pickle
+does it (``cls.__new__`` and the saved attributes), so ``__init__``,
+``__post_init__`` and validators do not run twice.
 """
 
 from __future__ import annotations
 
 import base64
+import binascii
 import dataclasses
 import datetime as dt
 import enum
 import hashlib
 import hmac
-import importlib
+import marshal
 import math
 import pickle
+import re
+import typing
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from decimal import Decimal
-from functools import lru_cache
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 import orjson
-from pydantic import BaseModel, TypeAdapter
+from pydantic import BaseModel, SecretStr, TypeAdapter
 
-from tierkit.errors import CodecError
+from tierkit.errors import CodecError, ConfigError
 
 TAG = "\x00t"
 _ENVELOPE = ord("e")
@@ -42,6 +51,7 @@ _PICKLE = ord("p")
 _ADAPTER = ord("a")
 _MARKERS = frozenset((_ENVELOPE, _PICKLE, _ADAPTER))
 _INT_MIN, _INT_MAX = -(2**63), 2**64 - 1
+_MAX_DEPTH = 254  # orjson refuses deeper JSON
 
 
 class Codec(Protocol):
@@ -56,29 +66,110 @@ class Codec(Protocol):
         ...
 
 
-def _unsupported(key: str, value: Any) -> TypeError:
-    kind = type(value)
-    return TypeError(
-        f"cannot cache key {key!r}: value of type {kind.__module__}.{kind.__qualname__} "
-        "is not supported by the JSON codec (supported: JSON types, tuple, set, frozenset, "
-        "bytes, datetime/date/time/timedelta, Decimal, UUID, Enum, dataclasses, pydantic "
-        "models); convert it, or configure codec='pickle' with a signing_key"
-    )
+# -- the allow-list -----------------------------------------------------------------------------
+
+_ALLOWED: dict[str, tuple[type, str]] = {}
+"""Classes decoding may rebuild: class path (``module:qualname``) → (class, tag)."""
 
 
-def _class_path(cls: type) -> str:
-    return f"{cls.__module__}:{cls.__qualname__}"
+def register_types(*classes: type) -> None:
+    """Allow the JSON codec to rebuild instances of ``classes`` read from a byte tier.
+
+    A process may rebuild the Enum, dataclass, pydantic model and namedtuple
+    classes it encoded itself; classes only *other* processes write into a
+    shared Redis or cache directory must be registered here, at start-up.
+    The Enum, dataclass, model and namedtuple classes named in the type hints
+    of a registered dataclass or model are registered with it.  Stored data
+    never makes the codec import a module: a class not allowed is a miss.
+
+    Raises ``TypeError`` for anything that is not such a class.
+    """
+    for cls in classes:
+        if _class_tag(cls) is None:
+            raise TypeError(
+                f"register_types: {_dotted(cls) if isinstance(cls, type) else repr(cls)} is not an "
+                "Enum, dataclass, pydantic model or namedtuple class"
+            )
+        for found, tag in _with_hinted_classes(cls):
+            _allow(found, tag)
 
 
-@lru_cache(maxsize=512)
-def _import_class(path: str) -> type:
-    module, _, qualname = path.partition(":")
-    obj: Any = importlib.import_module(module)
-    for part in qualname.split("."):
-        obj = getattr(obj, part)
-    if not isinstance(obj, type):
-        raise CodecError(f"{path} is not a class")
-    return obj
+def _class_tag(cls: Any) -> str | None:
+    """The envelope tag for instances of ``cls``, or None if the codec does not rebuild it."""
+    if not isinstance(cls, type):
+        return None
+    if issubclass(cls, enum.Flag):
+        return "flag"
+    if issubclass(cls, enum.Enum):
+        return "enum"
+    if issubclass(cls, BaseModel):
+        return "model"
+    if dataclasses.is_dataclass(cls) and not issubclass(cls, _BUILTIN_CONTAINERS):
+        return "dataclass"
+    if issubclass(cls, tuple) and hasattr(cls, "_fields"):
+        return "namedtuple"
+    return None
+
+
+def _with_hinted_classes(cls: type) -> Iterator[tuple[type, str]]:
+    """``cls`` and, recursively, the rebuildable classes its field annotations name, with their tags."""
+    seen: set[type] = set()
+    todo = [cls]
+    while todo:
+        current = todo.pop()
+        tag = _class_tag(current)
+        if current in seen or tag is None:
+            continue
+        seen.add(current)
+        yield current, tag
+        if tag in ("dataclass", "model", "namedtuple"):
+            try:
+                hints = typing.get_type_hints(current)
+            except Exception:  # unresolvable forward references: register the class alone
+                continue
+            todo.extend(_classes_in(hints.values()))
+
+
+def _classes_in(hints: Any) -> Iterator[type]:
+    for hint in hints:
+        if isinstance(hint, type):
+            yield hint
+        yield from _classes_in(typing.get_args(hint))
+
+
+def _allow(cls: type, tag: str) -> str:
+    """Put ``cls`` on the allow-list (the newest class of a path wins: Streamlit reruns redefine them)."""
+    path = f"{cls.__module__}:{cls.__qualname__}"
+    known = _ALLOWED.get(path)
+    if known is None or known[0] is not cls:
+        _ALLOWED[path] = (cls, tag)
+    return path
+
+
+def _dotted(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+# -- encoding -----------------------------------------------------------------------------------
+
+_BUILTIN_CONTAINERS = (dict, list, tuple, set, frozenset, str, bytes, int, float)
+_SUPPORTED = (
+    "supported: JSON types, tuple, set, frozenset, bytes, bytearray, datetime/date/time (naive, "
+    "datetime.timezone or zoneinfo.ZoneInfo), timedelta, Decimal, UUID, complex, Enum, dataclasses, "
+    "pydantic models, namedtuples"
+)
+
+
+class _Refusal(Exception):
+    """Raised inside the encoder; each container on the way up adds where it was."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.trail: list[tuple[Any, str]] = []  # (container, step to the child), innermost first
+
+
+_TOO_DEEP = f"is nested too deeply: its JSON would exceed {_MAX_DEPTH} levels, the most orjson writes"
 
 
 class JsonCodec:
@@ -87,22 +178,28 @@ class JsonCodec:
     def encode(self, key: str, value: Any) -> bytes:
         # Fast path: orjson alone, refusing every type it would not bring back
         # (datetime, dataclass, str/int/dict/list subclasses go to _refuse), then
-        # a check that the JSON reads back equal — that catches the rest (tuple,
-        # UUID, Enum, NaN).  Plain JSON data costs one dumps, one loads, one ==.
+        # a check that the JSON reads back equal — that catches tuple, UUID,
+        # Enum, NaN — and marshal, which refuses every type but the exact
+        # builtins: an IntEnum/StrEnum member reads back equal, but as a plain int/str.
         try:
             body = orjson.dumps(value, default=_refuse, option=_STRICT)
         except TypeError:
             pass
         else:
             if orjson.loads(body) == value:
-                return body
-        tagged: list[bool] = []
-        tree = self._to_json(key, value, tagged)
+                try:
+                    marshal.dumps(value)
+                except ValueError:
+                    pass
+                else:
+                    return body
+        encoder = _Encoder()
         try:
-            body = orjson.dumps(tree)
-        except TypeError as exc:  # pragma: no cover - _to_json rejects these first
-            raise _unsupported(key, value) from exc
-        return b"e" + body if tagged else body
+            tree = encoder.tree(value, 1)
+        except _Refusal as refusal:
+            raise TypeError(_refusal_message(key, value, refusal)) from None
+        body = orjson.dumps(tree)
+        return b"e" + body if encoder.tagged else body
 
     def decode(self, payload: bytes) -> Any:
         try:
@@ -115,48 +212,10 @@ class JsonCodec:
                 return _from_json(orjson.loads(payload[1:]))
             if fmt == _PICKLE:
                 raise CodecError("payload is signed pickle but this cache uses the JSON codec", corrupt=False)
-        except (orjson.JSONDecodeError, IndexError, KeyError, TypeError, ValueError) as exc:
-            raise CodecError(f"corrupt payload: {exc}") from exc
-
-    def _to_json(self, key: str, value: Any, tagged: list[bool]) -> Any:
-        """Return a tree orjson serializes exactly; note in ``tagged`` if an envelope was used."""
-        kind = type(value)
-        if kind is str or kind is bool or value is None:
-            return value
-        if kind is int:
-            if _INT_MIN <= value <= _INT_MAX:
-                return value
-            return _tag(tagged, "int", str(value))
-        if kind is float:
-            if math.isfinite(value):
-                return value
-            return _tag(tagged, "float", repr(value))
-        if kind is list:
-            return [self._to_json(key, item, tagged) for item in value]
-        if kind is dict:
-            if all(type(k) is str for k in value) and TAG not in value:
-                return {k: self._to_json(key, v, tagged) for k, v in value.items()}
-            items = [[self._to_json(key, k, tagged), self._to_json(key, v, tagged)] for k, v in value.items()]
-            return _tag(tagged, "dict", items)
-        if kind is tuple:
-            return _tag(tagged, "tuple", [self._to_json(key, item, tagged) for item in value])
-        encoder = _ENCODERS.get(kind)
-        if encoder is not None:
-            tag, data = encoder(value)
-            return _tag(tagged, tag, self._to_json(key, data, tagged) if tag in _NESTED else data)
-        if isinstance(value, BaseModel):
-            return _tag(tagged, "model", value.model_dump(mode="json"), _class_path(kind))
-        if dataclasses.is_dataclass(value):
-            fields = {
-                f.name: self._to_json(key, getattr(value, f.name), tagged) for f in dataclasses.fields(value)
-            }
-            return _tag(tagged, "dataclass", fields, _class_path(kind))
-        if isinstance(value, enum.Enum):
-            return _tag(tagged, "enum", self._to_json(key, value.value, tagged), _class_path(kind))
-        if isinstance(value, tuple) and hasattr(kind, "_fields"):
-            items = [self._to_json(key, item, tagged) for item in value]
-            return _tag(tagged, "namedtuple", items, _class_path(kind))
-        raise _unsupported(key, value)
+        except CodecError:
+            raise
+        except Exception as exc:  # stored bytes are untrusted: whatever they make fail, they are corrupt
+            raise CodecError(f"corrupt payload: {type(exc).__name__}: {exc}") from exc
 
 
 _STRICT = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_SUBCLASS
@@ -166,74 +225,270 @@ def _refuse(value: Any) -> Any:
     raise TypeError
 
 
-def _tag(tagged: list[bool], tag: str, data: Any, cls: str | None = None) -> dict[str, Any]:
-    if not tagged:
-        tagged.append(True)
-    if cls is None:
-        return {TAG: tag, "v": data}
-    return {TAG: tag, "v": data, "c": cls}
+class _Encoder:
+    """Builds the tree orjson serializes exactly; ``tagged`` says whether an envelope was needed."""
+
+    __slots__ = ("tagged",)
+
+    def __init__(self) -> None:
+        self.tagged = False
+
+    def tag(self, tag: str, data: Any, cls: str | None = None) -> dict[str, Any]:
+        self.tagged = True
+        if cls is None:
+            return {TAG: tag, "v": data}
+        return {TAG: tag, "v": data, "c": cls}
+
+    def tree(self, value: Any, depth: int) -> Any:
+        """``value`` as JSON-ready data; ``depth`` is the JSON nesting level it lands at."""
+        kind = type(value)
+        if kind is str and _utf8(value):
+            return value
+        if kind is bool or value is None:
+            return value
+        if kind is int and _INT_MIN <= value <= _INT_MAX:
+            return value
+        if kind is float and math.isfinite(value):
+            return value
+        if depth >= _MAX_DEPTH:  # what follows is a container or an envelope: one level more at least
+            raise _Refusal(_TOO_DEEP)
+        if kind is list:
+            return self.items(value, depth)
+        if kind is dict:
+            return self.mapping(value, depth, attributes=False)
+        if kind is tuple:
+            return self.tag("tuple", self.items(value, depth + 1))
+        if kind is set or kind is frozenset:
+            return self.tag(kind.__name__, self.members(value, depth + 1))
+        leaf = _LEAVES.get(kind)
+        if leaf is not None:
+            tag, data = leaf(value)
+            return self.tag(tag, data)
+        try:
+            return self.instance(value, depth)
+        except _Refusal as refusal:
+            if refusal.trail and refusal.trail[-1][0] is not value:  # built a dict of its attributes:
+                refusal.trail[-1] = (value, refusal.trail[-1][1])  # a cycle goes through the instance
+            raise
+
+    def instance(self, value: Any, depth: int) -> Any:
+        """An instance of an Enum, pydantic model, dataclass or namedtuple class (remembered as allowed)."""
+        kind = type(value)
+        tag = _class_tag(kind)
+        if tag is None:
+            raise _Refusal(f"of type {_dotted(kind)} is not supported by the JSON codec ({_SUPPORTED})")
+        path = _allow(kind, tag)
+        if tag == "enum":
+            return self.tag(tag, value._name_, path)
+        if tag == "flag":
+            return self.tag(tag, int(value._value_), path)
+        if tag == "namedtuple":
+            if getattr(value, "__dict__", None):
+                raise _Refusal(f"of type {_dotted(kind)} has attributes besides its fields")
+            return self.tag(tag, self.items(value, depth + 1, kind._fields), path)
+        if tag == "model":
+            state = value.__getstate__()
+            extra, private = state["__pydantic_extra__"], state["__pydantic_private__"]
+            data = {
+                "d": self.mapping(state["__dict__"], depth + 2),
+                "x": None if extra is None else self.mapping(extra, depth + 2),
+                "s": sorted(state["__pydantic_fields_set__"]),
+                "p": None if private is None else self.mapping(private, depth + 2),
+            }
+            return self.tag(tag, data, path)
+        attributes = {f.name: getattr(value, f.name, _UNSET) for f in dataclasses.fields(value)}
+        attributes.update(getattr(value, "__dict__", {}))
+        present = {name: item for name, item in attributes.items() if item is not _UNSET}
+        return self.tag(tag, self.mapping(present, depth + 1), path)
+
+    def items(self, value: Any, depth: int, names: Sequence[str] = ()) -> list[Any]:
+        out: list[Any] = []
+        try:
+            for item in value:
+                out.append(self.tree(item, depth + 1))
+        except _Refusal as refusal:
+            i = len(out)
+            refusal.trail.append((value, f".{names[i]}" if names else f"[{i}]"))
+            raise
+        return out
+
+    def mapping(self, value: dict[Any, Any], depth: int, *, attributes: bool = True) -> Any:
+        """A dict landing at ``depth``: attributes (``.name`` on errors) or a plain dict (``['name']``)."""
+        if TAG not in value and all(type(k) is str and _utf8(k) for k in value):
+            return self.fields(value, depth, attributes=attributes)
+        return self.tag("dict", self.pairs(value, depth + 2))
+
+    def fields(self, value: dict[str, Any], depth: int, *, attributes: bool) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        try:
+            for k, v in value.items():
+                out[k] = self.tree(v, depth + 1)
+        except _Refusal as refusal:
+            refusal.trail.append((value, f".{k}" if attributes else f"[{_short(k)}]"))
+            raise
+        return out
+
+    def pairs(self, value: dict[Any, Any], depth: int) -> list[list[Any]]:
+        out: list[list[Any]] = []
+        for k, v in value.items():
+            try:
+                key = self.tree(k, depth + 1)
+            except _Refusal as refusal:
+                refusal.trail.append((value, f"<key {len(out)}>"))
+                raise
+            try:
+                out.append([key, self.tree(v, depth + 1)])
+            except _Refusal as refusal:
+                refusal.trail.append((value, f"[{_short(k)}]"))
+                raise
+        return out
+
+    def members(self, value: Any, depth: int) -> list[Any]:
+        out: list[Any] = []
+        try:
+            for item in value:
+                out.append(self.tree(item, depth + 1))
+        except _Refusal as refusal:
+            refusal.trail.append((value, f"<member {len(out)}>"))
+            raise
+        return out
 
 
-def _encode_datetime(value: dt.datetime) -> tuple[str, Any]:
-    zone = value.tzinfo.key if isinstance(value.tzinfo, ZoneInfo) else None
-    return "datetime", [value.isoformat(), zone, value.fold]
+_UNSET: Any = object()
 
 
-_ENCODERS: dict[type, Callable[[Any], tuple[str, Any]]] = {
-    set: lambda v: ("set", list(v)),
-    frozenset: lambda v: ("frozenset", list(v)),
-    bytes: lambda v: ("bytes", base64.b64encode(v).decode()),
-    bytearray: lambda v: ("bytearray", base64.b64encode(v).decode()),
-    dt.datetime: _encode_datetime,
+def _utf8(text: str) -> bool:
+    """True if orjson can write ``text`` (no lone surrogates)."""
+    if text.isascii():
+        return True
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _short(key: Any) -> str:
+    text = repr(key)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def _tz(tzinfo: dt.tzinfo | None) -> Any:
+    """``None``, a zone key, or ``[days, seconds, microseconds, name]`` of a fixed offset."""
+    if tzinfo is None:
+        return None
+    if type(tzinfo) is ZoneInfo and tzinfo.key is not None:
+        return tzinfo.key
+    if type(tzinfo) is dt.timezone:
+        offset, *name = tzinfo.__getinitargs__()  # type: ignore[attr-defined]
+        return [offset.days, offset.seconds, offset.microseconds, *name]
+    raise _Refusal(
+        f"has a tzinfo of type {_dotted(type(tzinfo))}, which the JSON codec cannot restore "
+        "(use zoneinfo.ZoneInfo or datetime.timezone)"
+    )
+
+
+def _clock(value: dt.datetime | dt.time) -> list[Any]:
+    return [value.replace(tzinfo=None).isoformat(), _tz(value.tzinfo), value.fold]
+
+
+_LEAVES: dict[type, Callable[[Any], tuple[str, Any]]] = {
+    # str, int and float get here only when JSON cannot hold them: lone surrogates, > 64 bits, NaN/inf
+    str: lambda v: ("str", _b64(v.encode("utf-8", "surrogatepass"))),
+    int: lambda v: ("int", hex(v)),
+    float: lambda v: ("float", repr(v)),
+    bytes: lambda v: ("bytes", _b64(v)),
+    bytearray: lambda v: ("bytearray", _b64(v)),
+    dt.datetime: lambda v: ("datetime", _clock(v)),
     dt.date: lambda v: ("date", v.isoformat()),
-    dt.time: lambda v: ("time", v.isoformat()),
+    dt.time: lambda v: ("time", _clock(v)),
     dt.timedelta: lambda v: ("timedelta", [v.days, v.seconds, v.microseconds]),
     Decimal: lambda v: ("decimal", str(v)),
     uuid.UUID: lambda v: ("uuid", str(v)),
     complex: lambda v: ("complex", [repr(v.real), repr(v.imag)]),
 }
-_NESTED = frozenset({"set", "frozenset"})
+
+
+def _refusal_message(key: str, value: Any, refusal: _Refusal) -> str:
+    outward = refusal.trail[::-1]  # level i holds nodes[i]; steps[i] leads to level i + 1
+    nodes = [container for container, _ in outward]
+    steps = [step for _, step in outward]
+    if refusal.reason is _TOO_DEEP:
+        first_level: dict[int, int] = {}
+        for level, node in enumerate(nodes):
+            first = first_level.setdefault(id(node), level)
+            if first != level:
+                return (
+                    f"cannot cache key {key!r}: {_path(steps[:level])} refers back to "
+                    f"{_path(steps[:first])}: a circular reference, which JSON cannot store"
+                )
+    where = _path(steps)
+    return (
+        f"cannot cache key {key!r}: {where} {refusal.reason}; convert it, or configure "
+        "codec='pickle' with a signing_key"
+    )
+
+
+def _path(steps: Sequence[str]) -> str:
+    if len(steps) > 12:
+        return "value" + "".join(steps[:6]) + "…" + "".join(steps[-4:])
+    return "value" + "".join(steps)
+
+
+# -- decoding -----------------------------------------------------------------------------------
+
+
+def _decode_tz(data: Any) -> dt.tzinfo:
+    if type(data) is str:
+        return ZoneInfo(data)
+    days, seconds, microseconds, *name = data
+    return dt.timezone(dt.timedelta(days, seconds, microseconds), *name)
 
 
 def _decode_datetime(data: list[Any]) -> dt.datetime:
     text, zone, fold = data
     value = dt.datetime.fromisoformat(text)
     if zone is not None:
-        value = value.replace(tzinfo=ZoneInfo(zone)).replace(fold=fold)
+        value = value.replace(tzinfo=_decode_tz(zone))
     return value.replace(fold=fold)
 
 
-def _decode_dataclass(cls: type, data: dict[str, Any]) -> Any:
-    if not dataclasses.is_dataclass(cls):
-        raise CodecError(f"{_class_path(cls)} is not a dataclass")
-    fields = dataclasses.fields(cls)
-    obj = cls(**{f.name: data[f.name] for f in fields if f.init})
-    for f in fields:
-        if not f.init:
-            object.__setattr__(obj, f.name, data[f.name])
+def _decode_time(data: list[Any]) -> dt.time:
+    text, zone, fold = data
+    return dt.time.fromisoformat(text).replace(tzinfo=None if zone is None else _decode_tz(zone), fold=fold)
+
+
+def _decode_dataclass(cls: Any, data: dict[str, Any]) -> Any:
+    obj = cls.__new__(cls)
+    fields = {f.name for f in dataclasses.fields(cls)}
+    for name, value in data.items():
+        if name in fields:
+            object.__setattr__(obj, name, value)
+        else:
+            obj.__dict__[name] = value
     return obj
 
 
-def _decode_model(cls: type, data: Any) -> Any:
-    if not issubclass(cls, BaseModel):
-        raise CodecError(f"{_class_path(cls)} is not a pydantic model")
-    return cls.model_validate(data)
-
-
-def _decode_enum(cls: type, data: Any) -> Any:
-    if not issubclass(cls, enum.Enum):
-        raise CodecError(f"{_class_path(cls)} is not an Enum")
-    return cls(data)
-
-
-def _decode_namedtuple(cls: type, data: list[Any]) -> Any:
-    if not (issubclass(cls, tuple) and hasattr(cls, "_fields")):
-        raise CodecError(f"{_class_path(cls)} is not a namedtuple")
-    return cls(*data)
+def _decode_model(cls: Any, data: dict[str, Any]) -> Any:
+    obj = cls.__new__(cls)
+    obj.__setstate__(
+        {
+            "__dict__": dict(data["d"]),
+            "__pydantic_extra__": data["x"],
+            "__pydantic_fields_set__": {str(name) for name in data["s"]},
+            "__pydantic_private__": data["p"],
+        }
+    )
+    return obj
 
 
 _DECODERS: dict[str, Callable[[Any], Any]] = {
-    "int": int,
+    "str": lambda v: base64.b64decode(v).decode("utf-8", "surrogatepass"),
+    "int": lambda v: int(v, 0),
     "float": float,
     "tuple": tuple,
     "set": set,
@@ -243,22 +498,24 @@ _DECODERS: dict[str, Callable[[Any], Any]] = {
     "bytearray": lambda v: bytearray(base64.b64decode(v)),
     "datetime": _decode_datetime,
     "date": dt.date.fromisoformat,
-    "time": dt.time.fromisoformat,
+    "time": _decode_time,
     "timedelta": lambda v: dt.timedelta(days=v[0], seconds=v[1], microseconds=v[2]),
     "decimal": Decimal,
     "uuid": uuid.UUID,
     "complex": lambda v: complex(float(v[0]), float(v[1])),
 }
 _CLASS_DECODERS: dict[str, Callable[[type, Any], Any]] = {
+    "enum": lambda cls, name: cls._member_map_[name],  # type: ignore[attr-defined]
+    "flag": lambda cls, value: cls(value),
     "model": _decode_model,
     "dataclass": _decode_dataclass,
-    "enum": _decode_enum,
-    "namedtuple": _decode_namedtuple,
+    "namedtuple": tuple.__new__,
 }
+_NESTED = frozenset({"tuple", "set", "frozenset", "dict", "model", "dataclass", "namedtuple"})
 
 
 def _from_json(node: Any) -> Any:
-    """Undo :meth:`JsonCodec._to_json` on a tree produced by ``orjson.loads``."""
+    """Undo :meth:`_Encoder.tree` on a tree produced by ``orjson.loads``."""
     kind = type(node)
     if kind is list:
         return [_from_json(item) for item in node]
@@ -267,17 +524,27 @@ def _from_json(node: Any) -> Any:
     tag = node.get(TAG)
     if tag is None:
         return {k: _from_json(v) for k, v in node.items()}
-    if tag in ("model", "bytes", "bytearray", "date", "time", "decimal", "uuid", "int", "float"):
-        data = node["v"]  # leaves: their payload holds no envelope
-    else:
-        data = _from_json(node["v"])
-    if tag in _CLASS_DECODERS:
-        try:
-            cls = _import_class(node["c"])
-        except (ImportError, AttributeError) as exc:
-            raise CodecError(f"cannot import {node['c']} here: {exc}", corrupt=False) from exc
-        return _CLASS_DECODERS[tag](cls, data)
-    return _DECODERS[tag](data)
+    data = _from_json(node["v"]) if tag in _NESTED else node["v"]
+    rebuild = _CLASS_DECODERS.get(tag)
+    if rebuild is None:
+        return _DECODERS[tag](data)
+    path = node["c"]
+    allowed = _ALLOWED.get(path)
+    if allowed is None:
+        module, _, qualname = str(path).partition(":")
+        raise CodecError(
+            f"the value is a {module}.{qualname}, a class this process has not been allowed to "
+            f"rebuild: call tierkit.register_types({qualname}) at start-up (classes a process "
+            "caches itself are allowed; stored data never makes tierkit import a module)",
+            corrupt=False,
+        )
+    cls, expected = allowed
+    if tag != expected:
+        raise CodecError(f"corrupt payload: {path} is not stored as {tag!r}")
+    return rebuild(cls, data)
+
+
+# -- the pydantic TypeAdapter codec -------------------------------------------------------------
 
 
 class AdapterCodec:
@@ -286,6 +553,7 @@ class AdapterCodec:
     Used only where it is exact: a value the annotation would not bring back
     equal (one that does not fit it, or a ``-> dict`` holding datetimes or
     tuples) is written by the JSON codec instead, so nothing is lost.
+    Fields are written and read by name, so models with aliases round-trip.
     """
 
     def __init__(self, adapter: TypeAdapter[Any], fallback: Codec) -> None:
@@ -294,8 +562,8 @@ class AdapterCodec:
 
     def encode(self, key: str, value: Any) -> bytes:
         try:
-            body = self._adapter.dump_json(value, warnings="error")
-            exact = self._adapter.validate_json(body) == value
+            body = self._adapter.dump_json(value, warnings="error", by_alias=False)
+            exact = self._adapter.validate_json(body, by_alias=False, by_name=True) == value
         except Exception:
             exact = False
         if exact:  # e.g. `-> dict` would bring datetimes back as str, tuples as lists
@@ -306,36 +574,111 @@ class AdapterCodec:
         if payload[:1] != b"a":
             return self._fallback.decode(payload)
         try:
-            return self._adapter.validate_json(payload[1:])
+            return self._adapter.validate_json(payload[1:], by_alias=False, by_name=True)
         except ValueError as exc:
             raise CodecError(f"payload does not match the annotation: {exc}") from exc
 
 
+# -- signed pickle ------------------------------------------------------------------------------
+
+MIN_KEY_BYTES = 32
+"""Bytes of secret material a pickle signing key must hold."""
+
+KEY_HOWTO = 'generate one with: python -c "import secrets; print(secrets.token_urlsafe(32))"'
+
+_EXAMPLE_KEYS = frozenset({b"change-me"})
+"""Keys shown in tierkit's documentation: public, so never accepted."""
+
+_HEX = re.compile(rb"(?:[0-9a-fA-F]{2})+")
+_BASE64 = re.compile(rb"[A-Za-z0-9+/_-]+={0,2}")
+_MIN_DISTINCT = 16  # distinct byte values: 32 random bytes have ~30; 'aaaa…' or a repeated word has few
+
+
+def key_material(key: bytes) -> bytes:
+    """The secret bytes ``key`` stands for: decoded if written as hex or (URL-safe) base64, else itself."""
+    if _HEX.fullmatch(key):
+        return bytes.fromhex(key.decode())
+    if _BASE64.fullmatch(key) and len(key.rstrip(b"=")) % 4 != 1:
+        standard = key.rstrip(b"=").replace(b"-", b"+").replace(b"_", b"/")
+        try:
+            return base64.b64decode(standard + b"=" * (-len(standard) % 4), validate=True)
+        except binascii.Error:  # pragma: no cover - the pattern admits only valid base64
+            pass
+    return key
+
+
+def check_signing_key(key: bytes, which: str = "signing_key") -> bytes:
+    """Return ``key`` if it is strong enough to sign pickles; raise ``ConfigError`` saying why not.
+
+    Strong enough: at least :data:`MIN_KEY_BYTES` bytes of material (see
+    :func:`key_material`) with at least 16 distinct byte values, and not a
+    key printed in tierkit's documentation.  The message never shows the key.
+    """
+    material = key_material(key)
+    problem = None
+    if key.strip() in _EXAMPLE_KEYS:
+        problem = "is an example from the documentation, which anyone can read"
+    elif len(material) < MIN_KEY_BYTES:
+        problem = (
+            f"holds {len(material)} bytes of secret material, fewer than {MIN_KEY_BYTES} (a key written "
+            "in hex or base64 counts the bytes it decodes to, other text counts its bytes)"
+        )
+    elif len(set(material)) < _MIN_DISTINCT:
+        problem = "is too repetitive to be a random key"
+    if problem is not None:
+        raise ConfigError(
+            f"{which} {problem}: anyone who guesses it can make this process run code; {KEY_HOWTO}"
+        )
+    return key
+
+
+def signing_keys(setting: SecretStr | Sequence[SecretStr] | None) -> list[bytes]:
+    """The keys of a ``signing_key`` setting (one key, or a list: the signing key first)."""
+    secrets = [setting] if isinstance(setting, SecretStr) else list(setting or ())
+    keys = [s.get_secret_value().encode() for s in secrets if s.get_secret_value()]
+    if not keys:
+        raise ConfigError(
+            "codec 'pickle' needs signing_key (TIERKIT_SIGNING_KEY): pickled values are signed "
+            f"so a tampered shared tier cannot run code in this process; {KEY_HOWTO}"
+        )
+    return keys
+
+
 class PickleCodec:
-    """pickle, signed with HMAC-SHA256 so a tampered payload is rejected (opt-in)."""
+    """pickle, signed with HMAC-SHA256 so a tampered payload is rejected (opt-in).
+
+    Signs with the first of ``keys`` and accepts a signature by any of them,
+    so a key can be rotated: put the new key first, drop the old one once
+    every process has the new list and the old entries have expired.
+    """
 
     _DIGEST = 32
 
-    def __init__(self, signing_key: bytes) -> None:
-        if not signing_key:
-            raise ValueError("the pickle codec needs a non-empty signing_key")
-        self._key = signing_key
+    def __init__(self, keys: Sequence[bytes]) -> None:
+        if isinstance(keys, bytes | str) or not keys:
+            raise ConfigError("PickleCodec needs a list of signing keys, the signing key first")
+        count = len(keys)
+        self._keys = [
+            check_signing_key(key, f"signing_key #{i} of {count}" if count > 1 else "signing_key")
+            for i, key in enumerate(keys, 1)
+        ]
 
     def encode(self, key: str, value: Any) -> bytes:
         try:
             body = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
         except Exception as exc:
             raise TypeError(
-                f"cannot cache key {key!r}: {type(value).__qualname__} cannot be pickled: {exc}"
-            ) from exc
-        return b"p" + hmac.new(self._key, body, hashlib.sha256).digest() + body
+                f"cannot cache key {key!r}: value of type {_dotted(type(value))} cannot be pickled: {exc}"
+            ) from None
+        return b"p" + hmac.new(self._keys[0], body, hashlib.sha256).digest() + body
 
     def decode(self, payload: bytes) -> Any:
         if payload[:1] != b"p":
-            return JsonCodec().decode(payload)
+            return _JSON.decode(payload)
         signature, body = payload[1 : 1 + self._DIGEST], payload[1 + self._DIGEST :]
-        expected = hmac.new(self._key, body, hashlib.sha256).digest()
-        if not hmac.compare_digest(signature, expected):
+        if not any(
+            hmac.compare_digest(signature, hmac.new(key, body, hashlib.sha256).digest()) for key in self._keys
+        ):
             raise CodecError("pickle payload signature mismatch (tampered or another signing_key)")
         try:
             return pickle.loads(body)
@@ -343,3 +686,6 @@ class PickleCodec:
             raise CodecError(f"cannot unpickle here: {exc}", corrupt=False) from exc
         except Exception as exc:
             raise CodecError(f"corrupt pickle payload: {exc}") from exc
+
+
+_JSON = JsonCodec()

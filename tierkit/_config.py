@@ -20,7 +20,7 @@ from __future__ import annotations
 import os
 import re
 import tomllib
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
@@ -63,7 +63,7 @@ class BreakerSettings(BaseModel):
 class TierSettings(BaseModel):
     """Settings of one tier in the order."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
 
     kind: str | None = Field(None, description="Tier kind (entry-point name); defaults to the tier's name.")
     options: dict[str, Any] = Field(
@@ -78,6 +78,11 @@ class TierSettings(BaseModel):
     )
     breaker: BreakerSettings = Field(default_factory=BreakerSettings, description="Circuit breaker settings.")
 
+    def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
+        # repr(settings) and str(settings) end up here: options may hold passwords (Redis URLs)
+        for name, value in super().__repr_args__():
+            yield name, redact(value) if name == "options" else value
+
 
 class Settings(BaseSettings):
     """The effective configuration of a cache."""
@@ -88,6 +93,7 @@ class Settings(BaseSettings):
         extra="forbid",
         env_file=DOTENV_FILES,
         dotenv_filtering="match_prefix",
+        hide_input_in_errors=True,  # inputs may be secrets
     )
 
     namespace: str = Field("default", description="Keeps caches sharing a server or a directory apart.")
@@ -105,8 +111,9 @@ class Settings(BaseSettings):
         pattern="^(json|pickle)$",
         description="'json' (default, exact) or 'pickle' (signed).",
     )
-    signing_key: SecretStr | None = Field(
-        None, description="HMAC key for the pickle codec; required with it."
+    signing_key: SecretStr | list[SecretStr] | None = Field(
+        None,
+        description="HMAC key of the pickle codec (required with it); a list rotates keys: the first signs.",
     )
     config: Path | None = Field(None, description="TOML file to read (TIERKIT_CONFIG).", exclude=True)
 
@@ -372,7 +379,8 @@ def load_settings(**overrides: Any) -> Settings:
     try:
         return Settings(**overrides)
     except ValidationError as exc:
-        raise ConfigError(describe_validation_error("tierkit configuration", exc)) from exc
+        message = describe_validation_error("tierkit configuration", exc)
+    raise ConfigError(message) from None  # not chained: the pydantic error holds the inputs (secrets)
 
 
 def describe_validation_error(what: str, exc: ValidationError) -> str:
@@ -380,21 +388,24 @@ def describe_validation_error(what: str, exc: ValidationError) -> str:
     lines = [f"invalid {what}:"]
     for error in exc.errors():
         location = ".".join(str(part) for part in error["loc"]) or "(root)"
-        lines.append(f"  {location}: {error['msg']}")
+        lines.append(f"  {location}: {redact(error['msg'])}")
     return "\n".join(lines)
 
 
-_URL_PASSWORD = re.compile(
-    r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<user>[^:/@\s]*):(?P<password>[^@\s]*)@", re.I
+_URL_PASSWORD = re.compile(  # up to the last '@' of the URL: a password may itself hold '@' or ':'
+    r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<user>[^:/@\s'\"]*):[^\s'\"]*@", re.I
+)
+_QUERY_SECRET = re.compile(  # ?password=…, &pass=…, &auth=…, &api_key=…
+    r"(?P<name>[?&;][^=&\s'\"]*(?:pass|pwd|secret|token|auth|key|credential)[^=&\s'\"]*=)[^&;#\s'\"]*", re.I
 )
 
 
 def redact(value: Any) -> Any:
-    """Copy of ``value`` with secrets masked: ``SecretStr`` and passwords inside URLs."""
+    """Copy of ``value`` with secrets masked: ``SecretStr``, passwords inside URLs, secret-named fields."""
     if isinstance(value, SecretStr):
         return "**********" if value.get_secret_value() else ""
     if isinstance(value, str):
-        return _URL_PASSWORD.sub(r"\g<scheme>\g<user>:***@", value)
+        return _QUERY_SECRET.sub(r"\g<name>***", _URL_PASSWORD.sub(r"\g<scheme>\g<user>:***@", value))
     if isinstance(value, dict):
         return {k: ("**********" if _is_secret_name(k) and v else redact(v)) for k, v in value.items()}
     if isinstance(value, list | tuple):
