@@ -46,6 +46,11 @@ class Metric:
     states: tuple[str, ...] = ()
 
     @property
+    def key(self) -> str:
+        """The figure's name in a stats report (``hits``, ``entries``, ``breaker``, ``status`` …)."""
+        return self.figures[0]
+
+    @property
     def prometheus_name(self) -> str:
         """The exposed series name: ``tierkit_tier_hits_total``, ``tierkit_tier_storage_usage_bytes``."""
         name = self.name.replace(".", "_")
@@ -78,7 +83,8 @@ METRICS: tuple[Metric, ...] = (
         "1",
         "Overall health of the cache (1 for the current status).",
         CACHE_LABELS,
-        states=CACHE_STATUSES,
+        ("status",),
+        CACHE_STATUSES,
     ),
     _counter("tierkit.tier.hits", "{hit}", "Reads this tier answered.", "hits", TIER_LABELS),
     _counter("tierkit.tier.misses", "{miss}", "Reads this tier could not answer.", "misses", TIER_LABELS),
@@ -110,7 +116,8 @@ METRICS: tuple[Metric, ...] = (
         "1",
         "Circuit breaker state (1 for the current state).",
         TIER_LABELS,
-        states=BREAKER_STATES,
+        ("breaker",),
+        BREAKER_STATES,
     ),
     Metric(
         "tierkit.tier.status",
@@ -118,7 +125,8 @@ METRICS: tuple[Metric, ...] = (
         "1",
         "Health of the tier (1 for the current status).",
         TIER_LABELS,
-        states=TIER_STATUSES,
+        ("status",),
+        TIER_STATUSES,
     ),
     Metric(
         "tierkit.tier.entry.count", "gauge", "{entry}", "Entries the tier holds.", TIER_LABELS, ("entries",)
@@ -161,16 +169,17 @@ METRICS: tuple[Metric, ...] = (
 )
 
 
-def _number(value: Any) -> float | None:
+def as_number(value: Any) -> float | None:
     """A figure as a metric value; ``None`` for what is not a number (``None``, flags, text)."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
     return float(value)
 
 
-def _figure(figures: Mapping[str, Any], metric: Metric) -> float | None:
+def figure(figures: Mapping[str, Any], metric: Metric) -> float | None:
+    """The value of ``metric`` in a stats report, from the first of its figures that is a number."""
     for key in metric.figures:
-        value = _number(figures.get(key))
+        value = as_number(figures.get(key))
         if value is not None:
             return value
     return None
@@ -198,12 +207,18 @@ def _context_free(figures: Mapping[str, Any]) -> Mapping[str, Any]:
 def _tier_samples(
     metric: Metric, labels: LabelValues, figures: Mapping[str, Any], status: str | None
 ) -> list[tuple[LabelValues, float]]:
-    if metric.name == "tierkit.tier.status":
+    if metric.key == "status":
         return _states(metric, labels, status) if status is not None else []
     if metric.states:
         return _states(metric, labels, str(figures["breaker"])) if "breaker" in figures else []
-    value = _figure(_context_free(figures), metric)
+    value = figure(_context_free(figures), metric)
     return [(labels, value)] if value is not None else []
+
+
+def ordered_tiers(cache: Cache, stats: Mapping[str, Any]) -> list[tuple[str, Mapping[str, Any]]]:
+    """The tiers of a stats report in the configured order (skipped ones in their place)."""
+    order = {name: i for i, name in enumerate(cache.settings.tier_names())}
+    return sorted(stats["tiers"].items(), key=lambda item: order.get(item[0], len(order)))
 
 
 def read_cache(cache: Cache, health: bool = True) -> Reading:
@@ -222,10 +237,10 @@ def read_cache(cache: Cache, health: bool = True) -> Reading:
                 if report is not None:
                     reading[metric] = _states(metric, (namespace,), report.status)
             else:
-                value = _figure(stats, metric)
+                value = figure(stats, metric)
                 reading[metric] = [((namespace,), value)] if value is not None else []
             continue
-        for tier, figures in stats["tiers"].items():
+        for tier, figures in ordered_tiers(cache, stats):
             status = report.tiers[tier].status if report is not None and tier in report.tiers else None
             labels = (namespace, str(tier), str(figures["kind"]))
             reading[metric] += _tier_samples(metric, labels, figures, status)

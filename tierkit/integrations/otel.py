@@ -21,7 +21,9 @@ try:
     from opentelemetry import metrics
     from opentelemetry.metrics import CallbackOptions, MeterProvider, Observation
 except ImportError as exc:  # pragma: no cover - depends on the environment
-    raise ImportError("tierkit.integrations.otel needs opentelemetry-api: pip install 'tierkit[otel]'") from exc
+    raise ImportError(
+        "tierkit.integrations.otel needs opentelemetry-api: pip install 'tierkit[otel]'"
+    ) from exc
 
 from tierkit import __version__
 from tierkit._cache import Cache
@@ -82,7 +84,9 @@ def instrument(
     snapshot = _Snapshot(lambda: read(chosen, health))
     created: list[Instrument] = []
     for metric in METRICS:
-        create = meter.create_observable_counter if metric.kind == "counter" else meter.create_observable_gauge
+        create = (
+            meter.create_observable_counter if metric.kind == "counter" else meter.create_observable_gauge
+        )
         created.append(
             create(
                 metric.name,
