@@ -294,10 +294,10 @@ def _rich(frame: Frame) -> Any:
     from rich.text import Text
 
     grid = Table(title=frame.title, title_justify="left", expand=False)
-    for header in HEADERS:
-        grid.add_column(
-            header, justify="left" if header in ("TIER", "KIND", "BREAKER", "STATUS") else "right"
-        )
+    for i, header in enumerate(HEADERS):  # never cut a cell: a narrow terminal crops whole columns
+        justify = "left" if header in ("TIER", "KIND", "BREAKER", "STATUS") else "right"
+        width = max([len(header), *(len(row[i]) for row in frame.rows)])
+        grid.add_column(header, justify=justify, no_wrap=True, min_width=width)
     for row in frame.rows:
         styled = [
             Text(cell, style="red")
