@@ -170,10 +170,10 @@ METRICS: tuple[Metric, ...] = (
 
 
 def as_number(value: Any) -> float | None:
-    """A figure as a metric value; ``None`` for what is not a number (``None``, flags, text)."""
+    """A figure as a metric value (an int stays an int); ``None`` for ``None``, flags and text."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
-    return float(value)
+    return value
 
 
 def figure(figures: Mapping[str, Any], metric: Metric) -> float | None:
@@ -186,7 +186,7 @@ def figure(figures: Mapping[str, Any], metric: Metric) -> float | None:
 
 
 def _states(metric: Metric, labels: LabelValues, current: str) -> list[tuple[LabelValues, float]]:
-    return [((*labels, state), 1.0 if state == current else 0.0) for state in metric.states]
+    return [((*labels, state), 1 if state == current else 0) for state in metric.states]
 
 
 CHAIN_COUNTERS = ("hits", "misses", "sets", "deletes", "errors", "corrupt")

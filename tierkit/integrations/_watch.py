@@ -295,9 +295,9 @@ def _rich(frame: Frame) -> Any:
 
     grid = Table(title=frame.title, title_justify="left", expand=False)
     for i, header in enumerate(HEADERS):  # never cut a cell: a narrow terminal crops whole columns
-        justify = "left" if header in ("TIER", "KIND", "BREAKER", "STATUS") else "right"
         width = max([len(header), *(len(row[i]) for row in frame.rows)])
-        grid.add_column(header, justify=justify, no_wrap=True, min_width=width)
+        numeric = header not in ("TIER", "KIND", "BREAKER", "STATUS")
+        grid.add_column(header, justify="right" if numeric else "left", no_wrap=True, min_width=width)
     for row in frame.rows:
         styled = [
             Text(cell, style="red")
@@ -325,7 +325,7 @@ def _can_use_rich(stream: TextIO) -> bool:
 
 
 def _title(source: Source) -> str:
-    return f"tierkit stats --watch  {time.strftime('%H:%M:%S')}  {source.description}"
+    return f"tierkit stats --watch  {time.strftime('%H:%M:%S')}\n{source.description}"
 
 
 def watch(

@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable
 try:
     from opentelemetry import metrics
     from opentelemetry.metrics import CallbackOptions, MeterProvider, Observation
-except ImportError as exc:  # pragma: no cover - depends on the environment
+except ImportError as exc:
     raise ImportError(
         "tierkit.integrations.otel needs opentelemetry-api: pip install 'tierkit[otel]'"
     ) from exc

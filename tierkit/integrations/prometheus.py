@@ -19,7 +19,7 @@ from collections.abc import Iterator
 try:
     from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
     from prometheus_client.registry import Collector
-except ImportError as exc:  # pragma: no cover - depends on the environment
+except ImportError as exc:
     raise ImportError(
         "tierkit.integrations.prometheus needs prometheus_client: pip install 'tierkit[prometheus]'"
     ) from exc
