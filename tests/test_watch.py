@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import base64
 import os
 import re
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -143,10 +146,87 @@ def test_an_endpoint_without_tierkit_metrics_is_named(app: Callable[[str], str])
     assert "TierkitCollector" in result.stderr
 
 
+@pytest.fixture
+def endpoint() -> Iterator[Callable[[str, str | None], str]]:
+    """``endpoint(page, credentials)``: a real HTTP server of ``page``; 401 without ``user:password``."""
+    servers: list[ThreadingHTTPServer] = []
+
+    def start(page: str, credentials: str | None) -> str:
+        expected = f"Basic {base64.b64encode(credentials.encode()).decode()}" if credentials else None
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                if expected is not None and self.headers.get("Authorization") != expected:
+                    self.send_response(401)
+                    self.end_headers()
+                    return
+                body = page.encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "text/plain; version=0.0.4")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        servers.append(server)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        return f"127.0.0.1:{server.server_address[1]}"
+
+    yield start
+    for server in servers:
+        server.shutdown()
+        server.server_close()
+
+
+PAGE = """\
+# TYPE tierkit_tier_hits_total counter
+tierkit_tier_hits_total{cache_namespace="shop",tier="memory",kind="memory"} 3.0
+tierkit_tier_misses_total{cache_namespace="shop",tier="memory",kind="memory"} 1.0
+"""
+
+
+def test_credentials_in_the_url_are_sent_as_basic_authentication(
+    endpoint: Callable[[str, str | None], str],
+) -> None:
+    where = endpoint(PAGE, "ops:s3cret")
+    result = run_module(
+        "tierkit", "stats", "--watch", "--from", f"http://ops:s3cret@{where}/", "--iterations", "1"
+    )
+    assert result.returncode == 0, result.stderr
+    assert tables(result.stdout)[0]["memory"]["HIT %"] == "(75.0)"
+    assert "s3cret" not in result.stdout
+    assert f"http://ops:***@{where}/" in result.stdout
+
+    wrong = run_module(
+        "tierkit", "stats", "--watch", "--from", f"http://ops:guess@{where}/", "--iterations", "1"
+    )
+    assert wrong.returncode == 1
+    assert f"http://ops:***@{where}/ answered HTTP 401" in wrong.stderr
+
+
+def test_what_an_endpoint_sends_cannot_drive_the_terminal(endpoint: Callable[[str, str | None], str]) -> None:
+    where = endpoint(PAGE.replace('tier="memory"', 'tier="mem\x1b[2Jory"'), None)
+    result = run_module("tierkit", "stats", "--watch", "--from", f"http://{where}/", "--iterations", "1")
+    assert result.returncode == 0, result.stderr
+    assert "\x1b" not in result.stdout
+    assert "mem?[2Jory" in result.stdout
+
+
+def test_a_page_that_is_not_prometheus_text_is_an_error(endpoint: Callable[[str, str | None], str]) -> None:
+    where = endpoint("<html>not metrics</html>", None)
+    result = run_module("tierkit", "stats", "--watch", "--from", f"http://{where}/", "--iterations", "1")
+    assert result.returncode == 1
+    assert f"http://{where}/ is not in the Prometheus text format" in result.stderr
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
         (["--from", "http://127.0.0.1:1/metrics"], "--from needs --watch"),
+        (["--iterations", "3"], "--iterations needs --watch: without it, stats prints one reading"),
         (["--watch", "--json"], "--json is for one reading"),
         (["--watch", "--from", "ftp://127.0.0.1/metrics"], "needs an http:// or https:// URL"),
         (["--watch", "--iterations", "0"], "must be a whole number of at least 1, got '0'"),

@@ -282,8 +282,13 @@ _COMMON = {"kind", "breaker", "corrupt", "status", "reason", *_COUNTERS}
 def cmd_stats(args: argparse.Namespace) -> int:
     if args.watch:
         return _watch_stats(args)
-    if args.source is not None:
-        raise CommandError("--from needs --watch: rates need two readings", EXIT_USAGE)
+    for option, value in (
+        ("--from", args.source),
+        ("--interval", args.interval),
+        ("--iterations", args.iterations),
+    ):
+        if value is not None:
+            raise CommandError(f"{option} needs --watch: without it, stats prints one reading", EXIT_USAGE)
     with _cache(args) as cache:
         stats: dict[str, Any] = redact(cache.stats())
         order = {name: i for i, name in enumerate(cache.settings.tier_names())}
@@ -334,7 +339,7 @@ def _watch_source(source: Any, args: argparse.Namespace) -> int:
     from tierkit.integrations._watch import WatchError, watch
 
     try:
-        watch(source, args.interval, args.iterations, table, sys.stdout)
+        watch(source, args.interval or 1.0, args.iterations, table, sys.stdout)
     except WatchError as exc:
         raise CommandError(str(exc)) from None
     return EXIT_OK
@@ -534,7 +539,7 @@ def build_parser() -> argparse.ArgumentParser:
         "http://127.0.0.1:9464/metrics",
     )
     stats.add_argument(
-        "--interval", type=_positive, default=1.0, metavar="SECONDS", help="seconds between refreshes (1)"
+        "--interval", type=_positive, metavar="SECONDS", help="with --watch: seconds between refreshes (1)"
     )
     stats.add_argument("--iterations", type=_count, metavar="N", help="with --watch: stop after N refreshes")
     get = command(

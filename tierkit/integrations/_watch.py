@@ -18,9 +18,11 @@ refresh (a pipe, a log, ``--iterations``).
 
 from __future__ import annotations
 
+import base64
 import math
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -73,6 +75,11 @@ class Source(Protocol):
     def read(self) -> Reading: ...
 
 
+def _printable(text: str) -> str:
+    """``text`` without control characters: what an endpoint sends must not drive the terminal."""
+    return "".join(char if char.isprintable() else "?" for char in text)
+
+
 def _in_process(kind: str) -> bool:
     """Whether tiers of ``kind`` hold objects in the process's memory (memory, session)."""
     return getattr(load_tier_class(kind), "holds", None) != "bytes"
@@ -117,25 +124,33 @@ class EndpointSource:
     """An application's Prometheus endpoint, served by ``TierkitCollector``: its counters, one process."""
 
     def __init__(self, url: str, namespace: str | None = None, timeout: float = 2.0) -> None:
-        if not url.startswith(("http://", "https://")):
+        parts = urllib.parse.urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"--from needs an http:// or https:// URL, got {redact(url)!r}")
-        self._url = url
+        self._where = redact(url)
+        # urllib ignores user:password in a URL: send them as Basic authentication instead
+        netloc = parts.netloc.rpartition("@")[2]
+        self._request = urllib.request.Request(urllib.parse.urlunsplit(parts._replace(netloc=netloc)))
+        if parts.username is not None:
+            user = urllib.parse.unquote(parts.username)
+            password = urllib.parse.unquote(parts.password or "")
+            token = base64.b64encode(f"{user}:{password}".encode()).decode()
+            self._request.add_unredirected_header("Authorization", f"Basic {token}")
         self._namespace = namespace
         self._timeout = timeout
-        self.description = f"{redact(url)}: the counters of the process serving it"
+        self.description = f"{self._where}: the counters of the process serving it"
 
     def _fetch(self) -> str:
-        where = redact(self._url)
         try:
-            with urllib.request.urlopen(self._url, timeout=self._timeout) as answer:
+            with urllib.request.urlopen(self._request, timeout=self._timeout) as answer:
                 body: bytes = answer.read(_FETCH_LIMIT + 1)
         except urllib.error.HTTPError as exc:
-            raise WatchError(f"{where} answered HTTP {exc.code}") from None
-        except (urllib.error.URLError, OSError) as exc:
+            raise WatchError(f"{self._where} answered HTTP {exc.code}") from None
+        except (urllib.error.URLError, OSError, ValueError) as exc:
             reason = getattr(exc, "reason", exc)
-            raise WatchError(f"cannot read {where}: {redact(str(reason))}") from None
+            raise WatchError(f"cannot read {self._where}: {_printable(redact(str(reason)))}") from None
         if len(body) > _FETCH_LIMIT:
-            raise WatchError(f"{where} answered more than {_FETCH_LIMIT} bytes: not a metrics page")
+            raise WatchError(f"{self._where} answered more than {_FETCH_LIMIT} bytes: not a metrics page")
         return body.decode("utf-8", errors="replace")
 
     def read(self) -> Reading:
@@ -147,10 +162,12 @@ class EndpointSource:
         try:
             samples = [s for family in text_string_to_metric_families(text) for s in family.samples]
         except ValueError as exc:
-            raise WatchError(f"{redact(self._url)} is not in the Prometheus text format: {exc}") from None
+            raise WatchError(
+                f"{self._where} is not in the Prometheus text format: {_printable(str(exc))}"
+            ) from None
         for sample in samples:
             metric = by_name.get(sample.name)
-            labels = sample.labels
+            labels = {name: _printable(value) for name, value in sample.labels.items()}
             if metric is None or not all(name in labels for name in metric.prometheus_labels):
                 continue
             namespace = labels["cache_namespace"]
@@ -164,7 +181,7 @@ class EndpointSource:
         if not reading:
             wanted = f" for namespace {self._namespace!r}" if self._namespace is not None else ""
             raise WatchError(
-                f"no tierkit metrics{wanted} at {redact(self._url)}: does the application register "
+                f"no tierkit metrics{wanted} at {self._where}: does the application register "
                 "tierkit.integrations.prometheus.TierkitCollector?"
             )
         return reading
