@@ -1,4 +1,4 @@
-"""The OpenTelemetry instruments, collected by the SDK's in-memory reader."""
+"""The OpenTelemetry instruments, collected by the SDK's in-memory reader and its Prometheus exporter."""
 
 from __future__ import annotations
 
@@ -6,14 +6,18 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import pytest
+from opentelemetry.exporter.prometheus import PrometheusMetricReader
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import AggregationTemporality, Gauge, InMemoryMetricReader, Sum
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
 
 import tierkit
 from tests._tiers import DictTier
 from tierkit import hookimpl
 from tierkit.integrations._metrics import METRICS, read
 from tierkit.integrations.otel import instrument
+from tierkit.integrations.prometheus import TierkitCollector
 
 Points = dict[str, dict[frozenset[tuple[str, Any]], float]]
 
@@ -86,6 +90,33 @@ def test_every_metric_is_an_instrument_with_the_prometheus_values(reader: InMemo
             for labels, value in expected[metric]
         }
         assert points[metric.name] == want, metric.name
+
+
+def series(registry: CollectorRegistry) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    """Every sample a registry exposes, without the scope labels OpenTelemetry's exporter adds."""
+    found = {}
+    for family in text_string_to_metric_families(generate_latest(registry).decode()):
+        for sample in family.samples:
+            labels = frozenset((k, v) for k, v in sample.labels.items() if not k.startswith("otel_scope_"))
+            if sample.name.startswith("tierkit_"):
+                found[sample.name, labels] = sample.value
+    return found
+
+
+def test_through_opentelemetrys_prometheus_exporter_the_series_are_the_collectors() -> None:
+    """The Prometheus names of the docs are what OpenTelemetry's exporter makes of the instruments."""
+    cache = tierkit.Cache(namespace="shop", order=["memory", "file"])
+    via_otel, native = CollectorRegistry(), CollectorRegistry()
+    instrument(
+        cache, meter_provider=MeterProvider(metric_readers=[PrometheusMetricReader(registry=via_otel)])
+    )
+    native.register(TierkitCollector(cache))
+    cache.set("a", 1, persistent=True)
+    cache.get("a")
+    cache.get("b")
+    exported = series(via_otel)
+    assert exported == series(native)
+    assert {name for name, _ in exported} == {metric.prometheus_name for metric in METRICS}
 
 
 class CountingTier(DictTier):

@@ -208,6 +208,13 @@ def test_caches_are_checked_when_the_collector_is_made() -> None:
         TierkitCollector({})  # type: ignore[arg-type]
 
 
+def test_a_registry_takes_one_collector_for_all_its_caches() -> None:
+    registry = CollectorRegistry()
+    registry.register(TierkitCollector(tierkit.Cache(namespace="a", order=["memory"])))
+    with pytest.raises(ValueError, match="Duplicated timeseries"):
+        registry.register(TierkitCollector(tierkit.Cache(namespace="b", order=["memory"])))
+
+
 class CountingTier(DictTier):
     """Counts the broadcasts that reach it: a scrape must cost one stats() and nothing per get."""
 
@@ -235,6 +242,7 @@ def test_the_caches_are_read_at_scrape_time_only(serve: Callable[..., Callable[[
         page.value("tierkit_tier_entry_count", cache_namespace="count", tier="counting", kind="counting") == 0
     )
     assert "tierkit_tier_status" not in page.series  # health=False: no backend checks per scrape
+    assert "tierkit_cache_status" not in page.series
 
 
 def test_no_secret_reaches_the_metrics(serve: Callable[..., Callable[[], Page]]) -> None:
