@@ -42,7 +42,7 @@ class Metric:
     unit: str
     description: str
     labels: tuple[str, ...]
-    figures: tuple[str, ...] = ()
+    figures: tuple[str, ...]
     states: tuple[str, ...] = ()
 
     @property
@@ -231,19 +231,21 @@ def read_cache(cache: Cache, health: bool = True) -> Reading:
     stats = cache.stats()
     namespace = str(stats["namespace"])
     report = cache.health() if health else None
+    statuses = {name: tier.status for name, tier in report.tiers.items()} if report is not None else {}
+    tiers = [
+        ((namespace, str(tier), str(figures["kind"])), figures, statuses.get(tier))
+        for tier, figures in ordered_tiers(cache, stats)
+    ]
     for metric in METRICS:
-        if metric.labels == CACHE_LABELS:
-            if metric.states:
-                if report is not None:
-                    reading[metric] = _states(metric, (namespace,), report.status)
-            else:
-                value = figure(stats, metric)
-                reading[metric] = [((namespace,), value)] if value is not None else []
-            continue
-        for tier, figures in ordered_tiers(cache, stats):
-            status = report.tiers[tier].status if report is not None and tier in report.tiers else None
-            labels = (namespace, str(tier), str(figures["kind"]))
-            reading[metric] += _tier_samples(metric, labels, figures, status)
+        if metric.labels == TIER_LABELS:
+            for labels, figures, status in tiers:
+                reading[metric] += _tier_samples(metric, labels, figures, status)
+        elif metric.states:
+            if report is not None:
+                reading[metric] = _states(metric, (namespace,), report.status)
+        else:
+            value = figure(stats, metric)
+            reading[metric] = [((namespace,), value)] if value is not None else []
     return reading
 
 
