@@ -113,3 +113,14 @@ def test_the_grafana_panel_is_json_that_queries_real_series() -> None:
             assert {g.strip() for g in grouping.split(",")} <= labels, expr
         assert expr.count("(") == expr.count(")"), expr
         assert set(re.findall(r"\{\{(\w+)\}\}", target["legendFormat"])) <= labels
+
+
+def test_watch_from_an_endpoint_without_prometheus_client_names_the_extra() -> None:
+    code = (
+        "import sys\nsys.modules['prometheus_client'] = None  # as if it were not installed\n"
+        "from tierkit.cli import main\n"
+        "sys.exit(main(['stats', '--watch', '--from', 'http://127.0.0.1:1/metrics']))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert result.returncode == 2
+    assert "pip install 'tierkit[watch]'" in result.stderr

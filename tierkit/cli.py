@@ -314,34 +314,21 @@ def cmd_stats(args: argparse.Namespace) -> int:
 
 def _watch_stats(args: argparse.Namespace) -> int:
     """``stats --watch``: the application's endpoint (``--from``), else the shared tiers read from here."""
-    from tierkit.integrations import _watch  # imported here: only --watch needs it (and maybe rich)
+    from tierkit.integrations._watch import CacheSource, EndpointSource, WatchError, watch  # only --watch
 
     if args.json:
         raise CommandError("--watch shows a live table; --json is for one reading", EXIT_USAGE)
-    if args.source is None:
-        with _cache(args) as cache:
-            return _watch_source(_watch.CacheSource(cache), args)
+    interval = args.interval or 1.0
     try:
-        import prometheus_client  # noqa: F401
-    except ImportError:
-        raise CommandError(
-            "--from reads a Prometheus endpoint with prometheus_client: pip install 'tierkit[watch]'",
-            EXIT_USAGE,
-        ) from None
-    try:
-        source = _watch.EndpointSource(args.source, args.namespace)
-    except ValueError as exc:
-        raise CommandError(str(exc), EXIT_USAGE) from None
-    return _watch_source(source, args)
-
-
-def _watch_source(source: Any, args: argparse.Namespace) -> int:
-    from tierkit.integrations._watch import WatchError, watch
-
-    try:
-        watch(source, args.interval or 1.0, args.iterations, table, sys.stdout)
+        if args.source is None:
+            with _cache(args) as cache:
+                watch(CacheSource(cache), interval, args.iterations, table, sys.stdout)
+        else:
+            watch(EndpointSource(args.source, args.namespace), interval, args.iterations, table, sys.stdout)
     except WatchError as exc:
         raise CommandError(str(exc)) from None
+    except ValueError as exc:  # a --from that cannot work
+        raise CommandError(str(exc), EXIT_USAGE) from None
     return EXIT_OK
 
 

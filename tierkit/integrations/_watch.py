@@ -124,6 +124,14 @@ class EndpointSource:
     """An application's Prometheus endpoint, served by ``TierkitCollector``: its counters, one process."""
 
     def __init__(self, url: str, namespace: str | None = None, timeout: float = 2.0) -> None:
+        """Check ``url``; ``ValueError`` if it cannot work (not http, or prometheus_client missing)."""
+        try:
+            from prometheus_client.parser import text_string_to_metric_families
+        except ImportError:
+            raise ValueError(
+                "--from reads a Prometheus endpoint with prometheus_client: pip install 'tierkit[watch]'"
+            ) from None
+        self._parse = text_string_to_metric_families
         parts = urllib.parse.urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"--from needs an http:// or https:// URL, got {redact(url)!r}")
@@ -154,13 +162,11 @@ class EndpointSource:
         return body.decode("utf-8", errors="replace")
 
     def read(self) -> Reading:
-        from prometheus_client.parser import text_string_to_metric_families
-
         text = self._fetch()
         by_name: dict[str, Metric] = {metric.prometheus_name: metric for metric in _TIER_METRICS}
         reading: Reading = {}
         try:
-            samples = [s for family in text_string_to_metric_families(text) for s in family.samples]
+            samples = [s for family in self._parse(text) for s in family.samples]
         except ValueError as exc:
             raise WatchError(
                 f"{self._where} is not in the Prometheus text format: {_printable(str(exc))}"
