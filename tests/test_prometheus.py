@@ -161,14 +161,35 @@ def test_a_failing_tier_shows_errors_an_open_breaker_and_down(
     scrape = serve(cache)
     for i in range(5):
         cache.get(f"k{i}")
+    cache.delete("k0")  # cannot reach the remote tier: remembered for when it is back
     page = scrape()
     remote = {"cache_namespace": "flaky", "tier": "remote", "kind": "remote"}
+    assert page.value("tierkit_tier_pending_invalidations", **remote) == 1
+    assert page.value("tierkit_tier_contract_errors_total", **remote) == 0
     assert page.value("tierkit_tier_errors_total", **remote) == 3  # then the breaker skips it
     assert page.value("tierkit_tier_breaker_state", **remote, state="open") == 1
     assert page.value("tierkit_tier_breaker_state", **remote, state="closed") == 0
     assert page.value("tierkit_tier_status", **remote, state="down") == 1
     assert page.value("tierkit_cache_status", cache_namespace="flaky", state="down") == 1
     assert page.value("tierkit_cache_status", cache_namespace="flaky", state="ok") == 0
+
+
+class LyingTier(DictTier):
+    """Answers a get with what the contract forbids: a str instead of an Entry or None."""
+
+    @hookimpl
+    def tierkit_get(self, key: str) -> Any:
+        return "not an entry"
+
+
+def test_a_tier_that_breaks_its_contract_is_counted(serve: Callable[..., Callable[[], Page]]) -> None:
+    cache = tierkit.Cache(namespace="lies", order=["memory", "liar"], kinds={"liar": LyingTier})
+    scrape = serve(cache)
+    assert cache.get("k") is None
+    page = scrape()
+    liar = {"cache_namespace": "lies", "tier": "liar", "kind": "liar"}
+    assert page.value("tierkit_tier_contract_errors_total", **liar) == 1
+    assert page.value("tierkit_tier_errors_total", **liar) == 1
 
 
 def test_a_skipped_tier_has_a_status_and_no_counters(serve: Callable[..., Callable[[], Page]]) -> None:

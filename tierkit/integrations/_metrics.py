@@ -110,6 +110,21 @@ METRICS: tuple[Metric, ...] = (
         "corrupt",
         TIER_LABELS,
     ),
+    _counter(
+        "tierkit.tier.contract_errors",
+        "{error}",
+        "Of the errors: hook results the tier contract forbids (a bug in the tier).",
+        "contract_errors",
+        TIER_LABELS,
+    ),
+    Metric(
+        "tierkit.tier.pending_invalidations",
+        "gauge",
+        "{invalidation}",
+        "Invalidations that could not reach the tier yet; it serves nothing until they are applied.",
+        TIER_LABELS,
+        ("pending_invalidations",),
+    ),
     Metric(
         "tierkit.tier.breaker.state",
         "gauge",
@@ -189,7 +204,17 @@ def _states(metric: Metric, labels: LabelValues, current: str) -> list[tuple[Lab
     return [((*labels, state), 1 if state == current else 0) for state in metric.states]
 
 
-CHAIN_COUNTERS = ("hits", "misses", "sets", "deletes", "errors", "corrupt")
+CHAIN_COUNTERS = (
+    "hits",
+    "misses",
+    "sets",
+    "deletes",
+    "errors",
+    "corrupt",
+    "contract_errors",
+    "pending_invalidations",
+)
+"""What the chain counts for each tier, in the process (the rest of a tier's figures are its own)."""
 
 
 def _context_free(figures: Mapping[str, Any]) -> Mapping[str, Any]:
