@@ -70,6 +70,18 @@ tiers with write policy 'always'. Only those outside this process (a shared tier
 outlive this command, so without one configured tierkit refuses (exit 2) instead of
 storing a value that vanishes on exit: add --persistent to write the file tier too."""
 
+STATS_HELP = """\
+Per-tier counters and figures. Hit and miss counters belong to the process that counts
+them: here, this command's own (new) process; figures such as entries and bytes are what
+the tiers hold.
+
+--watch refreshes a live view of each tier (hit ratio, reads, writes and errors per second,
+breaker, status, entries, bytes). Another process cannot see an application's counters:
+with --from URL it reads them from the application's metrics endpoint (served by
+tierkit.integrations.prometheus.TierkitCollector); without it, it shows what the shared
+tiers hold (file tier entries, bytes, evictions; the Redis server's own figures) and each
+tier's health from here."""
+
 
 class CommandError(Exception):
     """An expected failure: its message goes to stderr and ``code`` becomes the exit status."""
@@ -268,6 +280,15 @@ _COMMON = {"kind", "breaker", "corrupt", "status", "reason", *_COUNTERS}
 
 
 def cmd_stats(args: argparse.Namespace) -> int:
+    if args.watch:
+        return _watch_stats(args)
+    for option, value in (
+        ("--from", args.source),
+        ("--interval", args.interval),
+        ("--iterations", args.iterations),
+    ):
+        if value is not None:
+            raise CommandError(f"{option} needs --watch: without it, stats prints one reading", EXIT_USAGE)
     with _cache(args) as cache:
         stats: dict[str, Any] = redact(cache.stats())
         order = {name: i for i, name in enumerate(cache.settings.tier_names())}
@@ -288,6 +309,26 @@ def cmd_stats(args: argparse.Namespace) -> int:
         if "breaker" in fig
     ]
     print("\nTier figures:\n" + table(figures, indent="  "))
+    return EXIT_OK
+
+
+def _watch_stats(args: argparse.Namespace) -> int:
+    """``stats --watch``: the application's endpoint (``--from``), else the shared tiers read from here."""
+    from tierkit.integrations._watch import CacheSource, EndpointSource, WatchError, watch  # only --watch
+
+    if args.json:
+        raise CommandError("--watch shows a live table; --json is for one reading", EXIT_USAGE)
+    interval = args.interval or 1.0
+    try:
+        if args.source is None:
+            with _cache(args) as cache:
+                watch(CacheSource(cache), interval, args.iterations, table, sys.stdout)
+        else:
+            watch(EndpointSource(args.source, args.namespace), interval, args.iterations, table, sys.stdout)
+    except WatchError as exc:
+        raise CommandError(str(exc)) from None
+    except ValueError as exc:  # a --from that cannot work
+        raise CommandError(str(exc), EXIT_USAGE) from None
     return EXIT_OK
 
 
@@ -393,6 +434,16 @@ def _positive(text: str) -> float:
     return value
 
 
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, got {text!r}")
+    return value
+
+
 def _key(text: str) -> str:
     if not text:
         raise argparse.ArgumentTypeError("must not be empty")
@@ -456,14 +507,28 @@ def build_parser() -> argparse.ArgumentParser:
         "configured or not installed), with the reason. Exit status 1 if any tier is down.",
         parents=[as_json],
     )
-    command(
+    stats = command(
         "stats",
         cmd_stats,
-        "counters and figures of each tier",
-        description="Per-tier counters and figures. Hit and miss counters belong to this "
-        "command's own (new) process; figures such as entries and bytes are what the tiers hold.",
+        "counters and figures of each tier, once or live (--watch)",
+        description=STATS_HELP,
+        formatter_class=formatter,
         parents=[as_json],
     )
+    stats.add_argument(
+        "--watch", action="store_true", help="refresh a live view every --interval seconds (Ctrl-C stops)"
+    )
+    stats.add_argument(
+        "--from",
+        dest="source",
+        metavar="URL",
+        help="with --watch: read an application's metrics endpoint (TierkitCollector), e.g. "
+        "http://127.0.0.1:9464/metrics",
+    )
+    stats.add_argument(
+        "--interval", type=_positive, metavar="SECONDS", help="with --watch: seconds between refreshes (1)"
+    )
+    stats.add_argument("--iterations", type=_count, metavar="N", help="with --watch: stop after N refreshes")
     get = command(
         "get",
         cmd_get,
