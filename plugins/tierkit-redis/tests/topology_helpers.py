@@ -70,6 +70,8 @@ class Cluster:
                     f"cluster-node-timeout {NODE_TIMEOUT_MS}",
                     "cluster-require-full-coverage no",
                     "cluster-allow-reads-when-down yes",
+                    "cluster-replica-validity-factor 0",
+                    "repl-diskless-sync-delay 0",
                 ],
             )
             node.workdir.mkdir(parents=True)
@@ -81,7 +83,15 @@ class Cluster:
             check=True, capture_output=True, timeout=60,
         )  # fmt: skip
         wait_for(self.healthy, 30, "the cluster to be ok on every node")
+        wait_for(self.replicas_synced, 30, "every replica to sync with its master")
         return self
+
+    def replicas_synced(self) -> bool:
+        roles = [node.admin().info("replication") for node in self.live()]
+        replicas = [role for role in roles if role["role"] == "slave"]
+        return len(replicas) == self.masters * self.replicas and all(
+            role["master_link_status"] == "up" for role in replicas
+        )
 
     def healthy(self) -> bool:
         """Every live node says ``cluster_state:ok``, and ``masters`` live masters own the slots."""
@@ -131,8 +141,10 @@ class SentinelGroup:
         return [f"127.0.0.1:{s.port}" for s in self.watchers]
 
     def start(self) -> SentinelGroup:
-        self.master = self._server("master", [])
-        self.replica = self._server("replica", [f"replicaof 127.0.0.1 {self.master.port}"])
+        self.master = self._server("master", ["repl-diskless-sync-delay 0"])
+        self.replica = self._server(
+            "replica", ["repl-diskless-sync-delay 0", f"replicaof 127.0.0.1 {self.master.port}"]
+        )
         wait_for(
             lambda: self.replica is not None
             and self.replica.admin().info("replication")["master_link_status"] == "up",
