@@ -25,8 +25,8 @@ from typing import Any
 import pytest
 import redis
 from redis_helpers import OPENSSL, REDIS_SERVER, TEST_URL, RedisServer, TlsFiles, make_tls_files, unavailable
-from topology_helpers import REDIS_CLI, Cluster, SentinelGroup
 from tierkit_redis import Options, RedisTier
+from topology_helpers import REDIS_CLI, Cluster, SentinelGroup
 
 from tierkit import TierContext
 

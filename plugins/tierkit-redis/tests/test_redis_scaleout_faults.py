@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from tierkit_redis import Options, RedisTier
 from tierkit_redis._slots import key_slot
-from topology_helpers import Cluster, SentinelGroup
+from topology_helpers import Cluster, SentinelGroup, wait_for
 
 from tierkit import Cache, Entry, TierContext
 
@@ -122,9 +122,28 @@ def test_sentinel_failover_during_a_workload_reaches_no_caller(
     assert new_master == ("127.0.0.1", group.replica.port)  # type: ignore[union-attr]
     assert group.replica.admin().get(f"{tier.key_prefix}k:k{i}") is not None  # type: ignore[union-attr]
     health = tier.tierkit_health()
-    assert health.status == "ok" and health.details["master"] == "127.0.0.1:%d" % new_master[1]
+    assert health.status == "ok" and health.details["master"] == f"127.0.0.1:{new_master[1]}"
     tier.tierkit_set("direct", Entry(b"v", None, ("t",)))
     assert tier.tierkit_invalidate_tags(["t"]) == 1
     tier.tierkit_clear()
     tier.tierkit_close()
     cache.close()
+
+
+def test_sentinel_reads_from_the_replica_when_asked(
+    make_sentinels: Callable[[], SentinelGroup], make_tier: Callable[..., RedisTier]
+) -> None:
+    group = make_sentinels()
+    assert group.replica is not None
+    tier = make_tier(None, sentinels=group.addresses, service_name=group.service, read_from_replicas=True)
+    tier.tierkit_set("k", Entry(b"v", None, ("t",)))
+    replica = group.replica.admin()
+    wait_for(lambda: replica.get(f"{tier.key_prefix}k:k") is not None, 5, "the replica to have the key")
+    hits = int(replica.info("stats")["keyspace_hits"])
+    assert tier.tierkit_get("k") == Entry(b"v", None, ("t",))
+    assert tier.tierkit_get_many(["k", "x"]) == {"k": Entry(b"v", None, ("t",))}
+    assert int(replica.info("stats")["keyspace_hits"]) == hits + 2
+    health = tier.tierkit_health()
+    assert health.status == "ok"
+    assert health.details["replicas"] == [f"127.0.0.1:{group.replica.port}"]
+    assert tier.tierkit_invalidate_tags(["t"]) == 1  # writes go to the master

@@ -84,7 +84,18 @@ class Cluster:
         )  # fmt: skip
         wait_for(self.healthy, 30, "the cluster to be ok on every node")
         wait_for(self.replicas_synced, 30, "every replica to sync with its master")
+        client = self.client()
+        names = [f"warm-up:{i}" for i in range(60)]  # replicas with nothing replicated are left
+        client.mset_nonatomic(dict.fromkeys(names, b"x"))  # out of CLUSTER SLOTS (Redis 7)
+        for name in names:
+            client.delete(name)
+        client.close()
+        wait_for(self.replicas_listed, 30, "CLUSTER SLOTS to list every replica")
         return self
+
+    def replicas_listed(self) -> bool:
+        ranges = self.nodes[0].admin().execute_command("CLUSTER", "SLOTS")
+        return all(len(entry) - 3 == self.replicas for entry in ranges)
 
     def replicas_synced(self) -> bool:
         roles = [node.admin().info("replication") for node in self.live()]
@@ -146,8 +157,10 @@ class SentinelGroup:
             "replica", ["repl-diskless-sync-delay 0", f"replicaof 127.0.0.1 {self.master.port}"]
         )
         wait_for(
-            lambda: self.replica is not None
-            and self.replica.admin().info("replication")["master_link_status"] == "up",
+            lambda: (
+                self.replica is not None
+                and self.replica.admin().info("replication")["master_link_status"] == "up"
+            ),
             15,
             "the replica to sync",
         )

@@ -78,7 +78,7 @@ def _connect_sentinel(options: Options) -> Clients:
         "socket_timeout": options.socket_timeout,
     }
     if options.url is not None:
-        credentials = parse_url(options.url.get_secret_value())
+        credentials = parse_url(options.url.get_secret_value())  # type: ignore[no-untyped-call]
         for name in ("username", "password", "db"):
             if credentials.get(name) is not None:
                 kwargs[name] = credentials[name]
@@ -88,10 +88,9 @@ def _connect_sentinel(options: Options) -> Clients:
     if options.sentinel_password is not None:
         sentinel_kwargs["password"] = options.sentinel_password.get_secret_value()
     addresses = [sentinel_address(address) for address in options.sentinels or ()]
-    sentinel = Sentinel(addresses, sentinel_kwargs=sentinel_kwargs, **kwargs)
-    name = options.service_name
-    master = sentinel.master_for(name)
-    reader = sentinel.slave_for(name) if options.read_from_replicas else master
+    sentinel: Any = Sentinel(addresses, sentinel_kwargs=sentinel_kwargs, **kwargs)  # type: ignore[no-untyped-call]
+    master: redis.Redis = sentinel.master_for(options.service_name)
+    reader: redis.Redis = sentinel.slave_for(options.service_name) if options.read_from_replicas else master
     return Clients(master, reader, sentinel)
 
 

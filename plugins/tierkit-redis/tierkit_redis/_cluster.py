@@ -29,14 +29,14 @@ from typing import TYPE_CHECKING, Any
 
 from tierkit import ConfigError, Entry, TierContext, TierHealth, hookimpl
 from tierkit_redis._format import pack, unpack
-from tierkit_redis._options import Options
+from tierkit_redis._options import Options as RedisOptions
 from tierkit_redis._scripts import INVALIDATE, REGISTER, TAGGED_SET
 from tierkit_redis._slots import key_slot, slot_tag
 from tierkit_redis._tier import _INFO_FIGURES, BATCH, RedisTier, _batches
 
 if TYPE_CHECKING:
     from pydantic import BaseModel
-    from redis.cluster import ClusterNode, RedisCluster
+    from redis.cluster import ClusterNode
 
 REFRESH_INTERVAL = 0.25
 """Seconds between two re-reads of the slot map after failures."""
@@ -63,8 +63,8 @@ class RedisClusterTier(RedisTier):
             )
         self._registries = self.key_prefix + "r:"
 
-    def _connect(self, opts: Options) -> None:
-        self._cluster_client: RedisCluster | None = None
+    def _connect(self, opts: RedisOptions) -> None:
+        self._cluster_client: Any = None  # a RedisCluster; redis-py's cluster API is untyped
         self._connect_lock = threading.Lock()
         self._refreshed = 0.0
         self._redis_get = self._first_get
@@ -72,9 +72,9 @@ class RedisClusterTier(RedisTier):
     def _first_get(self, key: str) -> bytes | None:
         return self._cluster().get(key)  # type: ignore[no-any-return]
 
-    def _cluster(self) -> RedisCluster:
+    def _cluster(self) -> Any:
         """The cluster client, made on first use (reading the slot map from the url's node)."""
-        cluster = self._cluster_client
+        cluster: Any = self._cluster_client
         if cluster is None:
             with self._connect_lock:
                 cluster = self._cluster_client
@@ -86,7 +86,7 @@ class RedisClusterTier(RedisTier):
                     self._redis_get = cluster.get
         return cluster
 
-    def _refresh(self, cluster: RedisCluster) -> None:
+    def _refresh(self, cluster: Any) -> None:
         """Re-read the slot map after a failure (a failover moves slots to a promoted replica)."""
         now = time.monotonic()
         if now - self._refreshed >= REFRESH_INTERVAL:
@@ -133,7 +133,7 @@ class RedisClusterTier(RedisTier):
         return found
 
     def _by_node(
-        self, cluster: RedisCluster, names: Mapping[str, str]
+        self, cluster: Any, names: Mapping[str, str]
     ) -> dict[str, tuple[ClusterNode, dict[int, list[str]]]]:
         """``names`` grouped by the node serving their slot (a replica when reads go there)."""
         slots_of = cluster.nodes_manager.get_node_from_slot
@@ -161,7 +161,7 @@ class RedisClusterTier(RedisTier):
         """Register the tags' slots, then write the entries (pipelined per node when ``batch``)."""
         cluster = self._cluster()
         now = self._clock()
-        writes: list[tuple[str, bytes | None, int, list[str]]] = []
+        writes: list[tuple[str, bytes | None, int, list[str]]] = []  # name, data (None: unlink), …
         registrations: dict[tuple[str, str], int] = {}
         for key, (value, expires_at, tags) in entries.items():
             name = self._entries + key
@@ -183,22 +183,24 @@ class RedisClusterTier(RedisTier):
             writes.append((name, data, ttl, tag_sets))
         target: Any = cluster.pipeline() if batch else cluster
         if registrations:
-            for (tag, hashtag), ttl in registrations.items():
-                target.execute_command("EVAL", REGISTER, 1, self._registries + tag, hashtag, ttl)
+            for (tag, hashtag), lifetime in registrations.items():
+                target.execute_command("EVAL", REGISTER, 1, self._registries + tag, hashtag, lifetime)
             if batch:  # every registry first: an entry is never indexed where no registry points
                 self._execute(cluster, target)
                 target = cluster.pipeline()
-        for name, data, ttl, tag_sets in writes:
-            if data is None:
+        for name, stored, lifetime, tag_sets in writes:
+            if stored is None:
                 target.unlink(name)
             elif tag_sets:
-                target.execute_command("EVAL", TAGGED_SET, 1 + len(tag_sets), name, *tag_sets, data, ttl)
+                target.execute_command(
+                    "EVAL", TAGGED_SET, 1 + len(tag_sets), name, *tag_sets, stored, lifetime
+                )
             else:
-                target.set(name, data, px=ttl or None)
+                target.set(name, stored, px=lifetime or None)
         if batch:
             self._execute(cluster, target)
 
-    def _execute(self, cluster: RedisCluster, pipe: Any) -> list[Any]:
+    def _execute(self, cluster: Any, pipe: Any) -> list[Any]:
         """Run a cluster pipeline (one round trip per node); re-read the slot map if it failed."""
         try:
             return pipe.execute()  # type: ignore[no-any-return]
@@ -277,7 +279,7 @@ class RedisClusterTier(RedisTier):
             cluster = self._cluster()
         except Exception as exc:  # health must not raise
             return TierHealth("down", self._describe(exc, self._opts), details)
-        ranges = _slot_ranges(cluster)
+        ranges, master_of = _slot_map(cluster)
         nodes: list[dict[str, Any]] = []
         unreachable: list[str] = []
         slowest = 0.0
@@ -286,6 +288,8 @@ class RedisClusterTier(RedisTier):
             about: dict[str, Any] = {"address": node.name, "role": "master" if primary else "replica"}
             if primary:
                 about["slots"] = ranges.get(node.name, "")
+            else:
+                about["master"] = master_of.get(node.name, "")
             try:
                 client = cluster.get_redis_connection(node)
                 if self._server_version is None:
@@ -350,12 +354,14 @@ class RedisClusterTier(RedisTier):
             self._cluster_client.close()
 
 
-def _slot_ranges(cluster: RedisCluster) -> dict[str, str]:
-    """Master address → its slots as ``0-5460,10923-…``, from the client's slot map."""
+def _slot_map(cluster: Any) -> tuple[dict[str, str], dict[str, str]]:
+    """From the client's slot map: master → its slots (``0-5460,10923-…``), and replica → master."""
     owners: dict[str, list[int]] = {}
+    master_of: dict[str, str] = {}
     for slot, nodes in sorted(cluster.nodes_manager.slots_cache.items()):
         if nodes:
             owners.setdefault(nodes[0].name, []).append(slot)
+            master_of.update((replica.name, nodes[0].name) for replica in nodes[1:])
     ranges: dict[str, str] = {}
     for name, slots in owners.items():
         spans: list[list[int]] = []
@@ -365,5 +371,4 @@ def _slot_ranges(cluster: RedisCluster) -> dict[str, str]:
             else:
                 spans.append([slot, slot])
         ranges[name] = ",".join(f"{a}-{b}" if a != b else str(a) for a, b in spans)
-    return ranges
-
+    return ranges, master_of

@@ -127,7 +127,7 @@ class Options(BaseModel):
             raise ValueError("cluster = true needs a redis:// or rediss:// url naming a node")
         if self.cluster and self.url is not None and url_db(self.url.get_secret_value()) != "0":
             raise ValueError("a Redis Cluster has only database 0; drop the database from the url")
-        if self.cluster and self.key_prefix is not None and ("{" in self.key_prefix or "}" in self.key_prefix):
+        if self.cluster and self.key_prefix is not None and not set(self.key_prefix).isdisjoint("{}"):
             raise ValueError(
                 "key_prefix must not contain '{' or '}' with cluster = true: a hash tag would put "
                 "every key of the tier in one slot"

@@ -1,9 +1,10 @@
 """Lua run by Redis for the tag index; each call is atomic on the server.
 
-Tag sets (``<key_prefix>t:<tag>``; in a cluster one per slot, see :mod:`tierkit_redis._cluster`)
-hold the Redis keys of the entries set with that tag.  Entries rewritten without a tag stay in its set until the next invalidation of
-the tag, which therefore checks each member's own tags (read from the value header,
-see :mod:`tierkit_redis._format`) before unlinking it.
+Tag sets (``<key_prefix>t:<tag>``; in a cluster one per slot, see
+:mod:`tierkit_redis._cluster`) hold the Redis keys of the entries set with that tag.
+Entries rewritten without a tag stay in its set until the next invalidation of the tag,
+which therefore checks each member's own tags (read from the value header, see
+:mod:`tierkit_redis._format`) before unlinking it.
 """
 
 from __future__ import annotations

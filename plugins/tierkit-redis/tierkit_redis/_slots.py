@@ -16,7 +16,7 @@ __all__ = ["REDIS_CLUSTER_HASH_SLOTS", "key_slot", "slot_tag"]
 
 
 def slot_tag(slot: int) -> str:
-    """A four-letter string (letters ``@``–``O``) whose hash slot is ``slot``."""
+    """A four-letter string (letters ``@`` to ``O``) whose hash slot is ``slot``."""
     return _slot_tags()[slot]
 
 

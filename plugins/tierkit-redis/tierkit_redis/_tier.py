@@ -13,6 +13,7 @@ from pydantic import BaseModel
 from tierkit import ConfigError, Entry, Tier, TierContext, TierHealth, hookimpl
 from tierkit_redis._format import pack, unpack
 from tierkit_redis._options import Options, redacted_url
+from tierkit_redis._options import Options as RedisOptions
 from tierkit_redis._scripts import INVALIDATE, TAGGED_SET
 
 if TYPE_CHECKING:
@@ -77,7 +78,7 @@ class RedisTier(Tier):
         self._server_version: str | None = None
         self._connect(opts)
 
-    def _connect(self, opts: Options) -> None:
+    def _connect(self, opts: RedisOptions) -> None:
         """Make the clients: one server, or the master (and replicas) a Sentinel names."""
         from tierkit_redis._client import connect
 
@@ -215,8 +216,8 @@ class RedisTier(Tier):
     def _sentinel_topology(self, sentinel: Sentinel) -> dict[str, Any]:
         """Where the Sentinels say the master and replicas of the service are, right now."""
         name = self._opts.service_name
-        host, port = sentinel.discover_master(name)
-        replicas = [f"{h}:{p}" for h, p in sentinel.discover_slaves(name)]
+        host, port = sentinel.discover_master(name)  # type: ignore[no-untyped-call]
+        replicas = [f"{h}:{p}" for h, p in sentinel.discover_slaves(name)]  # type: ignore[no-untyped-call]
         return {"service_name": name, "master": f"{host}:{port}", "replicas": replicas}
 
     @hookimpl
