@@ -61,7 +61,7 @@ def test_get_many_reads_keys_from_every_slot_range(redis_cluster: Cluster, clust
     stored = {f"item:{i}": entry(f"v{i}".encode(), "odd" if i % 2 else "even") for i in range(3_000)}
     cluster_tier.tierkit_set_many(stored)
     slots = {key_slot(f"{cluster_tier.key_prefix}k:{key}".encode()) for key in stored}
-    assert len(slots) > 2_500 and min(slots) < 5_461 and max(slots) > 10_922
+    assert len(slots) > 2_000 and min(slots) < 5_461 and max(slots) > 10_922  # ~2 700 expected
     wanted = [*stored, "absent:1", "absent:2"]
     assert cluster_tier.tierkit_get_many(wanted) == stored
     assert cluster_tier.tierkit_get_many(["absent:3"]) == {}
