@@ -5,6 +5,8 @@
 * ``redis_factory``: short-lived private servers (fault, TLS and ACL tests).
 * ``tls_files`` (session): a self-signed CA, a server certificate it signed, and an
   unrelated CA, made with ``openssl``.
+* ``redis_cluster`` (session) and ``make_cluster``: Redis Clusters of 3 masters with a
+  replica each; ``make_sentinels``: a master, a replica and 3 Sentinels.
 
 Without a redis-server binary (and, for ``redis_url``, without the variable) the
 tests skip with the reason; under ``CI=true`` they fail instead.
@@ -24,6 +26,7 @@ import pytest
 import redis
 from redis_helpers import OPENSSL, REDIS_SERVER, TEST_URL, RedisServer, TlsFiles, make_tls_files, unavailable
 from tierkit_redis import Options, RedisTier
+from topology_helpers import REDIS_CLI, Cluster, SentinelGroup
 
 from tierkit import TierContext
 
@@ -69,6 +72,54 @@ def redis_factory(tmp_path: Path) -> Iterator[Callable[..., RedisServer]]:
     yield start
     for server in servers:
         server.stop()
+
+
+def _need_topology_tools() -> None:
+    if REDIS_SERVER is None or REDIS_CLI is None:
+        unavailable("redis-server and redis-cli must be on PATH for the Cluster and Sentinel tests")
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    """A cluster shared by the session's tests that do not break it (each uses its own prefix)."""
+    _need_topology_tools()
+    cluster = Cluster(tmp_path_factory.mktemp("cluster"))
+    try:
+        yield cluster.start()
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture
+def make_cluster(tmp_path: Path) -> Iterator[Callable[[], Cluster]]:
+    """Start a cluster of the test's own, to break (killed masters, failovers)."""
+    _need_topology_tools()
+    clusters: list[Cluster] = []
+
+    def start() -> Cluster:
+        cluster = Cluster(tmp_path / f"cluster{len(clusters)}")
+        clusters.append(cluster)
+        return cluster.start()
+
+    yield start
+    for cluster in clusters:
+        cluster.stop()
+
+
+@pytest.fixture
+def make_sentinels(tmp_path: Path) -> Iterator[Callable[[], SentinelGroup]]:
+    """Start a master, a replica and three Sentinels watching them."""
+    _need_topology_tools()
+    groups: list[SentinelGroup] = []
+
+    def start() -> SentinelGroup:
+        group = SentinelGroup(tmp_path / f"sentinel{len(groups)}")
+        groups.append(group)
+        return group.start()
+
+    yield start
+    for group in groups:
+        group.stop()
 
 
 @pytest.fixture(scope="session")

@@ -53,6 +53,10 @@ class RedisServer:
     tls: TlsFiles | None = None
     users: dict[str, str] = field(default_factory=dict)
     """ACL users (name → password); unless one is ``default``, the default user is disabled."""
+    extra: list[str] = field(default_factory=list)
+    """More configuration lines (cluster mode, replication, sentinel monitoring)."""
+    sentinel: bool = False
+    """Run as a Sentinel (``redis-server sentinel.conf --sentinel``)."""
     process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -94,13 +98,18 @@ class RedisServer:
             lines.append(f"user {user} on >{password} ~* &* +@all")
         if self.users and "default" not in self.users:
             lines.append("user default off")
-        conf = self.workdir / "redis.conf"
+        lines += self.extra
+        conf = self.workdir / ("sentinel.conf" if self.sentinel else "redis.conf")
+        if self.sentinel:
+            lines = [line for line in lines if not line.startswith(("save", "appendonly"))]
         conf.write_text("\n".join(lines) + "\n")
         log = self.workdir / "redis.log"
         log.unlink(missing_ok=True)
         assert REDIS_SERVER is not None
         self.process = subprocess.Popen(
-            [REDIS_SERVER, str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            [REDIS_SERVER, str(conf), *(["--sentinel"] if self.sentinel else [])],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         deadline = time.monotonic() + START_TIMEOUT
         while time.monotonic() < deadline:

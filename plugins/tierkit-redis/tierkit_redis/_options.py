@@ -31,7 +31,37 @@ class Options(BaseModel):
         description=(
             "redis://[user:password@]host[:port][/db], rediss://… for TLS, or "
             "unix:///path/to/redis.sock[?db=N]. Usually supplied by REDIS_URL. "
-            "Without it the tier is skipped."
+            "With cluster = true: any node of the cluster. With sentinels: only its user, "
+            "password, database and scheme are used. Without it (and without sentinels) "
+            "the tier is skipped."
+        ),
+    )
+    cluster: bool = Field(
+        False,
+        description=(
+            "The url names a node of a Redis Cluster: use redis-py's cluster client, which "
+            "finds the other nodes and follows slot moves and failovers."
+        ),
+    )
+    sentinels: tuple[str, ...] | None = Field(
+        None,
+        min_length=1,
+        description=(
+            "Sentinel addresses, ['host:port', …]: the tier asks them where the master of "
+            "service_name is, and follows it after a failover."
+        ),
+    )
+    service_name: str | None = Field(
+        None, min_length=1, description="The master's name in the Sentinel configuration."
+    )
+    sentinel_password: SecretStr | None = Field(
+        None, description="Password of the Sentinels themselves, when they require one."
+    )
+    read_from_replicas: bool = Field(
+        False,
+        description=(
+            "With cluster or sentinels: send reads (get, get_many) to replicas, writes to "
+            "masters. A read may miss a write made a moment earlier (replication lag)."
         ),
     )
     connect_timeout: float = Field(
@@ -81,6 +111,42 @@ class Options(BaseModel):
             check_url(value.get_secret_value())
         return value
 
+    @field_validator("sentinels")
+    @classmethod
+    def _check_sentinels(cls, value: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        for address in value or ():
+            sentinel_address(address)
+        return value
+
+    @model_validator(mode="after")
+    def _check_topology(self) -> Self:
+        scheme = urlsplit(self.url.get_secret_value()).scheme if self.url is not None else None
+        if self.cluster and self.sentinels:
+            raise ValueError("cluster and sentinels exclude each other: choose one")
+        if self.cluster and scheme == "unix":
+            raise ValueError("cluster = true needs a redis:// or rediss:// url naming a node")
+        if self.cluster and self.url is not None and url_db(self.url.get_secret_value()) != "0":
+            raise ValueError("a Redis Cluster has only database 0; drop the database from the url")
+        if self.cluster and self.key_prefix is not None and not set(self.key_prefix).isdisjoint("{}"):
+            raise ValueError(
+                "key_prefix must not contain '{' or '}' with cluster = true: a hash tag would put "
+                "every key of the tier in one slot"
+            )
+        if bool(self.sentinels) != (self.service_name is not None):
+            raise ValueError("sentinels and service_name go together")
+        if self.sentinel_password is not None and not self.sentinels:
+            raise ValueError("sentinel_password needs sentinels")
+        if self.sentinels and scheme == "unix":
+            raise ValueError("with sentinels the url may only be redis:// or rediss:// (credentials)")
+        if self.read_from_replicas and not (self.cluster or self.sentinels):
+            raise ValueError("read_from_replicas needs cluster = true or sentinels")
+        return self
+
+    @property
+    def configured(self) -> bool:
+        """Whether the options say where Redis is (a url, or sentinels)."""
+        return self.url is not None or bool(self.sentinels)
+
     @model_validator(mode="after")
     def _check_tls(self) -> Self:
         tls = [
@@ -88,7 +154,8 @@ class Options(BaseModel):
             for name in ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile")
             if getattr(self, name) is not None
         ]
-        if tls and self.url is not None and urlsplit(self.url.get_secret_value()).scheme != "rediss":
+        scheme = urlsplit(self.url.get_secret_value()).scheme if self.url is not None else None
+        if tls and (scheme not in (None, "rediss") or (scheme is None and self.sentinels)):
             raise ValueError(f"{', '.join(tls)} need a rediss:// url (TLS)")
         if (self.ssl_certfile is None) != (self.ssl_keyfile is None):
             raise ValueError("ssl_certfile and ssl_keyfile go together")
@@ -105,17 +172,31 @@ def check_url(url: str) -> None:
     if parts.scheme not in SCHEMES:
         shown = f"{parts.scheme!r} is not supported" if parts.scheme else "is missing"
         raise ValueError(f"the scheme {shown}; use redis://, rediss:// or unix://")
-    query = dict(parse_qsl(parts.query))
     if parts.scheme == "unix":
         if not parts.path:
             raise ValueError("unix:// needs the socket path, e.g. unix:///run/redis.sock")
-        db = query.get("db", "0")
-    else:
-        if port == 0:
-            raise ValueError("port must be between 1 and 65535")
-        db = query.get("db") or parts.path.strip("/") or "0"
-    if not db.isdigit():
+    elif port == 0:
+        raise ValueError("port must be between 1 and 65535")
+    if not url_db(url).isdigit():
         raise ValueError("the database must be a number, e.g. redis://host:6379/0")
+
+
+def url_db(url: str) -> str:
+    """The database named by ``url`` (``db=`` query, else the path), as text; ``0`` if none."""
+    parts = urlsplit(url)
+    query = dict(parse_qsl(parts.query))
+    if parts.scheme == "unix":
+        return query.get("db", "0")
+    return query.get("db") or parts.path.strip("/") or "0"
+
+
+def sentinel_address(address: str) -> tuple[str, int]:
+    """``(host, port)`` of a ``host:port`` (or ``[v6]:port``) Sentinel address, or ``ValueError``."""
+    host, colon, port = address.rpartition(":")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    if not colon or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"sentinel address {address!r} is not host:port (e.g. 'sentinel-1:26379')")
+    return host, int(port)
 
 
 def redacted_url(url: str) -> str:

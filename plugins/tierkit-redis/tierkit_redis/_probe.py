@@ -20,16 +20,19 @@ def is_available(url: str | None = None) -> bool:
     :class:`tierkit.ConfigError` for an invalid URL or option.
     """
     options = configured_options(url)
-    if options.url is None:
+    if not options.configured:
         return False
-    from redis.exceptions import RedisError
+    from redis.exceptions import RedisClusterException, RedisError
 
-    from tierkit_redis._client import connect
+    from tierkit_redis._client import connect, connect_cluster
 
-    client = connect(options)
+    try:
+        client = connect_cluster(options) if options.cluster else connect(options).write
+    except (RedisError, RedisClusterException, OSError):  # the cluster client reads the slot map
+        return False
     try:
         return bool(client.ping())
-    except (RedisError, OSError):
+    except (RedisError, RedisClusterException, OSError):
         return False
     finally:
         client.close()

@@ -1,26 +1,18 @@
 """Lua run by Redis for the tag index; each call is atomic on the server.
 
-Tag sets (``<key_prefix>t:<tag>``) hold the Redis keys of the entries set with that
-tag.  Entries rewritten without a tag stay in its set until the next invalidation of
-the tag, which therefore checks each member's own tags (read from the value header,
-see :mod:`tierkit_redis._format`) before unlinking it.
+Tag sets (``<key_prefix>t:<tag>``; in a cluster one per slot, see
+:mod:`tierkit_redis._cluster`) hold the Redis keys of the entries set with that tag.
+Entries rewritten without a tag stay in its set until the next invalidation of the tag,
+which therefore checks each member's own tags (read from the value header, see
+:mod:`tierkit_redis._format`) before unlinking it.
 """
 
 from __future__ import annotations
 
-TAGGED_SET = """
-local ttl = tonumber(ARGV[2])
-if ttl > 0 then
-  redis.call('SET', KEYS[1], ARGV[1], 'PX', ttl)
-else
-  redis.call('SET', KEYS[1], ARGV[1])
-end
-for i = 2, #KEYS do
+_ADD_TO_SETS = """
+for i = {first}, #KEYS do
   local left = redis.call('PTTL', KEYS[i])
-  redis.call('SADD', KEYS[i], KEYS[1])
-  for _, member in ipairs(redis.call('SRANDMEMBER', KEYS[i], 2)) do
-    if redis.call('EXISTS', member) == 0 then redis.call('SREM', KEYS[i], member) end
-  end
+  redis.call('SADD', KEYS[i], {member}){prune}
   if ttl == 0 then
     redis.call('PERSIST', KEYS[i])
   elseif left == -2 or (left >= 0 and left < ttl) then
@@ -29,15 +21,36 @@ for i = 2, #KEYS do
 end
 return 1
 """
+"""Add ``member`` to the sets KEYS[first..]; a set lives as long as its longest-lived member.
+
+It is made persistent for a member without expiry (``ttl`` 0), and its expiry is only
+ever extended (PTTL -2 = new set, -1 = persistent).
+"""
+
+_PRUNE = """
+  for _, member in ipairs(redis.call('SRANDMEMBER', KEYS[i], 2)) do
+    if redis.call('EXISTS', member) == 0 then redis.call('SREM', KEYS[i], member) end
+  end"""
+"""Check two random members of a tag set and drop those that expired or were deleted: a set
+then stays within about twice its live members (each member added is later checked at twice
+the rate members die) instead of growing forever."""
+
+TAGGED_SET = """
+local ttl = tonumber(ARGV[2])
+if ttl > 0 then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ttl)
+else
+  redis.call('SET', KEYS[1], ARGV[1])
+end""" + _ADD_TO_SETS.format(first=2, member="KEYS[1]", prune=_PRUNE)
 """Store an entry and index it under its tags.
 
 KEYS: the entry, then its tag sets.  ARGV: the stored bytes, the TTL in ms (0 = none).
-Each write also checks two random members of each of its tag sets and drops those that
-expired or were deleted, so a set stays within about twice its live members (every
-member added is later checked at twice the rate members die) instead of growing forever.
-A tag set lives as long as its longest-lived member: it is made persistent for an
-entry without expiry, and its expiry is only ever extended (PTTL -2 = new set,
--1 = persistent).
+"""
+
+REGISTER = "\nlocal ttl = tonumber(ARGV[2])" + _ADD_TO_SETS.format(first=1, member="ARGV[1]", prune="")
+"""Cluster only: record in each tag's registry (KEYS) that a slot (ARGV[1]) holds a set of it.
+
+ARGV[2]: the TTL in ms of the entry being indexed (0 = none), which the registry must outlive.
 """
 
 INVALIDATE = """

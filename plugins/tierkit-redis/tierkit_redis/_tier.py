@@ -18,6 +18,7 @@ from tierkit_redis._scripts import INVALIDATE, TAGGED_SET
 
 if TYPE_CHECKING:
     import redis
+    from redis.sentinel import Sentinel
 
 BATCH = 500
 """Keys per UNLINK, or per invalidation script, when invalidating or clearing."""
@@ -31,7 +32,7 @@ def glob_escape(text: str) -> str:
 
 
 def not_configured(context: TierContext) -> str:
-    """The reason given for a Redis tier without a URL."""
+    """The reason given for a Redis tier without a URL (or Sentinels)."""
     return (
         "not configured: no REDIS_URL (set REDIS_URL, "
         f"or tiers.{context.name}.options.url in the tierkit configuration)"
@@ -53,30 +54,47 @@ class RedisTier(Tier[RedisOptions]):
     default_rank = 200  # after memory, before session and file
     settings_aliases: ClassVar[Mapping[str, str]] = {"REDIS_URL": "url"}
 
+    def __new__(cls, options: BaseModel, context: TierContext) -> RedisTier:
+        """A :class:`~tierkit_redis._cluster.RedisClusterTier` when the options say ``cluster``."""
+        if cls is RedisTier and isinstance(options, Options) and options.cluster:
+            from tierkit_redis._cluster import RedisClusterTier
+
+            return super().__new__(RedisClusterTier)
+        return super().__new__(cls)
+
     def __init__(self, options: RedisOptions, context: TierContext) -> None:
         super().__init__(options, context)
-        opts = options
-        if opts.url is None:
+        opts = _options(options)
+        if not opts.configured:
             raise ConfigError(f"tier {context.name!r} (redis): {not_configured(context)}")
-        from tierkit_redis._client import connect, describe, server_version
+        from tierkit_redis._client import describe, location, server_version
 
         self._describe = describe
         self._version_of = server_version
         self._opts = opts
-        self._url = redacted_url(opts.url.get_secret_value())
+        self._url = redacted_url(opts.url.get_secret_value()) if opts.url is not None else location(opts)
         self.key_prefix = opts.key_prefix or f"tierkit:{context.namespace}:"
         self._entries = self.key_prefix + "k:"
         self._tag_sets = self.key_prefix + "t:"
         self._clock = context.clock
-        self._client: redis.Redis = connect(opts)
         self._response_error: type[Exception] = _response_error()
-        self._redis_get = cast("Callable[[str], bytes | None]", self._client.get)
         self._server_version: str | None = None
+        self._connect(opts)
+
+    def _connect(self, opts: RedisOptions) -> None:
+        """Make the clients: one server, or the master (and replicas) a Sentinel names."""
+        from tierkit_redis._client import connect
+
+        clients = connect(opts)
+        self._client: redis.Redis = clients.write
+        self._reader: redis.Redis = clients.read
+        self._sentinel = clients.sentinel
+        self._redis_get = cast("Callable[[str], bytes | None]", self._reader.get)
 
     @classmethod
     def unavailable_reason(cls, options: BaseModel, context: TierContext) -> str | None:
-        """``not configured: …`` when no URL reached the options."""
-        return not_configured(context) if _options(options).url is None else None
+        """``not configured: …`` when neither a URL nor Sentinels reached the options."""
+        return None if _options(options).configured else not_configured(context)
 
     def __repr__(self) -> str:
         name, url, prefix = self.context.name, self._url, self.key_prefix
@@ -99,7 +117,7 @@ class RedisTier(Tier[RedisOptions]):
         if not keys:
             return {}
         entries = self._entries
-        raws = cast("list[bytes | None]", self._client.mget([entries + key for key in keys]))
+        raws = cast("list[bytes | None]", self._reader.mget([entries + key for key in keys]))
         now = self._clock()
         found: dict[str, Entry] = {}
         for key, raw in zip(keys, raws, strict=True):
@@ -185,6 +203,8 @@ class RedisTier(Tier[RedisOptions]):
         """PING latency and server version; ``degraded`` when slow, ``down`` with the reason."""
         details: dict[str, Any] = {"url": self._url, "key_prefix": self.key_prefix}
         try:
+            if self._sentinel is not None:
+                details.update(self._sentinel_topology(self._sentinel))
             if self._server_version is None:
                 self._server_version = self._version_of(self._client)
             start = time.perf_counter()
@@ -200,6 +220,13 @@ class RedisTier(Tier[RedisOptions]):
             reason = f"slow: PING took {latency * 1000:.1f} ms (threshold {limit:g} ms)"
             return TierHealth("degraded", reason, details)
         return TierHealth("ok", "", details)
+
+    def _sentinel_topology(self, sentinel: Sentinel) -> dict[str, Any]:
+        """Where the Sentinels say the master and replicas of the service are, right now."""
+        name = self._opts.service_name
+        host, port = sentinel.discover_master(name)  # type: ignore[no-untyped-call]
+        replicas = [f"{h}:{p}" for h, p in sentinel.discover_slaves(name)]  # type: ignore[no-untyped-call]
+        return {"service_name": name, "master": f"{host}:{port}", "replicas": replicas}
 
     @hookimpl
     def tierkit_stats(self) -> Mapping[str, Any]:
