@@ -35,7 +35,6 @@ from tierkit_redis._slots import key_slot, slot_tag
 from tierkit_redis._tier import _INFO_FIGURES, BATCH, RedisTier, _batches
 
 if TYPE_CHECKING:
-    from pydantic import BaseModel
     from redis.cluster import ClusterNode
 
 REFRESH_INTERVAL = 0.25
