@@ -8,9 +8,11 @@ import sqlite3
 import sys
 import time
 from collections.abc import Generator, Iterator
+from pathlib import Path
 
 import pytest
 
+from ._redis import REDIS_SERVER, RedisServer, unavailable
 from ._suite import IN_CI, RESULTS, Scenario, write_results
 
 _SCENARIO = pytest.StashKey[Scenario]()
@@ -62,3 +64,16 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     }
     write_results(scenarios, run)
     print(f"\nfault scenarios: results in {RESULTS}", file=sys.stderr)
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    """A private redis-server on a free loopback port, stopped after the test (fails under CI=true
+    when redis-server is missing, skips otherwise)."""
+    if REDIS_SERVER is None:
+        unavailable("redis-server is not on PATH; the Redis fault scenarios need it")
+    server = RedisServer(tmp_path / "redis")
+    server.workdir.mkdir()
+    server.start()
+    yield server
+    server.stop()
