@@ -71,7 +71,7 @@ def _worker(args: argparse.Namespace) -> None:
         done = 0
         while time.time() < args.start_at:
             time.sleep(0.0005)
-        stop = args.start_at + args.seconds
+        stop = max(time.time(), args.start_at) + args.seconds  # a late start (busy machine) still runs
         try:
             for chunk in itertools.cycle(chunks):
                 if time.time() >= stop:

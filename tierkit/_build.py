@@ -6,7 +6,6 @@ data plane — every call to a tier afterwards — is :mod:`tierkit._chain`.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping
 from typing import Any
 
@@ -20,10 +19,9 @@ from tierkit._codec import Codec, JsonCodec, PickleCodec, signing_keys
 from tierkit._config import Settings, describe_validation_error, redact
 from tierkit._contract import check_tier_class, suggest
 from tierkit._discovery import installed_entry_points, load_tier_class
+from tierkit._events import emit
 from tierkit._types import Clock, TierContext
 from tierkit.errors import ConfigError, PluginError
-
-log = logging.getLogger("tierkit")
 
 
 def make_codec(settings: Settings) -> Codec:
@@ -78,6 +76,19 @@ def check_tier_tables(settings: Settings, kinds: Mapping[str, type]) -> None:
         )
 
 
+def left_out(skipped: Skipped, namespace: str) -> Skipped:
+    """Report a tier that should run but cannot (health shows it ``down``): the ``tier_left_out`` event."""
+    emit(
+        "tier_left_out",
+        "tier %(tier)s (%(kind)s) is left out of the chain: %(reason)s",
+        tier=skipped.name,
+        kind=skipped.kind,
+        namespace=namespace,
+        reason=skipped.reason,
+    )
+    return skipped
+
+
 def build_chain(settings: Settings, clock: Clock, kinds: Mapping[str, type] | None = None) -> Chain:
     """Build every tier of the configured order into a :class:`~tierkit._chain.Chain`."""
     kinds = kinds or {}
@@ -98,7 +109,7 @@ def build_chain(settings: Settings, clock: Clock, kinds: Mapping[str, type] | No
             if isinstance(exc, ConfigError):
                 skipped.append(Skipped(name, kind, "skipped", "not installed"))
             else:
-                skipped.append(Skipped(name, kind, "down", str(exc)))
+                skipped.append(left_out(Skipped(name, kind, "down", str(exc)), settings.namespace))
             continue
         options = validate_options(cls.Options, tier_settings.options, name, kind)
         context = TierContext(name=name, namespace=settings.namespace, clock=clock)
@@ -110,12 +121,13 @@ def build_chain(settings: Settings, clock: Clock, kinds: Mapping[str, type] | No
             tier = cls(options, context)
         except Exception as exc:
             detail = redact(f"{type(exc).__name__}: {exc}")
-            log.warning("tier %r (%s) failed to start and is left out: %s", name, kind, detail)
-            skipped.append(Skipped(name, kind, "down", f"failed to start: {detail}"))
+            skipped.append(
+                left_out(Skipped(name, kind, "down", f"failed to start: {detail}"), settings.namespace)
+            )
             continue
         write = tier_settings.write or cls.default_write
         breaker = Breaker(**tier_settings.breaker.model_dump(), clock=clock)
-        slots.append(TierSlot(name, kind, tier, write, tier_settings.max_ttl, breaker))
+        slots.append(TierSlot(name, kind, tier, write, tier_settings.max_ttl, breaker, settings.namespace))
     # pluggy calls the most recently registered implementation first: register
     # in reverse so pm.hook.tierkit_get visits tiers in configured order.
     for slot in reversed(slots):

@@ -26,6 +26,7 @@ import pluggy
 from tierkit._breaker import Breaker
 from tierkit._codec import Codec
 from tierkit._config import redact
+from tierkit._events import emit
 from tierkit._flight import SingleFlight
 from tierkit._pending import Pending
 from tierkit._types import (
@@ -67,6 +68,7 @@ class TierSlot:
         "get",
         "get_many",
         "health",
+        "held",
         "hits",
         "holds_bytes",
         "invalidate_prefix",
@@ -75,6 +77,7 @@ class TierSlot:
         "max_ttl",
         "misses",
         "name",
+        "namespace",
         "pending",
         "remote",
         "set",
@@ -86,10 +89,18 @@ class TierSlot:
     )
 
     def __init__(
-        self, name: str, kind: str, tier: Any, write: WritePolicy, max_ttl: float | None, breaker: Breaker
+        self,
+        name: str,
+        kind: str,
+        tier: Any,
+        write: WritePolicy,
+        max_ttl: float | None,
+        breaker: Breaker,
+        namespace: str = "",
     ) -> None:
         self.name = name
         self.kind = kind
+        self.namespace = namespace
         self.tier = tier
         self.write = write
         self.max_ttl = max_ttl
@@ -114,6 +125,8 @@ class TierSlot:
         self.contract_errors = 0
         self.pending = Pending()
         """What this tier missed (a failed write, delete or invalidation): applied before it serves."""
+        self.held = False
+        """True while :attr:`pending` holds anything: one attribute test on the normal path."""
         self._reported: set[str] = set()
 
     def _get_each(self, keys: Sequence[str]) -> Mapping[str, Entry]:
@@ -144,7 +157,7 @@ class TierSlot:
         breaker = self.breaker
         if breaker.open_until and not breaker.allow():  # closed breaker: no call at all
             return UNAVAILABLE
-        if self.pending and not self.catch_up():
+        if self.held and not self.catch_up():
             return UNAVAILABLE  # it may hold values the chain has invalidated: serve nothing
         try:
             return method(*args)
@@ -167,7 +180,31 @@ class TierSlot:
                 break
             remaining.pop()
         if remaining:
-            self.pending.add(keys=remaining)
+            self.remember(keys=remaining)
+
+    def remember(
+        self, *, keys: Iterable[str] = (), tags: Iterable[str] = (), prefix: str | None = None
+    ) -> None:
+        """Note what this tier missed; it serves nothing until :meth:`catch_up` applies it."""
+        self.pending.add(keys=keys, tags=tags, prefix=prefix)
+        self._held()
+
+    def remember_clear(self) -> None:
+        """Note that this tier missed a clear of the namespace."""
+        self.pending.add_clear()
+        self._held()
+
+    def _held(self) -> None:
+        if not self.held:
+            self.held = True
+            emit(
+                "invalidations_pending",
+                "tier %(tier)s (%(kind)s) missed an invalidation (%(reason)s); serves nothing until applied",
+                tier=self.name,
+                kind=self.kind,
+                namespace=self.namespace,
+                reason=self.breaker.last_error or "unreachable",
+            )
 
     def catch_up(self) -> bool:
         """Apply what this tier missed; False (a failure, counted) if it still cannot be applied."""
@@ -176,6 +213,7 @@ class TierSlot:
         except Exception as exc:
             self.failed(exc)
             return False
+        self.held = bool(self.pending)  # another thread may have added more meanwhile
         log.info("tier %r (%s) caught up with the invalidations it had missed", self.name, self.kind)
         return True
 
@@ -183,7 +221,16 @@ class TierSlot:
         """The last call succeeded: reset the breaker if it had counted failures (cheap otherwise)."""
         breaker = self.breaker
         if breaker.failures or breaker.open_until:
+            was_open = breaker.open_until
             breaker.success()
+            if was_open:
+                emit(
+                    "breaker_closed",
+                    "tier %(tier)s (%(kind)s) answered again; circuit breaker closed",
+                    tier=self.name,
+                    kind=self.kind,
+                    namespace=self.namespace,
+                )
 
     def cap(self, expires_at: float | None, now: float) -> float | None:
         """``expires_at`` limited by this tier's ``max_ttl``."""
@@ -220,12 +267,15 @@ class TierSlot:
 
     def _trip(self, reason: str) -> None:
         if self.breaker.failure(reason):
-            log.warning(
-                "tier %r (%s) failing (%s); skipped for %.1fs, then probed",
-                self.name,
-                self.kind,
-                reason,
-                self.breaker.open_until - self.breaker.clock(),
+            cooldown = self.breaker.open_until - self.breaker.clock()
+            emit(
+                "breaker_opened",
+                "tier %(tier)s (%(kind)s) failing (%(reason)s); circuit breaker open, "
+                f"skipped for {cooldown:.1f}s, then probed",
+                tier=self.name,
+                kind=self.kind,
+                namespace=self.namespace,
+                reason=reason,
             )
         else:
             log.debug("tier %r (%s) error: %s", self.name, self.kind, reason)
@@ -524,6 +574,15 @@ class Chain:
             slot.delete(key)
         except Exception as delete_exc:
             slot.failed(delete_exc)
+            return
+        emit(
+            "corrupt_entry_removed",
+            "tier %(tier)s (%(kind)s) held a corrupt entry (%(reason)s); removed it",
+            tier=slot.name,
+            kind=slot.kind,
+            namespace=slot.namespace,
+            reason=f"key {key!r}: {exc}",
+        )
 
     # -- writes -------------------------------------------------------------------------------
 
@@ -630,7 +689,7 @@ class Chain:
                 continue
             if outcome is not UNAVAILABLE:
                 slot.violated("tierkit_delete", "bool", outcome)
-            slot.pending.add(keys=(key,))
+            slot.remember(keys=(key,))
         return removed
 
     def invalidate(self, tags: Iterable[str], prefix: str | None) -> Invalidated:
@@ -650,14 +709,14 @@ class Chain:
                 answer = slot.ask(slot.invalidate_tags, tag_tuple)
                 count = slot.checked_count("tierkit_invalidate_tags", answer)
                 if count is None:
-                    slot.pending.add(tags=tag_tuple)
+                    slot.remember(tags=tag_tuple)
                 reached = count is not None
                 removed += count or 0
             if prefix is not None:
                 answer = slot.ask(slot.invalidate_prefix, prefix)
                 count = slot.checked_count("tierkit_invalidate_prefix", answer)
                 if count is None:
-                    slot.pending.add(prefix=prefix)
+                    slot.remember(prefix=prefix)
                 reached = reached and count is not None
                 removed += count or 0
             if not reached:
@@ -675,7 +734,7 @@ class Chain:
             chosen = list(self.persistent_writers)
         for slot in chosen:
             if slot.call(slot.clear) is UNAVAILABLE:
-                slot.pending.add_clear()
+                slot.remember_clear()
 
     # -- control plane ------------------------------------------------------------------------
 

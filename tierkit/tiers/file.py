@@ -43,6 +43,7 @@ import orjson
 import platformdirs
 from pydantic import BaseModel, ConfigDict, Field
 
+from tierkit._events import emit
 from tierkit._types import Entry, Holds, Tier, TierContext, TierHealth, WritePolicy
 from tierkit.errors import ConfigError, TierkitError
 from tierkit.hookspecs import hookimpl
@@ -412,7 +413,14 @@ class FileTier(Tier[FileOptions]):
                 if side.exists():
                     os.rename(side, aside.with_name(aside.name + ext))
         self._quarantined.append(aside)
-        logger.warning("file tier: %s is corrupt (%s); moved it to %s", self.path, exc, aside)
+        emit(
+            "store_moved_aside",
+            "file tier %(tier)s: the store is corrupt (%(reason)s); moved it aside and started empty",
+            tier=self.context.name,
+            kind="file",
+            namespace=self.context.namespace,
+            reason=f"{exc}; moved {self.path} to {aside}",
+        )
 
     def _failed(self, exc: sqlite3.DatabaseError, handle: _Handle) -> None:
         """After an error on ``handle`` (lock held), replace a database that turned out to be
