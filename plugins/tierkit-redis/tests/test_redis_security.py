@@ -117,7 +117,8 @@ def test_password_only_url_for_requirepass_servers(
 
 LEAST_PRIVILEGE = (
     "on >app-Pa55 ~{prefix}* resetchannels -@all "
-    "+get +mget +set +unlink +eval +sunion +scan +sadd +srem +srandmember +exists +pttl +pexpire +persist +ping"
+    "+get +mget +set +unlink +eval +sunion +scan +sadd +srem +srandmember +exists +pttl +pexpire +persist "
+    "+ping"
 )
 """What the tier needs, on its own keys only (INFO is optional)."""
 
