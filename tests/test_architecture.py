@@ -26,6 +26,7 @@ def test_public_surface_is_exactly_this() -> None:
         "Entry",
         "HealthReport",
         "Invalidated",
+        "KeyReport",
         "NoOptions",
         "PluginError",
         "Settings",

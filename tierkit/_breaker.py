@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 
-from tierkit._types import Clock
+from tierkit._types import BreakerState, Clock
 
 
 class Breaker:
@@ -51,7 +51,7 @@ class Breaker:
         self._lock = threading.Lock()
 
     @property
-    def state(self) -> str:
+    def state(self) -> BreakerState:
         if not self.open_until:
             return "closed"
         return "half-open" if self.clock() >= self.open_until else "open"

@@ -15,7 +15,7 @@ from tierkit._build import build_chain
 from tierkit._chain import Chain, Invalidated
 from tierkit._codec import Codec
 from tierkit._config import Settings, load_settings
-from tierkit._types import MISSING, Clock, HealthReport
+from tierkit._types import MISSING, Clock, HealthReport, KeyReport
 
 T = TypeVar("T")
 
@@ -154,6 +154,11 @@ class Cache:
         self._chain.clear(tiers)
 
     # -- control plane ------------------------------------------------------------------------
+
+    def inspect(self, key: str) -> dict[str, KeyReport]:
+        """Where ``key`` is: for each tier of the order, whether it holds it, the TTL left, the
+        size, the tags and the breaker state.  Nothing is backfilled and no read is counted."""
+        return self._chain.inspect(key)
 
     def health(self) -> HealthReport:
         """Each tier's status (ok / degraded / down / skipped) with the reason."""

@@ -29,6 +29,7 @@ from tierkit._config import redact
 from tierkit._events import emit
 from tierkit._flight import SingleFlight
 from tierkit._pending import Pending
+from tierkit._sizes import estimate_size
 from tierkit._types import (
     MISSING,
     UNAVAILABLE,
@@ -37,6 +38,7 @@ from tierkit._types import (
     FrontDoor,
     HealthReport,
     HealthStatus,
+    KeyReport,
     TierHealth,
     TierReport,
     Unavailable,
@@ -737,6 +739,37 @@ class Chain:
                 slot.remember_clear()
 
     # -- control plane ------------------------------------------------------------------------
+
+    def inspect(self, key: str) -> dict[str, KeyReport]:
+        """Where ``key`` is, tier by tier in order, without backfilling or counting a read."""
+        check_key(key)
+        now = self.clock()
+        reports: dict[str, KeyReport] = {}
+        for slot in self.slots:
+            entry = slot.ask(slot.get, key)
+            state = slot.breaker.state
+            if entry is None:
+                slot.ok()
+                reports[slot.name] = KeyReport(slot.name, slot.kind, "absent", breaker=state)
+            elif type(entry) is not Entry:
+                if entry is not UNAVAILABLE:
+                    slot.violated("tierkit_get", "Entry or None", entry)
+                reason = slot.breaker.last_error or "missed invalidations not applied yet"
+                reports[slot.name] = KeyReport(
+                    slot.name, slot.kind, "unavailable", breaker=state, reason=reason
+                )
+            else:
+                slot.ok()
+                value, expires_at, tags = entry
+                size = len(value) if type(value) is bytes else estimate_size(value)
+                ttl = None if expires_at is None else round(expires_at - now, 3)
+                reports[slot.name] = KeyReport(slot.name, slot.kind, "held", ttl, size, tuple(tags), state)
+        for skipped in self.skipped:
+            reports[skipped.name] = KeyReport(
+                skipped.name, skipped.kind, skipped.status, reason=skipped.reason
+            )
+        rank = {name: i for i, name in enumerate(self.order)}
+        return dict(sorted(reports.items(), key=lambda item: rank.get(item[0], len(rank))))
 
     def health(self) -> HealthReport:
         """Each tier's status (ok / degraded / down / skipped) with the reason; never raises."""

@@ -87,6 +87,35 @@ class TierHealth:
 
 
 @dataclass(frozen=True)
+class KeyReport:
+    """``Cache.inspect(key)`` for one tier of the order: does it hold the key, and how."""
+
+    name: str
+    kind: str
+    status: Literal["held", "absent", "unavailable", "skipped", "down"]
+    """``held``/``absent``: the tier answered; ``unavailable``: its breaker is open or it failed
+    now; ``skipped``/``down``: the tier is not in the chain (see health)."""
+    ttl: float | None = None
+    """Seconds left (``None``: no expiry, or not held)."""
+    size: int | None = None
+    """Bytes stored (byte tiers) or an estimate of the object's size (object tiers)."""
+    tags: tuple[str, ...] = ()
+    breaker: BreakerState | None = None
+    reason: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "status": self.status,
+            "ttl": self.ttl,
+            "size": self.size,
+            "tags": list(self.tags),
+            "breaker": self.breaker,
+            "reason": self.reason,
+        }
+
+
+@dataclass(frozen=True)
 class TierReport:
     """Health of one tier of the order."""
 

@@ -57,6 +57,7 @@ examples:
   tierkit config --json                 effective settings, secrets redacted
   tierkit set greeting '"hello"' --persistent --ttl 3600
   tierkit get greeting
+  tierkit inspect greeting              which tier holds it, until when
   tierkit --namespace myapp stats
   tierkit demo                          a guided tour on the embedded default
 
@@ -402,6 +403,34 @@ def cmd_delete(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_inspect(args: argparse.Namespace) -> int:
+    with _cache(args) as cache:
+        reports = cache.inspect(args.key)
+        namespace = cache.settings.namespace
+    if args.json:
+        print_json(
+            {"key": args.key, "namespace": namespace, "tiers": {n: r.to_dict() for n, r in reports.items()}}
+        )
+    else:
+        rows = [
+            (
+                name,
+                r.kind,
+                r.status,
+                "-" if r.status != "held" else ("no expiry" if r.ttl is None else f"{r.ttl:g} s"),
+                r.size,
+                ",".join(r.tags) or None,
+                r.breaker,
+                r.reason or None,
+            )
+            for name, r in reports.items()
+        ]
+        print(f"key {args.key!r} in namespace {namespace!r}:")
+        print(table(rows, ("TIER", "KIND", "STATUS", "TTL", "SIZE", "TAGS", "BREAKER", "REASON")))
+    held = any(r.status == "held" for r in reports.values())
+    return EXIT_OK if held else EXIT_FAIL
+
+
 def cmd_clear(args: argparse.Namespace) -> int:
     with _cache(args) as cache:
         unknown = [name for name in args.tier or () if name not in cache.tiers]
@@ -545,6 +574,16 @@ def build_parser() -> argparse.ArgumentParser:
     set_.add_argument(
         "--persistent", action="store_true", help="also write the persistent tiers (the file tier)"
     )
+    inspect = command(
+        "inspect",
+        cmd_inspect,
+        "which tier holds a key, until when (exit 1 if none)",
+        description="For each tier of the order: whether it holds KEY, the seconds left, the size "
+        "stored, the tags and the breaker state. Nothing is copied between tiers or counted. In-process "
+        "tiers of this new process are empty: it shows what the shared tiers hold.",
+        parents=[as_json],
+    )
+    inspect.add_argument("key", metavar="KEY", type=_key)
     delete = command("delete", cmd_delete, "remove a key from every tier (exit 1 if absent)")
     delete.add_argument("key", metavar="KEY", type=_key)
     clear = command(

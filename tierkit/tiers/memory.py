@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import sys
 import threading
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
@@ -11,6 +10,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from tierkit._sizes import estimate_size
 from tierkit._types import Entry, FrontDoor, HitCounter, Tier, TierContext, TierHealth
 from tierkit.hookspecs import hookimpl
 
@@ -30,22 +30,6 @@ class MemoryOptions(BaseModel):
         False,
         description="Return a deep copy on every hit so callers cannot mutate cached objects.",
     )
-
-
-def estimate_size(value: Any, _seen: set[int] | None = None) -> int:
-    """Approximate the memory held by ``value`` (containers followed, shared objects counted once)."""
-    seen = set() if _seen is None else _seen
-    if id(value) in seen:
-        return 0
-    seen.add(id(value))
-    size = sys.getsizeof(value)
-    if isinstance(value, dict):
-        size += sum(estimate_size(k, seen) + estimate_size(v, seen) for k, v in value.items())
-    elif isinstance(value, list | tuple | set | frozenset):
-        size += sum(estimate_size(item, seen) for item in value)
-    elif hasattr(value, "__dict__"):
-        size += estimate_size(vars(value), seen)
-    return size
 
 
 class MemoryTier(Tier[MemoryOptions]):
