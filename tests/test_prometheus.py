@@ -282,3 +282,30 @@ def test_no_secret_reaches_the_metrics(serve: Callable[..., Callable[[], Page]])
     redis = {"cache_namespace": "secret", "tier": "redis", "kind": "redis"}
     assert page.value("tierkit_tier_errors_total", **redis) == 1
     assert page.value("tierkit_tier_status", **redis, state="down") == 1
+
+
+def test_sampled_latency_histograms_per_tier_and_operation(
+    serve: Callable[..., Callable[[], Page]], tmp_path: Any
+) -> None:
+    options = {"file": {"options": {"directory": str(tmp_path)}}}
+    cache = tierkit.Cache(namespace="timed", order=["memory", "file"], tiers=options, latency_sampling=2)
+    untimed = tierkit.Cache(namespace="untimed", order=["memory", "file"], tiers=options)
+    scrape = serve(cache, untimed)
+    for n in range(20):
+        cache.set(f"k{n}", n, persistent=True)
+        untimed.set(f"k{n}", n, persistent=True)
+    cache.clear(tiers=["memory"])
+    for n in range(20):
+        cache.get(f"k{n}")  # memory misses, file hits: timed; the memory front door never is
+    report = cache.stats()["tiers"]["file"]["latency"]
+    assert report["set"]["count"] == 10 and report["get"]["count"] == 10  # one call in 2
+    assert "get" not in cache.stats()["tiers"]["memory"].get("latency", {})
+    assert "latency" not in untimed.stats()["tiers"]["file"]
+    page = scrape()
+    name = "tierkit_tier_operation_duration_seconds"
+    labels = {"cache_namespace": "timed", "tier": "file", "kind": "file", "operation": "get"}
+    assert page.types[f"{name}_count"] == "histogram"
+    assert page.value(f"{name}_count", **labels) == 10
+    assert page.value(f"{name}_bucket", **labels, le="+Inf") == 10
+    assert 0 < page.value(f"{name}_sum", **labels) < 10
+    assert not any(dict(key)["cache_namespace"] == "untimed" for key in page.series[f"{name}_count"])

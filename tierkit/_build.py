@@ -127,7 +127,18 @@ def build_chain(settings: Settings, clock: Clock, kinds: Mapping[str, type] | No
             continue
         write = tier_settings.write or cls.default_write
         breaker = Breaker(**tier_settings.breaker.model_dump(), clock=clock)
-        slots.append(TierSlot(name, kind, tier, write, tier_settings.max_ttl, breaker, settings.namespace))
+        slots.append(
+            TierSlot(
+                name,
+                kind,
+                tier,
+                write,
+                tier_settings.max_ttl,
+                breaker,
+                settings.namespace,
+                settings.latency_sampling,
+            )
+        )
     # pluggy calls the most recently registered implementation first: register
     # in reverse so pm.hook.tierkit_get visits tiers in configured order.
     for slot in reversed(slots):

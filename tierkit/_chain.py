@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Literal, TypeVar, cast
 
@@ -28,6 +29,7 @@ from tierkit._codec import Codec
 from tierkit._config import redact
 from tierkit._events import emit
 from tierkit._flight import SingleFlight
+from tierkit._latency import Latency
 from tierkit._pending import Pending
 from tierkit._sizes import estimate_size
 from tierkit._types import (
@@ -59,6 +61,7 @@ class TierSlot:
 
     __slots__ = (
         "_reported",
+        "ask",
         "breaker",
         "clear",
         "close",
@@ -76,6 +79,7 @@ class TierSlot:
         "invalidate_prefix",
         "invalidate_tags",
         "kind",
+        "latency",
         "max_ttl",
         "misses",
         "name",
@@ -99,6 +103,7 @@ class TierSlot:
         max_ttl: float | None,
         breaker: Breaker,
         namespace: str = "",
+        latency_sampling: int = 0,
     ) -> None:
         self.name = name
         self.kind = kind
@@ -129,6 +134,8 @@ class TierSlot:
         """What this tier missed (a failed write, delete or invalidation): applied before it serves."""
         self.held = False
         """True while :attr:`pending` holds anything: one attribute test on the normal path."""
+        self.latency = Latency(latency_sampling) if latency_sampling else None
+        self.ask: Callable[..., Any] = self._ask_timed if self.latency is not None else self._ask
         self._reported: set[str] = set()
 
     def _get_each(self, keys: Sequence[str]) -> Mapping[str, Entry]:
@@ -145,13 +152,15 @@ class TierSlot:
 
     def call(self, method: Callable[..., T], *args: Any) -> T | Unavailable:
         """``method(*args)`` guarded by the breaker: :data:`UNAVAILABLE` if skipped or failed."""
-        result = self.ask(method, *args)
+        result: T | Unavailable = self.ask(method, *args)
         if result is not UNAVAILABLE:
             self.ok()
         return result
 
-    def ask(self, method: Callable[..., T], *args: Any) -> T | Unavailable:
+    def _ask(self, method: Callable[..., T], *args: Any) -> T | Unavailable:
         """:meth:`call` for a hook whose answer the chain checks: the caller confirms with :meth:`ok`.
+
+        Bound as ``self.ask`` (or :meth:`_ask_timed` with latency sampling on).
 
         A wrong answer is then a failure of this call (:meth:`violated`), not a
         success followed by a failure, so the breaker counts it.
@@ -207,6 +216,21 @@ class TierSlot:
                 namespace=self.namespace,
                 reason=self.breaker.last_error or "unreachable",
             )
+
+    def _ask_timed(self, method: Callable[..., T], *args: Any) -> T | Unavailable:
+        """:meth:`_ask`, timing one call in ``latency_sampling`` into the operation's histogram."""
+        latency = self.latency
+        assert latency is not None
+        latency.countdown -= 1
+        if latency.countdown > 0:
+            return self._ask(method, *args)
+        latency.countdown = latency.every
+        start = time.perf_counter()
+        try:
+            return self._ask(method, *args)
+        finally:
+            operation = getattr(method, "__name__", "call").removeprefix("tierkit_").lstrip("_")
+            latency.observe(operation, time.perf_counter() - start)
 
     def catch_up(self) -> bool:
         """Apply what this tier missed; False (a failure, counted) if it still cannot be applied."""
@@ -814,6 +838,8 @@ class Chain:
                 "pending_invalidations": len(slot.pending),
                 "breaker": slot.breaker.state,
             }
+            if slot.latency is not None:
+                figures["latency"] = slot.latency.report()
             figures.update((k, v) for k, v in own.items() if k not in figures)
             tiers[slot.name] = figures
         for skipped in self.skipped:

@@ -106,6 +106,13 @@ class Settings(BaseSettings):
         default_factory=dict, description="Per-tier settings by tier name."
     )
     default_ttl: float | None = Field(None, gt=0, description="TTL in seconds when set() is given none.")
+    latency_sampling: int = Field(
+        0,
+        ge=0,
+        description="Time one tier call in this many, per tier, into latency histograms "
+        "(stats()['tiers'][name]['latency'], Prometheus); 0 (default) times nothing. "
+        "Hits served by the memory tier's front door are never timed.",
+    )
     codec: str = Field(
         "json",
         pattern="^(json|pickle)$",

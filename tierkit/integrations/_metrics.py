@@ -283,6 +283,27 @@ def read(caches: Sequence[Cache], health: bool = True) -> Reading:
     return reading
 
 
+LATENCY_NAME = "tierkit_tier_operation_duration_seconds"
+LATENCY_HELP = (
+    "Sampled duration of tier calls by operation (latency_sampling setting; front-door hits untimed)."
+)
+LATENCY_LABELS = (*TIER_LABELS, "operation")
+
+
+def latency_histograms(caches: Sequence[Cache]) -> list[tuple[LabelValues, Mapping[str, Any]]]:
+    """Each timed operation's histogram report, labelled; empty for caches that sample nothing."""
+    found: list[tuple[LabelValues, Mapping[str, Any]]] = []
+    for cache in caches:
+        if not cache.settings.latency_sampling:
+            continue
+        stats = cache.stats()
+        for tier, figures in ordered_tiers(cache, stats):
+            for operation, histogram in figures.get("latency", {}).items():
+                labels = (str(stats["namespace"]), str(tier), str(figures["kind"]), operation)
+                found.append((labels, histogram))
+    return found
+
+
 def check_caches(caches: Iterable[Cache]) -> tuple[Cache, ...]:
     """The caches one exporter serves: at least one, and no namespace twice (their series would clash)."""
     chosen = tuple(caches)

@@ -17,7 +17,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 try:
-    from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+    from prometheus_client.core import (
+        CounterMetricFamily,
+        GaugeMetricFamily,
+        HistogramMetricFamily,
+        Metric,
+    )
     from prometheus_client.registry import Collector
 except ImportError as exc:
     raise ImportError(
@@ -25,7 +30,16 @@ except ImportError as exc:
     ) from exc
 
 from tierkit._cache import Cache
-from tierkit.integrations._metrics import METRICS, Reading, check_caches, read
+from tierkit.integrations._metrics import (
+    LATENCY_HELP,
+    LATENCY_LABELS,
+    LATENCY_NAME,
+    METRICS,
+    Reading,
+    check_caches,
+    latency_histograms,
+    read,
+)
 from tierkit.integrations._metrics import Metric as TierkitMetric
 
 __all__ = ["TierkitCollector"]
@@ -53,6 +67,7 @@ class TierkitCollector(Collector):
         """The metric names, without reading the caches (the registry calls it on ``register``)."""
         for metric in METRICS:
             yield _family(metric)
+        yield HistogramMetricFamily(LATENCY_NAME, LATENCY_HELP, labels=LATENCY_LABELS)
 
     def collect(self) -> Iterator[Metric]:
         reading: Reading = read(self._caches, self._health)
@@ -61,3 +76,7 @@ class TierkitCollector(Collector):
             for labels, value in samples:
                 family.add_metric(labels, value)
             yield family
+        latency = HistogramMetricFamily(LATENCY_NAME, LATENCY_HELP, labels=LATENCY_LABELS)
+        for labels, histogram in latency_histograms(self._caches):
+            latency.add_metric(labels, list(histogram["buckets"].items()), histogram["sum"])
+        yield latency
