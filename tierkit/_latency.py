@@ -52,7 +52,7 @@ class Latency:
 
     def __init__(self, every: int) -> None:
         self.every = every
-        self.countdown = every
+        self.countdown = 1  # the first call is timed, then one in ``every``
         self.histograms: dict[str, Histogram] = {}
 
     def observe(self, operation: str, seconds: float) -> None:
