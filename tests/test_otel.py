@@ -158,3 +158,28 @@ def test_instrument_checks_its_caches() -> None:
         instrument()
     with pytest.raises(ValueError, match="share the namespace 'x'"):
         instrument(*(tierkit.Cache(namespace="x", order=["memory"]) for _ in range(2)))
+
+
+def test_sampled_latency_is_an_opentelemetry_histogram(reader: InMemoryMetricReader, tmp_path: Any) -> None:
+    options = {"file": {"options": {"directory": str(tmp_path)}}}
+    cache = tierkit.Cache(namespace="timed", order=["memory", "file"], tiers=options, latency_sampling=1)
+    instrument(cache, meter_provider=MeterProvider(metric_readers=[reader]))
+    for n in range(5):
+        cache.set(f"k{n}", n, persistent=True)
+    data = reader.get_metrics_data()
+    assert data is not None
+    [histogram] = [
+        metric
+        for resource in data.resource_metrics
+        for scope in resource.scope_metrics
+        for metric in scope.metrics
+        if metric.name == "tierkit.tier.operation.duration"
+    ]
+    assert histogram.unit == "s"
+    points = {
+        dict(p.attributes)["tier"]: p
+        for p in histogram.data.data_points
+        if p.attributes["operation"] == "set"
+    }
+    assert points["file"].count == 5 and points["memory"].count == 5
+    assert points["file"].sum > 0

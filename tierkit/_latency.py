@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 from bisect import bisect_left
+from collections.abc import Callable
 from typing import Any
 
 BUCKETS: tuple[float, ...] = (
@@ -48,18 +49,22 @@ class Histogram:
 class Latency:
     """The histograms of one tier, by operation, and the sampling countdown."""
 
-    __slots__ = ("countdown", "every", "histograms")
+    __slots__ = ("countdown", "every", "histograms", "listeners")
 
     def __init__(self, every: int) -> None:
         self.every = every
         self.countdown = 1  # the first call is timed, then one in ``every``
         self.histograms: dict[str, Histogram] = {}
+        self.listeners: list[Callable[[str, float], object]] = []
+        """Called with (operation, seconds) for each sample (an OpenTelemetry histogram records it)."""
 
     def observe(self, operation: str, seconds: float) -> None:
         histogram = self.histograms.get(operation)
         if histogram is None:
             histogram = self.histograms.setdefault(operation, Histogram())
         histogram.observe(seconds)
+        for listener in self.listeners:
+            listener(operation, seconds)
 
     def report(self) -> dict[str, dict[str, Any]]:
         return {operation: h.report() for operation, h in sorted(self.histograms.items())}

@@ -27,11 +27,11 @@ except ImportError as exc:
 
 from tierkit import __version__
 from tierkit._cache import Cache
-from tierkit.integrations._metrics import METRICS, Metric, Reading, check_caches, read
+from tierkit.integrations._metrics import LATENCY_HELP, METRICS, Metric, Reading, check_caches, read
 
 __all__ = ["instrument"]
 
-Instrument = metrics.ObservableCounter | metrics.ObservableGauge
+Instrument = metrics.ObservableCounter | metrics.ObservableGauge | metrics.Histogram
 
 
 class _Snapshot:
@@ -95,4 +95,21 @@ def instrument(
                 description=metric.description,
             )
         )
+    if any(cache.settings.latency_sampling for cache in chosen):
+        created.append(_latency_histogram(meter, chosen))
     return tuple(created)
+
+
+def _latency_histogram(meter: metrics.Meter, caches: tuple[Cache, ...]) -> Instrument:
+    """A histogram each sampled tier call is recorded into (the ``latency_sampling`` setting)."""
+    histogram = meter.create_histogram("tierkit.tier.operation.duration", unit="s", description=LATENCY_HELP)
+    for cache in caches:
+        for slot in cache.chain.slots:
+            if slot.latency is not None:
+                labels = {"cache_namespace": cache.settings.namespace, "tier": slot.name, "kind": slot.kind}
+
+                def record(operation: str, seconds: float, labels: dict[str, str] = labels) -> None:
+                    histogram.record(seconds, {**labels, "operation": operation})
+
+                slot.latency.listeners.append(record)
+    return histogram
