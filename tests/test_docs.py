@@ -67,6 +67,7 @@ EXAMPLE_PAGES = (
     "tiers/redis.md",
     "monitoring.md",
     "plugins/testing.md",
+    "plugins/hooks.md",
 )
 IN_CI = os.environ.get("CI", "").lower() == "true"
 SHELLS = {"bash", "sh", "shell"}
@@ -114,6 +115,35 @@ def test_required_hooks_are_listed_on_the_hooks_page() -> None:
     page = HOOKS_PAGE.read_text()
     for name in tierkit.hookspecs.REQUIRED_HOOKS:
         assert re.search(rf"\|\s*`{name}`\s*\|\s*required", page), f"{name} is not marked required"
+
+
+def test_hooks_page_documents_exactly_the_attributes_of_tier() -> None:
+    """"The tier class" lists every public attribute of ``tierkit.Tier`` but its hooks, and no other."""
+    page = HOOKS_PAGE.read_text()
+    section = page.split("\n## The tier class\n", 1)[1].split("\n## ", 1)[0]
+    documented = set(re.findall(r"^\|\s*`(\w+)[(`]", section, re.M))
+    public = {
+        name for name in vars(tierkit.Tier) if not name.startswith("_") and not name.startswith("tierkit_")
+    }
+    assert documented - public == set(), f"{HOOKS_PAGE.name} documents what tierkit.Tier lacks"
+    assert public - documented == set(), f"{HOOKS_PAGE.name} does not document these tierkit.Tier attributes"
+
+
+def test_hooks_page_settings_source_example_is_a_valid_declaration(tmp_path: Path) -> None:
+    """The page's example tier declares its configuration validly, and its source reads and skips."""
+    from tierkit._contract import check_tier_class
+
+    (block,) = [
+        b for s in parse_page("plugins/hooks.md") for b in s.blocks if b.title == "declared_configuration.py"
+    ]
+    example: dict[str, object] = {"__name__": "declared_configuration"}
+    exec(compile(block.code, str(HOOKS_PAGE), "exec"), example)
+    tier, source = example["MemcachedTier"], example["SecretFiles"]
+    problems = check_tier_class(tier)
+    assert problems and all(p.startswith("missing @tierkit.hookimpl methods") for p in problems), problems
+    (tmp_path / "MEMCACHED_SERVERS").write_text("cache1:11211\n")
+    assert source(str(tmp_path))() == {"MEMCACHED_SERVERS": "cache1:11211"}  # type: ignore[operator]
+    assert tier.settings_sources() == (source(),)  # type: ignore[attr-defined,operator]
 
 
 def test_testing_page_describes_every_conformance_test_and_flag() -> None:
