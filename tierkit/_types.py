@@ -82,8 +82,11 @@ class TierHealth:
     """A tier's answer to ``tierkit_health``."""
 
     status: HealthStatus
+    """``ok``, ``degraded``, ``down`` or ``skipped`` (not running here, e.g. outside a session)."""
     reason: str = ""
+    """Why, in words a human can act on (a short summary, or nothing, when ``ok``).  Never a secret."""
     details: Mapping[str, Any] = field(default_factory=dict)
+    """Cheap figures (latency, server version …); the chain adds ``breaker`` and ``pending_invalidations``."""
 
 
 @dataclass(frozen=True)
@@ -117,13 +120,22 @@ class KeyReport:
 
 @dataclass(frozen=True)
 class TierReport:
-    """Health of one tier of the order."""
+    """Health of one tier of the order, as ``Cache.health()`` reports it."""
 
     name: str
+    """The tier's name in the order."""
     kind: str
+    """Its kind (the entry-point name)."""
     status: HealthStatus
+    """The tier's own answer, made worse by the chain's view: ``down`` while its circuit breaker
+    is open, ``degraded`` while half-open or with missed invalidations pending; ``skipped`` (or
+    ``down``) for a tier of the order that is not in the chain (not installed, not configured,
+    failed to start)."""
     reason: str = ""
+    """Why, in words (a short summary, or nothing, when ``ok``).  Secrets redacted."""
     details: Mapping[str, Any] = field(default_factory=dict)
+    """The tier's ``details`` plus ``breaker`` (its state) and ``pending_invalidations``;
+    empty for a tier of the order that is not in the chain."""
 
 
 @dataclass(frozen=True)
@@ -131,9 +143,12 @@ class HealthReport:
     """``Cache.health()``: the worst status of the configured tiers, and each tier's."""
 
     status: Literal["ok", "degraded", "down"]
+    """The worst status of the tiers (``skipped`` counts as ``ok``)."""
     tiers: dict[str, TierReport]
+    """Tier name → its report, in the configured order (skipped tiers included)."""
 
     def to_dict(self) -> dict[str, Any]:
+        """Plain data, as ``tierkit health --json`` prints it."""
         return {
             "status": self.status,
             "tiers": {
