@@ -169,6 +169,15 @@ def generated_module() -> ModuleType:
     return module
 
 
+def test_api_page_renders_every_public_name() -> None:
+    import tierkit
+
+    page = (DOCS / "api.md").read_text()
+    rendered = set(re.findall(r"^::: tierkit\.(\w+)\s*$", page, re.M))
+    missing = sorted(set(tierkit.__all__) - rendered - {"__version__"})
+    assert not missing, f"api.md has no section for: {missing}"
+
+
 def test_cli_reference_has_every_command() -> None:
     page = (DOCS / "cli.md").read_text()
     assert re.search(r"^<!-- cli-help -->$", page, re.M), "cli.md lacks the top-level help"
