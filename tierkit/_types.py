@@ -57,7 +57,7 @@ class _Missing:
 
 
 MISSING: Final = _Missing()
-"""Returned for a miss where ``None`` would be ambiguous: ``None`` is a cacheable value."""
+"""Pass it as ``get``'s ``default`` to tell a miss (then returned) from a cached ``None``."""
 
 
 class Entry(NamedTuple):
