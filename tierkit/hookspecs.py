@@ -88,7 +88,9 @@ def tierkit_set(key: str, entry: Entry) -> None:
     :param key: the cache key.
     :param entry: ``(value, expires_at, tags)``.  ``value`` is a Python object
         for object tiers and ``bytes`` for byte tiers; ``expires_at`` is
-        already capped by the tier's ``max_ttl``.  ``tags`` must be kept so
+        already capped by the tier's ``max_ttl``, and may already have passed
+        (a hit copied up as it expired): such an entry must never be served,
+        and may be dropped at once.  ``tags`` must be kept so
         that ``tierkit_invalidate_tags`` can find the key and ``tierkit_get``
         can return them (the chain copies them when it backfills upper tiers).
 
@@ -122,7 +124,9 @@ def tierkit_invalidate_tags(tags: Sequence[str]) -> int:
 
     Must not read every entry: keep an index from tag to keys.
 
-    :return: the number of entries removed (best effort for remote tiers).
+    :return: the number of entries removed from this tier, each counted once
+        however many of ``tags`` it carries, as an ``int`` (best effort for
+        remote tiers).
 
     Required.
     """
@@ -132,7 +136,8 @@ def tierkit_invalidate_tags(tags: Sequence[str]) -> int:
 def tierkit_invalidate_prefix(prefix: str) -> int:
     """Remove every entry whose key starts with ``prefix``.
 
-    :return: the number of entries removed.
+    :return: the number of entries removed from this tier, as an ``int``
+        (best effort for remote tiers).
 
     Required.
     """
