@@ -162,6 +162,53 @@ def test_testing_page_describes_every_conformance_test_and_flag() -> None:
     assert not missing, f"plugins/testing.md does not describe: {missing}"
 
 
+# -- promises of configuration.md that its examples cannot show ---------------------------------
+
+
+@pytest.fixture
+def running_streamlit(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
+    """Stand-in ``streamlit`` modules, as during a script run (the session plugin reads two attributes)."""
+    streamlit = ModuleType("streamlit")
+    streamlit.session_state = {}  # type: ignore[attr-defined]
+    streamlit.secrets = {"REDIS_URL": "redis://from-st-secrets:6379/0"}  # type: ignore[attr-defined]
+    scriptrunner = ModuleType("streamlit.runtime.scriptrunner")
+    scriptrunner.get_script_run_ctx = lambda suppress_warning=False: object()  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "streamlit", streamlit)
+    monkeypatch.setitem(sys.modules, "streamlit.runtime.scriptrunner", scriptrunner)
+    return streamlit
+
+
+def test_streamlit_secrets_come_from_st_secrets_under_a_running_script(
+    running_streamlit: ModuleType, isolated_config: Path
+) -> None:
+    from tierkit import load_settings
+
+    (isolated_config / ".streamlit").mkdir()
+    (isolated_config / ".streamlit" / "secrets.toml").write_text('REDIS_URL = "redis://from-file:6379/0"\n')
+    settings = load_settings(order=["memory", "redis"])  # no session tier: the source serves every variable
+    assert settings.tiers["redis"].options["url"] == "redis://from-st-secrets:6379/0"
+
+
+def test_an_unreadable_streamlit_secrets_file_is_skipped_with_a_warning(
+    isolated_config: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from tierkit import load_settings
+
+    (isolated_config / ".streamlit" / "secrets.toml").mkdir(parents=True)  # unreadable, even for root
+    with caplog.at_level("WARNING", logger="tierkit"):
+        settings = load_settings()
+    assert "redis" not in settings.tiers
+    assert any("cannot read Streamlit secrets" in r.getMessage() for r in caplog.records)
+
+
+def test_plain_variables_are_read_for_the_kinds_of_the_order(monkeypatch: pytest.MonkeyPatch) -> None:
+    from tierkit import load_settings
+
+    monkeypatch.setenv("REDIS_URL", "redis://localhost:6379/0")
+    assert load_settings().tiers["redis"].options["url"] == "redis://localhost:6379/0"  # default order
+    assert "redis" not in load_settings(order=["memory", "file"]).tiers
+
+
 # -- generated parts: the CLI help and the options tables --------------------------------------
 
 
