@@ -228,6 +228,10 @@ def test_api_page_renders_every_public_name() -> None:
     rendered = set(re.findall(r"^::: tierkit\.(\w+)\s*$", page, re.M))
     missing = sorted(set(tierkit.__all__) - rendered - {"__version__"})
     assert not missing, f"api.md has no section for: {missing}"
+    cache_section = page.split("::: tierkit.Cache\n", 1)[1].split(":::", 1)[0]
+    listed = set(re.findall(r"^ +- (\w+)$", cache_section, re.M))
+    public = {name for name in vars(tierkit.Cache) if not name.startswith("_")}
+    assert public - listed == set(), f"api.md does not render these Cache members: {public - listed}"
 
 
 def test_cli_reference_has_every_command() -> None:
