@@ -267,14 +267,17 @@ class Tier(Generic[OptionsT]):
         """Optional fast path: a fused ``get(key, default)`` serving hits from this tier.
 
         When this tier comes first in a chain, holds objects and is not
-        :attr:`remote`, the chain asks it once for a front door and makes it the
-        cache's ``get``: a hit then costs what this function costs, with no
-        further call.  The function must return the cached value itself on a
-        hit (after checking expiry on the context's clock) and add 1 to
-        ``counters.hits``; on anything else (miss, expired entry, a key it
-        cannot look up) it must return ``on_miss(key, default)``, which goes on
-        down the chain.  Return ``None`` (the default) to offer none: the chain
-        then calls :func:`~tierkit.hookspecs.tierkit_get` instead.
+        :attr:`remote`, the chain asks it for a front door for each reader it
+        builds (the cache's ``get``, and one per ``@cached`` return type): a hit
+        then costs what this function costs, with no further call.  The
+        function (``default`` optional, ``None``) must return the cached value
+        itself on a hit (after checking expiry on the context's clock) and add
+        1 to ``counters.hits``; on anything else (miss, expired entry, a key it
+        cannot look up) it must return ``on_miss(key, default)``, which checks
+        the key, counts the miss and goes on down the chain.  Nothing guards
+        it: it must be thread-safe and raise nothing of its own.  Return
+        ``None`` (the default) to offer none: the chain then calls
+        :func:`~tierkit.hookspecs.tierkit_get` instead.
         """
         return None
 
