@@ -6,6 +6,8 @@ Example pages are split into sections at their headings and content tabs.  In ea
   relative to an empty working directory, before the section's script runs — ``tierkit.toml``, ``.env.local``,
   ``.streamlit/secrets.toml`` … exactly as the page shows them;
 * ``export NAME=value`` lines of ``bash`` blocks are set in the environment;
+* on the pages of ``OUTPUT_CHECKED``, a ``text`` block titled ``output`` is what the section's
+  script prints (``...`` matches anything);
 * ``console`` blocks hold ``$ tierkit …`` commands and their output: after the script, each
   command runs there and its output must match the page (doctest rules: runs of spaces are
   equal, ``...`` matches anything; a lone ``...`` as output only checks it does not crash);
@@ -67,7 +69,11 @@ EXAMPLE_PAGES = (
     "tiers/redis.md",
     "monitoring.md",
     "plugins/testing.md",
+    "plugins/hooks.md",
 )
+OUTPUT_CHECKED = {"getting-started.md", "configuration.md"}
+"""Pages whose ``output`` blocks are compared with what their examples print (the others' are not yet
+up to date: monitoring.md, tiers/file.md and tiers/redis.md show older output or log lines)."""
 IN_CI = os.environ.get("CI", "").lower() == "true"
 SHELLS = {"bash", "sh", "shell"}
 NOT_FILES = {"text", "output"}
@@ -116,6 +122,35 @@ def test_required_hooks_are_listed_on_the_hooks_page() -> None:
         assert re.search(rf"\|\s*`{name}`\s*\|\s*required", page), f"{name} is not marked required"
 
 
+def test_hooks_page_documents_exactly_the_attributes_of_tier() -> None:
+    """ "The tier class" lists every public attribute of ``tierkit.Tier`` but its hooks, and no other."""
+    page = HOOKS_PAGE.read_text()
+    section = page.split("\n## The tier class\n", 1)[1].split("\n## ", 1)[0]
+    documented = set(re.findall(r"^\|\s*`(\w+)[(`]", section, re.M))
+    public = {
+        name for name in vars(tierkit.Tier) if not name.startswith("_") and not name.startswith("tierkit_")
+    }
+    assert documented - public == set(), f"{HOOKS_PAGE.name} documents what tierkit.Tier lacks"
+    assert public - documented == set(), f"{HOOKS_PAGE.name} does not document these tierkit.Tier attributes"
+
+
+def test_hooks_page_settings_source_example_is_a_valid_declaration(tmp_path: Path) -> None:
+    """The page's example tier declares its configuration validly, and its source reads and skips."""
+    from tierkit._contract import check_tier_class
+
+    (block,) = [
+        b for s in parse_page("plugins/hooks.md") for b in s.blocks if b.title == "declared_configuration.py"
+    ]
+    example: dict[str, object] = {"__name__": "declared_configuration"}
+    exec(compile(block.code, str(HOOKS_PAGE), "exec"), example)
+    tier, source = example["MemcachedTier"], example["SecretFiles"]
+    problems = check_tier_class(tier)
+    assert problems and all(p.startswith("missing @tierkit.hookimpl methods") for p in problems), problems
+    (tmp_path / "MEMCACHED_SERVERS").write_text("cache1:11211\n")
+    assert source(str(tmp_path))() == {"MEMCACHED_SERVERS": "cache1:11211"}  # type: ignore[operator]
+    assert tier.settings_sources() == (source(),)  # type: ignore[attr-defined,operator]
+
+
 def test_testing_page_describes_every_conformance_test_and_flag() -> None:
     from tierkit.testing import TierConformance
 
@@ -125,6 +160,53 @@ def test_testing_page_describes_every_conformance_test_and_flag() -> None:
     names += ["clock", "tier", "reopen", "second_instance", "make_tier", "broken_tier"]
     missing = [name for name in names if f"`{name}`" not in page]
     assert not missing, f"plugins/testing.md does not describe: {missing}"
+
+
+# -- promises of configuration.md that its examples cannot show ---------------------------------
+
+
+@pytest.fixture
+def running_streamlit(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
+    """Stand-in ``streamlit`` modules, as during a script run (the session plugin reads two attributes)."""
+    streamlit = ModuleType("streamlit")
+    streamlit.session_state = {}  # type: ignore[attr-defined]
+    streamlit.secrets = {"REDIS_URL": "redis://from-st-secrets:6379/0"}  # type: ignore[attr-defined]
+    scriptrunner = ModuleType("streamlit.runtime.scriptrunner")
+    scriptrunner.get_script_run_ctx = lambda suppress_warning=False: object()  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "streamlit", streamlit)
+    monkeypatch.setitem(sys.modules, "streamlit.runtime.scriptrunner", scriptrunner)
+    return streamlit
+
+
+def test_streamlit_secrets_come_from_st_secrets_under_a_running_script(
+    running_streamlit: ModuleType, isolated_config: Path
+) -> None:
+    from tierkit import load_settings
+
+    (isolated_config / ".streamlit").mkdir()
+    (isolated_config / ".streamlit" / "secrets.toml").write_text('REDIS_URL = "redis://from-file:6379/0"\n')
+    settings = load_settings(order=["memory", "redis"])  # no session tier: the source serves every variable
+    assert settings.tiers["redis"].options["url"] == "redis://from-st-secrets:6379/0"
+
+
+def test_an_unreadable_streamlit_secrets_file_is_skipped_with_a_warning(
+    isolated_config: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from tierkit import load_settings
+
+    (isolated_config / ".streamlit" / "secrets.toml").mkdir(parents=True)  # unreadable, even for root
+    with caplog.at_level("WARNING", logger="tierkit"):
+        settings = load_settings()
+    assert "redis" not in settings.tiers
+    assert any("cannot read Streamlit secrets" in r.getMessage() for r in caplog.records)
+
+
+def test_plain_variables_are_read_for_the_kinds_of_the_order(monkeypatch: pytest.MonkeyPatch) -> None:
+    from tierkit import load_settings
+
+    monkeypatch.setenv("REDIS_URL", "redis://localhost:6379/0")
+    assert load_settings().tiers["redis"].options["url"] == "redis://localhost:6379/0"  # default order
+    assert "redis" not in load_settings(order=["memory", "file"]).tiers
 
 
 # -- generated parts: the CLI help and the options tables --------------------------------------
@@ -137,6 +219,19 @@ def generated_module() -> ModuleType:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def test_api_page_renders_every_public_name() -> None:
+    import tierkit
+
+    page = (DOCS / "api.md").read_text()
+    rendered = set(re.findall(r"^::: tierkit\.(\w+)\s*$", page, re.M))
+    missing = sorted(set(tierkit.__all__) - rendered - {"__version__"})
+    assert not missing, f"api.md has no section for: {missing}"
+    cache_section = page.split("::: tierkit.Cache\n", 1)[1].split(":::", 1)[0]
+    listed = set(re.findall(r"^ +- (\w+)$", cache_section, re.M))
+    public = {name for name in vars(tierkit.Cache) if not name.startswith("_")}
+    assert public - listed == set(), f"api.md does not render these Cache members: {public - listed}"
 
 
 def test_cli_reference_has_every_command() -> None:
@@ -448,5 +543,18 @@ def test_example_runs(
             f"the example of docs/{section.page}, section {section.heading!r} (line {section.line}) "
             f"failed; line numbers below are the page's:\n{result.stderr}\n--- stdout ---\n{result.stdout}"
         )
+        check_output(section, result.stdout)
     for block in consoles:
         check_console(block, section, isolated_config)
+
+
+def check_output(section: Section, printed: str) -> None:
+    """A section's ``text title="output"`` block is what its script prints (``...`` matches anything)."""
+    shown = [b for b in section.blocks if b.lang == "text" and b.title == "output" and b.skip is None]
+    if not shown or section.page not in OUTPUT_CHECKED:
+        return
+    expected = "".join(block.code for block in shown)
+    checker, flags = doctest.OutputChecker(), doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
+    assert checker.check_output(expected, printed, flags), (
+        f"docs/{section.page}:{shown[0].line}: the example prints\n{printed}\nbut the page shows\n{expected}"
+    )

@@ -1,6 +1,7 @@
 """The plugin tutorial works: its example builds, installs next to tierkit and joins a chain.
 
-``examples/tierkit-dict-tier`` is the folder the tutorial walks through.  The slow tests
+``examples/tierkit-dict-tier`` is the folder the tutorial walks through, and the page shows
+its files in full (the raw Markdown reads on its own, imports included).  The slow tests
 build it and tierkit (from this source tree) as wheels, install both into a fresh virtual
 environment — no ``--system-site-packages``: nothing from this environment leaks in — and
 there run ``tierkit tiers`` and a cache whose order places the plugin between memory and
@@ -12,6 +13,7 @@ from __future__ import annotations
 import doctest
 import json
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -24,6 +26,7 @@ from pathlib import Path
 import pytest
 
 from ._run import run_module
+from .test_docs import Block, console_sessions, parse_page
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "tierkit-dict-tier"
@@ -96,8 +99,54 @@ def app(tmp_path: Path) -> Path:
     return directory
 
 
+def tutorial_blocks(title: str | None = None, lang: str | None = None) -> list[Block]:
+    """The tutorial's fenced blocks, in page order, with that title and/or language."""
+    return [
+        block
+        for section in parse_page("plugins/tutorial.md")
+        for block in section.blocks
+        if (title is None or block.title == title) and (lang is None or block.lang == lang)
+    ]
+
+
+def _paragraphs(text: str) -> str:
+    """``text`` with runs of blank lines as one: the page splits a file between blocks at blank lines."""
+    return re.sub(r"\n(?:[ \t]*\n)+", "\n\n", text).strip() + "\n"
+
+
+EXAMPLE_FILES = sorted(
+    path.relative_to(EXAMPLE).as_posix()
+    for path in [EXAMPLE / "pyproject.toml", *EXAMPLE.rglob("*.py")]
+    if "__pycache__" not in path.parts
+)
+
+
+@pytest.mark.parametrize("name", EXAMPLE_FILES)
+def test_the_page_shows_each_example_file_in_full(name: str) -> None:
+    """The blocks titled with a file of the example, put together, are that file: no drift, no gap."""
+    blocks = tutorial_blocks(title=name)
+    assert blocks, f"{TUTORIAL.relative_to(ROOT)} does not show {name}"
+    shown = "\n\n".join(block.code for block in blocks)
+    assert _paragraphs(shown) == _paragraphs((EXAMPLE / name).read_text()), (
+        f"the blocks titled {name!r} in {TUTORIAL.relative_to(ROOT)} differ from {EXAMPLE.name}/{name}"
+    )
+
+
+def test_the_page_includes_nothing() -> None:
+    """The raw Markdown must read on its own: no ``--8<--`` include stands in for code."""
+    assert "--8<--" not in TUTORIAL.read_text()
+
+
 def test_the_example_passes_its_own_tests() -> None:
-    """The example's tests — the conformance suite among them — run as the tutorial says."""
+    """The example's tests — the conformance suite among them — run and print what step 5 shows."""
+    (command,) = [
+        line
+        for block in tutorial_blocks(lang="bash")
+        for line in block.code.splitlines()
+        if line.startswith("pytest")
+    ]
+    assert command == "pytest -q"
+    (shown,) = [block.code for block in tutorial_blocks(title="output", lang="text")]
     result = run_module(
         "pytest",
         "-q",
@@ -112,6 +161,15 @@ def test_the_example_passes_its_own_tests() -> None:
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert " passed" in result.stdout and "failed" not in result.stdout
+
+    def timeless(output: str) -> str:
+        return re.sub(r" in [0-9.]+s\b", " in ...s", output.strip())
+
+    checker, flags = doctest.OutputChecker(), doctest.NORMALIZE_WHITESPACE
+    assert checker.check_output(timeless(shown), timeless(result.stdout), flags), (
+        f"step 5 of {TUTORIAL.relative_to(ROOT)} shows\n{shown}\nbut the example's tests print\n"
+        f"{result.stdout}"
+    )
 
 
 @pytest.mark.slow
@@ -173,14 +231,8 @@ print("ok")
 @pytest.mark.slow
 def test_the_tutorial_shows_what_the_commands_print(installed: Installed, app: Path) -> None:
     """The ``$ tierkit …`` sessions on the tutorial page, run in the fresh environment."""
-    from tests.test_docs import console_sessions, parse_page
-
     sessions = [
-        session
-        for section in parse_page("plugins/tutorial.md")
-        for block in section.blocks
-        if block.lang == "console"
-        for session in console_sessions(block.code)
+        session for block in tutorial_blocks(lang="console") for session in console_sessions(block.code)
     ]
     assert sessions, "the tutorial shows no tierkit command"
     checker, flags = doctest.OutputChecker(), doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE

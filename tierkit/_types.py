@@ -57,7 +57,7 @@ class _Missing:
 
 
 MISSING: Final = _Missing()
-"""Returned for a miss where ``None`` would be ambiguous: ``None`` is a cacheable value."""
+"""Pass it as ``get``'s ``default`` to tell a miss (then returned) from a cached ``None``."""
 
 
 class Entry(NamedTuple):
@@ -82,8 +82,11 @@ class TierHealth:
     """A tier's answer to ``tierkit_health``."""
 
     status: HealthStatus
+    """``ok``, ``degraded``, ``down`` or ``skipped`` (not running here, e.g. outside a session)."""
     reason: str = ""
+    """Why, in words a human can act on (a short summary, or nothing, when ``ok``).  Never a secret."""
     details: Mapping[str, Any] = field(default_factory=dict)
+    """Cheap figures (latency, server version …); the chain adds ``breaker`` and ``pending_invalidations``."""
 
 
 @dataclass(frozen=True)
@@ -117,13 +120,22 @@ class KeyReport:
 
 @dataclass(frozen=True)
 class TierReport:
-    """Health of one tier of the order."""
+    """Health of one tier of the order, as ``Cache.health()`` reports it."""
 
     name: str
+    """The tier's name in the order."""
     kind: str
+    """Its kind (the entry-point name)."""
     status: HealthStatus
+    """The tier's own answer, made worse by the chain's view: ``down`` while its circuit breaker
+    is open, ``degraded`` while half-open or with missed invalidations pending; ``skipped`` (or
+    ``down``) for a tier of the order that is not in the chain (not installed, not configured,
+    failed to start)."""
     reason: str = ""
+    """Why, in words (a short summary, or nothing, when ``ok``).  Secrets redacted."""
     details: Mapping[str, Any] = field(default_factory=dict)
+    """The tier's ``details`` plus ``breaker`` (its state) and ``pending_invalidations``;
+    empty for a tier of the order that is not in the chain."""
 
 
 @dataclass(frozen=True)
@@ -131,9 +143,12 @@ class HealthReport:
     """``Cache.health()``: the worst status of the configured tiers, and each tier's."""
 
     status: Literal["ok", "degraded", "down"]
+    """The worst status of the tiers (``skipped`` counts as ``ok``)."""
     tiers: dict[str, TierReport]
+    """Tier name → its report, in the configured order (skipped tiers included)."""
 
     def to_dict(self) -> dict[str, Any]:
+        """Plain data, as ``tierkit health --json`` prints it."""
         return {
             "status": self.status,
             "tiers": {
@@ -252,14 +267,17 @@ class Tier(Generic[OptionsT]):
         """Optional fast path: a fused ``get(key, default)`` serving hits from this tier.
 
         When this tier comes first in a chain, holds objects and is not
-        :attr:`remote`, the chain asks it once for a front door and makes it the
-        cache's ``get``: a hit then costs what this function costs, with no
-        further call.  The function must return the cached value itself on a
-        hit (after checking expiry on the context's clock) and add 1 to
-        ``counters.hits``; on anything else (miss, expired entry, a key it
-        cannot look up) it must return ``on_miss(key, default)``, which goes on
-        down the chain.  Return ``None`` (the default) to offer none: the chain
-        then calls :func:`~tierkit.hookspecs.tierkit_get` instead.
+        :attr:`remote`, the chain asks it for a front door for each reader it
+        builds (the cache's ``get``, and one per ``@cached`` return type): a hit
+        then costs what this function costs, with no further call.  The
+        function (``default`` optional, ``None``) must return the cached value
+        itself on a hit (after checking expiry on the context's clock) and add
+        1 to ``counters.hits``; on anything else (miss, expired entry, a key it
+        cannot look up) it must return ``on_miss(key, default)``, which checks
+        the key, counts the miss and goes on down the chain.  Nothing guards
+        it: it must be thread-safe and raise nothing of its own.  Return
+        ``None`` (the default) to offer none: the chain then calls
+        :func:`~tierkit.hookspecs.tierkit_get` instead.
         """
         return None
 

@@ -6,11 +6,11 @@ built, every configured tier instance is registered with the chain's
 ``pluggy.PluginManager``; pluggy checks each method's argument names against
 these specs and rejects a method named ``tierkit_*`` that matches no spec.
 
-The chain calls ``tierkit_get``, ``tierkit_get_many``, ``tierkit_set``,
-``tierkit_set_many`` and ``tierkit_delete`` directly (pre-bound, in configured
-order) on the hot path; the other hooks are broadcast through ``pm.hook``.
-Registered in chain order, ``pm.hook.tierkit_get(key=...)`` visits tiers in
-the same order as the fast path and returns the same first hit.
+The chain calls every hook directly: each tier's hookimpls are bound once,
+when the chain is built, and called positionally (keep the spec's parameter
+names *and* order).  No call goes through ``pm.hook``; registered in chain
+order, ``pm.hook.tierkit_get(key=...)`` is the slow reference path, visiting
+tiers in the same order as the fast path and returning the same first hit.
 
 Values a tier sees are :class:`tierkit.Entry` tuples ``(value, expires_at,
 tags)``.  An *object tier* (``holds = "objects"``) receives and returns Python
@@ -21,8 +21,9 @@ no expiry.
 
 Errors: a tier may raise from any data hook when its backend fails (network,
 disk); the chain counts the error, opens the tier's circuit breaker after
-repeated failures, and carries on with the other tiers.  A tier must never
-return a corrupt value as a hit.
+repeated failures, and carries on with the other tiers.  An answer of the
+wrong type is treated the same way (a failure of the tier, logged once).  A
+tier must never return a corrupt value as a hit.
 """
 
 from __future__ import annotations
@@ -87,7 +88,9 @@ def tierkit_set(key: str, entry: Entry) -> None:
     :param key: the cache key.
     :param entry: ``(value, expires_at, tags)``.  ``value`` is a Python object
         for object tiers and ``bytes`` for byte tiers; ``expires_at`` is
-        already capped by the tier's ``max_ttl``.  ``tags`` must be kept so
+        already capped by the tier's ``max_ttl``, and may already have passed
+        (a hit copied up as it expired): such an entry must never be served,
+        and may be dropped at once.  ``tags`` must be kept so
         that ``tierkit_invalidate_tags`` can find the key and ``tierkit_get``
         can return them (the chain copies them when it backfills upper tiers).
 
@@ -121,7 +124,9 @@ def tierkit_invalidate_tags(tags: Sequence[str]) -> int:
 
     Must not read every entry: keep an index from tag to keys.
 
-    :return: the number of entries removed (best effort for remote tiers).
+    :return: the number of entries removed from this tier, each counted once
+        however many of ``tags`` it carries, as an ``int`` (best effort for
+        remote tiers).
 
     Required.
     """
@@ -131,7 +136,8 @@ def tierkit_invalidate_tags(tags: Sequence[str]) -> int:
 def tierkit_invalidate_prefix(prefix: str) -> int:
     """Remove every entry whose key starts with ``prefix``.
 
-    :return: the number of entries removed.
+    :return: the number of entries removed from this tier, as an ``int``
+        (best effort for remote tiers).
 
     Required.
     """
@@ -141,7 +147,8 @@ def tierkit_invalidate_prefix(prefix: str) -> int:
 def tierkit_clear() -> None:
     """Remove every entry of this tier's namespace, and nothing outside it.
 
-    Broadcast by ``Cache.clear()`` through ``pm.hook``.  Required.
+    Called by ``Cache.clear()`` for each writable tier (or the tiers it names).
+    Required.
     """
 
 
@@ -154,8 +161,8 @@ def tierkit_health() -> TierHealth:
         figures (latency, server version).  Must not raise and must not take
         longer than the tier's own timeouts.  Secrets never appear in it.
 
-    Broadcast through ``pm.hook``.  Optional: :class:`tierkit.Tier` answers
-    ``ok``.
+    Called for each tier by ``Cache.health()``.  Optional: :class:`tierkit.Tier`
+    answers ``ok``.
     """
 
 
@@ -166,7 +173,7 @@ def tierkit_stats() -> Mapping[str, Any]:
     The chain adds its own per-tier counters (hits, misses, sets, errors).
     Must be cheap: no scan of the store per call.
 
-    Broadcast through ``pm.hook``.  Optional.
+    Called for each tier by ``Cache.stats()``.  Optional.
     """
 
 

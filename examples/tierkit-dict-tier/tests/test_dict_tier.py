@@ -50,6 +50,21 @@ def test_an_expired_entry_is_a_miss_and_is_removed(clock: FakeClock) -> None:
     assert tier.tierkit_stats()["entries"] == 0
 
 
+def test_an_entry_stored_already_expired_is_never_served(clock: FakeClock) -> None:
+    """The chain may hand over an entry whose deadline has passed (a backfill that raced the clock)."""
+    tier = DictTier(DictTier.Options(), make_context(clock))
+    tier.tierkit_set(key="k", entry=Entry("stale", clock() - 1, ()))
+    assert tier.tierkit_get(key="k") is None
+
+
+def test_invalidation_counts_the_entries_this_tier_removed(clock: FakeClock) -> None:
+    tier = DictTier(DictTier.Options(), make_context(clock))
+    tier.tierkit_set(key="a", entry=Entry(1, None, ("t",)))
+    tier.tierkit_set(key="b", entry=Entry(2, None, ("t", "u")))
+    assert tier.tierkit_invalidate_tags(tags=["t", "u"]) == 2  # two entries, whatever the tags
+    assert tier.tierkit_invalidate_tags(tags=["t"]) == 0  # nothing left to remove
+
+
 def test_in_a_chain_between_memory_and_file(clock: FakeClock, tmp_path: Path) -> None:
     cache = tierkit.Cache(
         order=["memory", "dict", "file"],

@@ -12,18 +12,15 @@ import tierkit
 from tierkit import Entry, TierContext
 
 
-# --8<-- [start:options]
 class DictOptions(BaseModel):
     """Options of the ``dict`` tier: ``[tiers.<name>.options]`` in the configuration."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     max_entries: int = Field(1000, gt=0, description="Entries kept; beyond it the oldest is dropped.")
-    # --8<-- [end:options]
 
 
-# --8<-- [start:class]
-class DictTier(tierkit.Tier):
+class DictTier(tierkit.Tier[DictOptions]):
     """Python objects in a dict, in insertion order, with a tag → keys index."""
 
     Options = DictOptions
@@ -38,9 +35,7 @@ class DictTier(tierkit.Tier):
         self._tags: dict[str, set[str]] = {}  # tag → keys, so invalidation reads no entries
         self._evictions = 0
         self._lock = threading.Lock()  # one lock around every hook: simple and thread-safe
-        # --8<-- [end:class]
 
-    # --8<-- [start:hooks]
     @tierkit.hookimpl
     def tierkit_get(self, key: str) -> Entry | None:
         with self._lock:
@@ -48,7 +43,7 @@ class DictTier(tierkit.Tier):
             if entry is None:
                 return None
             if entry.expires_at is not None and entry.expires_at <= self._clock():
-                self._remove(key)  # expired: a miss, and gone
+                self._remove(key)  # expired (even if it was stored expired): a miss, and gone
                 return None
             return entry
 
@@ -93,9 +88,7 @@ class DictTier(tierkit.Tier):
         with self._lock:
             self._entries.clear()
             self._tags.clear()
-            # --8<-- [end:hooks]
 
-    # --8<-- [start:rest]
     @tierkit.hookimpl
     def tierkit_stats(self) -> Mapping[str, Any]:
         return {
@@ -111,4 +104,3 @@ class DictTier(tierkit.Tier):
             keys.discard(key)
             if not keys:
                 del self._tags[tag]
-                # --8<-- [end:rest]
