@@ -27,7 +27,7 @@ import pluggy
 from tierkit._breaker import Breaker
 from tierkit._codec import Codec
 from tierkit._config import redact
-from tierkit._events import emit
+from tierkit._events import Event, emit
 from tierkit._flight import SingleFlight
 from tierkit._latency import Latency
 from tierkit._pending import Pending
@@ -208,12 +208,9 @@ class TierSlot:
     def _held(self) -> None:
         if not self.held:
             self.held = True
-            emit(
+            self.event(
                 "invalidations_pending",
                 "tier %(tier)s (%(kind)s) missed an invalidation (%(reason)s); serves nothing until applied",
-                tier=self.name,
-                kind=self.kind,
-                namespace=self.namespace,
                 reason=self.breaker.last_error or "unreachable",
             )
 
@@ -250,13 +247,14 @@ class TierSlot:
             was_open = breaker.open_until
             breaker.success()
             if was_open:
-                emit(
+                self.event(
                     "breaker_closed",
                     "tier %(tier)s (%(kind)s) answered again; circuit breaker closed",
-                    tier=self.name,
-                    kind=self.kind,
-                    namespace=self.namespace,
                 )
+
+    def event(self, event: Event, message: str, reason: str = "") -> None:
+        """Emit ``event`` about this tier (:mod:`tierkit._events`)."""
+        emit(event, message, tier=self.name, kind=self.kind, namespace=self.namespace, reason=reason)
 
     def cap(self, expires_at: float | None, now: float) -> float | None:
         """``expires_at`` limited by this tier's ``max_ttl``."""
@@ -294,13 +292,10 @@ class TierSlot:
     def _trip(self, reason: str) -> None:
         if self.breaker.failure(reason):
             cooldown = self.breaker.open_until - self.breaker.clock()
-            emit(
+            self.event(
                 "breaker_opened",
                 "tier %(tier)s (%(kind)s) failing (%(reason)s); circuit breaker open, "
                 f"skipped for {cooldown:.1f}s, then probed",
-                tier=self.name,
-                kind=self.kind,
-                namespace=self.namespace,
                 reason=reason,
             )
         else:
@@ -601,12 +596,9 @@ class Chain:
         except Exception as delete_exc:
             slot.failed(delete_exc)
             return
-        emit(
+        slot.event(
             "corrupt_entry_removed",
             "tier %(tier)s (%(kind)s) held a corrupt entry (%(reason)s); removed it",
-            tier=slot.name,
-            kind=slot.kind,
-            namespace=slot.namespace,
             reason=f"key {key!r}: {exc}",
         )
 
