@@ -132,6 +132,7 @@ class CountingTier(DictTier):
 
 def test_one_reading_per_collection_shared_by_the_instruments(reader: InMemoryMetricReader) -> None:
     CountingTier.calls = 0
+    DictTier.stores.pop("counting", None)  # the test tiers keep their entries by tier name
     cache = tierkit.Cache(namespace="count", order=["counting"], kinds={"counting": CountingTier})
     instrument(cache, meter_provider=MeterProvider(metric_readers=[reader]))
     assert CountingTier.calls == 0  # nothing is read until a collection

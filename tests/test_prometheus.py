@@ -249,7 +249,7 @@ class CountingTier(DictTier):
 
 def test_the_caches_are_read_at_scrape_time_only(serve: Callable[..., Callable[[], Page]]) -> None:
     CountingTier.seen.clear()
-    DictTier.stores.pop("counting", None)  # another module's counting tier may have left entries
+    DictTier.stores.pop("counting", None)  # the test tiers keep their entries by tier name
     cache = tierkit.Cache(namespace="count", order=["counting"], kinds={"counting": CountingTier})
     get_before = cache.get
     scrape = serve(cache, health=False)

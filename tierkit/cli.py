@@ -80,8 +80,8 @@ the tiers hold.
 breaker, status, entries, bytes). Another process cannot see an application's counters:
 with --from URL it reads them from the application's metrics endpoint (served by
 tierkit.integrations.prometheus.TierkitCollector); without it, it shows what the shared
-tiers hold (file tier entries, bytes, evictions; the Redis server's own figures) and each
-tier's health from here."""
+tiers hold (file tier entries, bytes, evictions; a remote tier's server-wide figures) and
+each tier's health from here."""
 
 
 class CommandError(Exception):
