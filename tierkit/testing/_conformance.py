@@ -13,7 +13,7 @@ import pluggy
 import pytest
 
 from tierkit import hookspecs
-from tierkit._discovery import check_tier_class
+from tierkit._contract import check_tier_class
 from tierkit._types import Entry, TierHealth
 from tierkit.testing._context import FakeClock
 from tierkit.testing._expect import (
@@ -139,7 +139,7 @@ class TierConformance:
             expect(bool(impls), f"required hook {hook}", "an implementation", impls)
 
     def test_tier_class_passes_the_core_validator(self, tier: Any) -> None:
-        """The check tierkit runs on a tier class when it loads it: options model, holds, hooks."""
+        """The one check tierkit runs on a tier class (``Cache()``, ``tierkit tiers``)."""
         problems = check_tier_class(type(tier))
         expect_equal(problems, [], f"problems tierkit finds in {type(tier).__qualname__}")
 
