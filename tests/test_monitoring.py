@@ -13,7 +13,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 import tierkit
-from tierkit.integrations._metrics import METRICS
+from tierkit.integrations._metrics import LATENCY_NAME, METRICS
 from tierkit.integrations.prometheus import TierkitCollector
 
 PAGE = Path(__file__).resolve().parent.parent / "docs" / "monitoring.md"
@@ -89,7 +89,8 @@ def test_the_metric_table_is_what_a_scrape_exposes() -> None:
 
 
 def test_every_metric_the_page_names_exists() -> None:
-    known = {metric.prometheus_name for metric in METRICS}
+    histogram = {LATENCY_NAME + suffix for suffix in ("", "_bucket", "_sum", "_count")}
+    known = {metric.prometheus_name for metric in METRICS} | histogram
     named = set(re.findall(r"\btierkit_(?:cache|tier)_\w+", PAGE.read_text()))
     assert named - known == set()
 
