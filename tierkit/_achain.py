@@ -459,9 +459,9 @@ class AsyncChain:
 
     async def _catch_up_all(self) -> None:
         for slot in self.chain.slots:
-            if slot.pending and (not slot.breaker.open_until or slot.breaker.allow()):
-                if await self.catch_up(slot):
-                    slot.ok()
+            allowed = not slot.breaker.open_until or slot.breaker.allow()
+            if slot.pending and allowed and await self.catch_up(slot):
+                slot.ok()
 
     async def _control(self, method: Callable[..., T], *args: Any) -> T:
         if self.blocking:

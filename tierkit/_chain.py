@@ -133,9 +133,7 @@ class TierSlot:
         # The async data plane (tierkit._achain): native coroutine hooks, and whether sync ones block.
         self.blocking = bool(getattr(tier, "blocking", True))
         self.asynchronous: dict[str, Callable[..., Any]] = {
-            name: getattr(tier, f"tierkit_a{name}")
-            for name in ASYNC_HOOKS
-            if hasattr(tier, f"tierkit_a{name}")
+            name: hook for name in ASYNC_HOOKS if (hook := getattr(tier, f"tierkit_a{name}", None)) is not None
         }
         self.breaker = breaker
         self.hits = self.misses = self.sets = self.deletes = self.errors = self.corrupt = 0
