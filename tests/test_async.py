@@ -74,7 +74,12 @@ class NativeTier(DictTier):
         raise AssertionError("a sync hook was called although an async one exists")
 
 
-ALL_KINDS: dict[str, type] = {**KINDS, "thread": ThreadRecordingTier, "inline": InlineTier, "native": NativeTier}
+ALL_KINDS: dict[str, type] = {
+    **KINDS,
+    "thread": ThreadRecordingTier,
+    "inline": InlineTier,
+    "native": NativeTier,
+}
 
 
 def make(clock: FakeClock, order: list[str], **tiers: dict[str, Any]) -> Cache:
@@ -184,7 +189,9 @@ async def test_a_raising_computation_reaches_every_waiter_and_is_not_cached(cach
         await asyncio.sleep(0.01)
         raise LookupError("backend said no")
 
-    outcomes = await asyncio.gather(*(cache.aget_or_set("k", factory) for _ in range(20)), return_exceptions=True)
+    outcomes = await asyncio.gather(
+        *(cache.aget_or_set("k", factory) for _ in range(20)), return_exceptions=True
+    )
     assert calls == 1
     assert all(isinstance(o, LookupError) for o in outcomes)
     assert await cache.aget("k", MISSING) is MISSING
@@ -386,7 +393,7 @@ class TestMemoryAsyncConformance(AsyncTierConformance):
 class TestFileAsyncConformance(AsyncTierConformance):
     @pytest.fixture
     def tier(self, clock: FakeClock, tmp_path: Path) -> Iterator[FileTier]:
-        tier = FileTier(FileTier.Options(path=tmp_path / "cache.sqlite"), make_context(clock))
+        tier = FileTier(FileTier.Options(directory=tmp_path), make_context(clock))
         yield tier
         tier.tierkit_close()
 
