@@ -376,6 +376,7 @@ def test_mypy_sees_an_awaitable_result(tmp_path: Path) -> None:
         capture_output=True,
         text=True,
         cwd=Path(__file__).resolve().parent.parent,
+        check=False,
     )
     assert 'Incompatible types in assignment (expression has type "list[int]"' in result.stdout
     assert result.stdout.count("error:") == 1, result.stdout
