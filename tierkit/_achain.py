@@ -63,9 +63,11 @@ _DATA_HOOKS = (
 class _Hooks:
     """One tier's data hooks as coroutine functions: native, inline, or in a worker thread."""
 
-    __slots__ = ("catching_up", *_DATA_HOOKS)
+    __slots__ = ("catching_up", "in_flight", *_DATA_HOOKS)
 
     def __init__(self, slot: TierSlot) -> None:
+        self.in_flight = 0
+        """Calls to this tier now awaiting an answer."""
         self.catching_up = False
         """A catch-up of missed invalidations is under way: the tier serves nothing meanwhile."""
         for name in _DATA_HOOKS:
@@ -115,17 +117,29 @@ class AsyncChain:
     # -- guarded calls --------------------------------------------------------------------------
 
     async def ask(self, slot: TierSlot, method: Callable[..., Awaitable[T]], *args: Any) -> T | Unavailable:
-        """:meth:`TierSlot.ask`, awaited: breaker, missed invalidations first, failures counted."""
+        """:meth:`TierSlot.ask`, awaited: breaker, missed invalidations first, failures counted.
+
+        Coroutines are cheap, so hundreds may reach a failing tier before its
+        breaker opens, each opening a connection on the loop.  Once a tier has
+        failed (until it answers again) it gets one call at a time, as a probe;
+        the others skip it as if its breaker were open.
+        """
         breaker = slot.breaker
         if breaker.open_until and not breaker.allow():
             return UNAVAILABLE
+        hooks = self.hooks[slot]
+        if breaker.failures and hooks.in_flight:
+            return UNAVAILABLE
         if slot.pending and not await self.catch_up(slot):
             return UNAVAILABLE
+        hooks.in_flight += 1
         try:
             return await method(*args)
         except Exception as exc:
             slot.failed(exc)
             return UNAVAILABLE
+        finally:
+            hooks.in_flight -= 1
 
     async def call(self, slot: TierSlot, method: Callable[..., Awaitable[T]], *args: Any) -> T | Unavailable:
         """:meth:`TierSlot.call`, awaited."""

@@ -155,7 +155,7 @@ class AsyncTierConformance:
                 assert got is None or got.value in values
 
         async def scenario() -> None:
-            await asyncio.gather(*(worker(w) for w in range(50)))
+            await asyncio.gather(*(worker(w) for w in range(20)))
 
         run(scenario())
 

@@ -27,8 +27,16 @@ if TYPE_CHECKING:
 
 
 def connect_async(options: Options) -> redis.asyncio.Redis:
-    """A ``redis.asyncio`` client for ``options`` (connects lazily, in the running loop)."""
+    """A ``redis.asyncio`` client for ``options`` (connects lazily, in the running loop).
+
+    Coroutines are not bounded the way threads are: past ``max_connections`` a
+    call waits for a free connection (up to ``socket_timeout``) instead of failing.
+    The driver's version is given, not looked up: redis-py would otherwise read
+    its package metadata from disk for every new connection, on the loop.
+    """
+    import redis
     import redis.asyncio
+    from redis.driver_info import DriverInfo
     from redis.asyncio.retry import Retry
     from redis.backoff import NoBackoff
     from redis.exceptions import ConnectionError as RedisConnectionError
@@ -39,7 +47,9 @@ def connect_async(options: Options) -> redis.asyncio.Redis:
         raise ValueError("url is not set")
     url, kwargs = options.url.get_secret_value(), _client_kwargs(options)
     kwargs["retry"] = Retry(NoBackoff(), options.retries, supported_errors=(RedisConnectionError,))
-    return redis.asyncio.Redis.from_url(url, **kwargs)
+    kwargs["driver_info"] = DriverInfo(name="redis-py", lib_version=redis.__version__)
+    pool = redis.asyncio.BlockingConnectionPool.from_url(url, timeout=options.socket_timeout, **kwargs)
+    return redis.asyncio.Redis(connection_pool=pool)
 
 
 def without_async_hooks(tier: object) -> None:
