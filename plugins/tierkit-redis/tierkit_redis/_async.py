@@ -36,9 +36,9 @@ def connect_async(options: Options) -> redis.asyncio.Redis:
     """
     import redis
     import redis.asyncio
-    from redis.driver_info import DriverInfo
     from redis.asyncio.retry import Retry
     from redis.backoff import NoBackoff
+    from redis.driver_info import DriverInfo
     from redis.exceptions import ConnectionError as RedisConnectionError
 
     from tierkit_redis._client import _client_kwargs
