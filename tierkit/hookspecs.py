@@ -209,47 +209,72 @@ independent; the arguments, return values and contract are the sync hook's.
 
 @hookspec(firstresult=True)
 async def tierkit_aget(key: str) -> Entry | None:
-    """``tierkit_get`` as a coroutine.  Optional."""
+    """``tierkit_get`` as a coroutine: same arguments, answer and contract.
+
+    Awaited by the async API instead of the sync hook.  Optional.
+    """
 
 
 @hookspec
 async def tierkit_aget_many(keys: Sequence[str]) -> Mapping[str, Entry]:
-    """``tierkit_get_many`` as a coroutine.  Optional."""
+    """``tierkit_get_many`` as a coroutine: same arguments, answer and contract.
+
+    Awaited by the async API instead of the sync hook.  Optional.
+    """
 
 
 @hookspec
 async def tierkit_aset(key: str, entry: Entry) -> None:
-    """``tierkit_set`` as a coroutine.  Optional."""
+    """``tierkit_set`` as a coroutine: same arguments, answer and contract.
+
+    Awaited by the async API instead of the sync hook.  Optional.
+    """
 
 
 @hookspec
 async def tierkit_aset_many(entries: Mapping[str, Entry]) -> None:
-    """``tierkit_set_many`` as a coroutine.  Optional."""
+    """``tierkit_set_many`` as a coroutine: same arguments, answer and contract.
+
+    Awaited by the async API instead of the sync hook.  Optional.
+    """
 
 
 @hookspec
 async def tierkit_adelete(key: str) -> bool:
-    """``tierkit_delete`` as a coroutine.  Optional."""
+    """``tierkit_delete`` as a coroutine: same arguments, answer and contract.
+
+    Awaited by the async API instead of the sync hook.  Optional.
+    """
 
 
 @hookspec
 async def tierkit_ainvalidate_tags(tags: Sequence[str]) -> int:
-    """``tierkit_invalidate_tags`` as a coroutine.  Optional."""
+    """``tierkit_invalidate_tags`` as a coroutine: same arguments, answer and contract.
+
+    Awaited by the async API instead of the sync hook.  Optional.
+    """
 
 
 @hookspec
 async def tierkit_ainvalidate_prefix(prefix: str) -> int:
-    """``tierkit_invalidate_prefix`` as a coroutine.  Optional."""
+    """``tierkit_invalidate_prefix`` as a coroutine: same arguments, answer and contract.
+
+    Awaited by the async API instead of the sync hook.  Optional.
+    """
 
 
 @hookspec
 async def tierkit_aclear() -> None:
-    """``tierkit_clear`` as a coroutine.  Optional."""
+    """``tierkit_clear`` as a coroutine: same arguments, answer and contract.
+
+    Awaited by the async API instead of the sync hook.  Optional.
+    """
 
 
 @hookspec
 async def tierkit_aclose() -> None:
     """Release what the async hooks hold in the running event loop (``Cache.aclose()``).
+
 
     Called before ``tierkit_close``, which the chain then calls as usual.  Optional.
     """
