@@ -130,7 +130,7 @@ class AsyncChain:
         hooks = self.hooks[slot]
         if breaker.failures and hooks.in_flight:
             return UNAVAILABLE
-        if slot.pending and not await self.catch_up(slot):
+        if slot.held and not await self.catch_up(slot):
             return UNAVAILABLE
         hooks.in_flight += 1
         try:
@@ -180,6 +180,7 @@ class AsyncChain:
             return False
         finally:
             hooks.catching_up = False
+        slot.held = bool(pending)  # more may have been added meanwhile
         log.info("tier %r (%s) caught up with the invalidations it had missed", slot.name, slot.kind)
         return True
 
@@ -195,7 +196,7 @@ class AsyncChain:
                 break
             remaining.pop()
         if remaining:
-            slot.pending.add(keys=remaining)
+            slot.remember(keys=remaining)
 
     # -- reads ----------------------------------------------------------------------------------
 
@@ -408,7 +409,7 @@ class AsyncChain:
                 continue
             if outcome is not UNAVAILABLE:
                 slot.violated("tierkit_delete", "bool", outcome)
-            slot.pending.add(keys=(key,))
+            slot.remember(keys=(key,))
         return removed
 
     async def invalidate(self, tags: Iterable[str], prefix: str | None) -> Invalidated:
@@ -423,14 +424,14 @@ class AsyncChain:
                 answer = await self.ask(slot, hooks.invalidate_tags, tag_tuple)
                 count = slot.checked_count("tierkit_invalidate_tags", answer)
                 if count is None:
-                    slot.pending.add(tags=tag_tuple)
+                    slot.remember(tags=tag_tuple)
                 reached = count is not None
                 removed += count or 0
             if prefix is not None:
                 answer = await self.ask(slot, hooks.invalidate_prefix, prefix)
                 count = slot.checked_count("tierkit_invalidate_prefix", answer)
                 if count is None:
-                    slot.pending.add(prefix=prefix)
+                    slot.remember(prefix=prefix)
                 reached = reached and count is not None
                 removed += count or 0
             if not reached:
@@ -441,7 +442,7 @@ class AsyncChain:
         """:meth:`Chain.clear`, awaited."""
         for slot in self.chain.to_clear(names):
             if await self.call(slot, self.hooks[slot].clear) is UNAVAILABLE:
-                slot.pending.add_clear()
+                slot.remember_clear()
 
     # -- control plane --------------------------------------------------------------------------
 
@@ -474,7 +475,7 @@ class AsyncChain:
     async def _catch_up_all(self) -> None:
         for slot in self.chain.slots:
             allowed = not slot.breaker.open_until or slot.breaker.allow()
-            if slot.pending and allowed and await self.catch_up(slot):
+            if slot.held and allowed and await self.catch_up(slot):
                 slot.ok()
 
     async def _control(self, method: Callable[..., T], *args: Any) -> T:

@@ -133,7 +133,9 @@ class TierSlot:
         # The async data plane (tierkit._achain): native coroutine hooks, and whether sync ones block.
         self.blocking = bool(getattr(tier, "blocking", True))
         self.asynchronous: dict[str, Callable[..., Any]] = {
-            name: hook for name in ASYNC_HOOKS if (hook := getattr(tier, f"tierkit_a{name}", None)) is not None
+            name: hook
+            for name in ASYNC_HOOKS
+            if (hook := getattr(tier, f"tierkit_a{name}", None)) is not None
         }
         self.breaker = breaker
         self.hits = self.misses = self.sets = self.deletes = self.errors = self.corrupt = 0
