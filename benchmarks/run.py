@@ -26,6 +26,7 @@ import tierkit_session
 from benchmarks import memsize, report, scaling, startup, throughput
 from benchmarks._env import isolated_config, json_value, machine_record, private_redis, temp_root
 from benchmarks._timing import FULL, QUICK, per_op_ns
+from benchmarks.async_pairs import ASYNC_WORKLOADS
 from benchmarks.pairs import WORKLOADS, Context, run_workload
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -56,10 +57,10 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         print(f"unknown sections: {', '.join(sorted(unknown))}", file=sys.stderr)
         return 2
-    workloads = WORKLOADS
+    workloads = WORKLOADS + ASYNC_WORKLOADS
     if args.only:
         wanted = {k.strip() for k in args.only.split(",")}
-        workloads = tuple(w for w in WORKLOADS if w.key in wanted)
+        workloads = tuple(w for w in WORKLOADS + ASYNC_WORKLOADS if w.key in wanted)
         if missing := wanted - {w.key for w in workloads}:
             print(f"unknown workload ids: {', '.join(sorted(missing))}", file=sys.stderr)
             return 2

@@ -70,6 +70,7 @@ EXAMPLE_PAGES = (
     "monitoring.md",
     "plugins/testing.md",
     "plugins/hooks.md",
+    "async.md",
 )
 OUTPUT_CHECKED = {"getting-started.md", "configuration.md"}
 """Pages whose ``output`` blocks are compared with what their examples print (the others' are not yet

@@ -14,6 +14,7 @@ Quick start::
 
 from __future__ import annotations
 
+from tierkit._adecorator import AsyncCachedFunction
 from tierkit._cache import Cache, get_cache
 from tierkit._chain import Invalidated
 from tierkit._codec import register_types
@@ -38,6 +39,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "MISSING",
+    "AsyncCachedFunction",
     "Cache",
     "CachedFunction",
     "CodecError",

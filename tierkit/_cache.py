@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar, cast
 
+from tierkit._achain import AsyncChain
 from tierkit._build import build_chain
 from tierkit._chain import Chain, Invalidated
 from tierkit._codec import Codec
@@ -55,11 +56,18 @@ class Cache:
         self._chain: Chain = build_chain(self.settings, clock or time.time, kinds)
         # The chain's fastest read for this order, bound once: a memory hit is one call.
         self.get = self._chain.get  # type: ignore[method-assign,assignment]
+        self._achain = AsyncChain(self._chain)
+        self.aget = self._achain.get  # type: ignore[method-assign,assignment]
 
     @property
     def chain(self) -> Chain:
         """The built chain of tiers (for integrations such as ``@cached``)."""
         return self._chain
+
+    @property
+    def achain(self) -> AsyncChain:
+        """The async view of :attr:`chain` (same tiers and state), for integrations such as ``@cached``."""
+        return self._achain
 
     @property
     def codec(self) -> Codec:
@@ -176,6 +184,90 @@ class Cache:
     def close(self) -> None:
         """Release every tier's resources; the cache must not be used afterwards."""
         self._chain.close()
+
+    # -- async twins (docs/async.md): same arguments and semantics, never blocking the loop ----
+
+    async def aget(self, key: str, default: Any = None) -> Any:
+        """:meth:`get`, awaited; a memory hit is served inline."""
+        return await self._achain.get(key, default)  # pragma: no cover - replaced per instance
+
+    async def aget_many(self, keys: Iterable[str]) -> dict[str, Any]:
+        """:meth:`get_many`, awaited."""
+        return await self._achain.get_many(keys)
+
+    async def aset(
+        self,
+        key: str,
+        value: Any,
+        ttl: float | None = None,
+        *,
+        tags: Iterable[str] = (),
+        persistent: bool = False,
+    ) -> bool:
+        """:meth:`set`, awaited."""
+        return await self._achain.set(key, value, ttl, tags, persistent, self._chain.codec)
+
+    async def aset_many(
+        self,
+        items: Mapping[str, Any],
+        ttl: float | None = None,
+        *,
+        tags: Iterable[str] = (),
+        persistent: bool = False,
+    ) -> list[str]:
+        """:meth:`set_many`, awaited."""
+        return await self._achain.set_many(items, ttl, tags, persistent, self._chain.codec)
+
+    async def aget_or_set(
+        self,
+        key: str,
+        factory: Callable[[], T | Awaitable[T]],
+        ttl: float | None = None,
+        *,
+        tags: Iterable[str] = (),
+        persistent: bool = False,
+    ) -> T:
+        """:meth:`get_or_set`, awaited; ``factory`` may be a plain or an ``async`` function.
+
+        Concurrent coroutines of one event loop asking for the same cold key
+        await one ``factory`` call; if it raises, every one of them gets the
+        exception and nothing is stored.
+        """
+        value = await self._achain.get(key, MISSING)
+        if value is not MISSING:
+            return cast(T, value)
+        result = await self._achain.compute(key, factory, ttl, tags, persistent, self._chain.codec)
+        return cast(T, result)
+
+    async def adelete(self, key: str) -> bool:
+        """:meth:`delete`, awaited."""
+        return await self._achain.delete(key)
+
+    async def ainvalidate(self, *, tags: Iterable[str] = (), prefix: str | None = None) -> Invalidated:
+        """:meth:`invalidate`, awaited."""
+        return await self._achain.invalidate(tags, prefix)
+
+    async def aclear(self, tiers: Sequence[str] | None = None) -> None:
+        """:meth:`clear`, awaited."""
+        await self._achain.clear(tiers)
+
+    async def ahealth(self) -> HealthReport:
+        """:meth:`health`, awaited (checks that may block run in a worker thread)."""
+        return await self._achain.health()
+
+    async def astats(self) -> dict[str, Any]:
+        """:meth:`stats`, awaited."""
+        return await self._achain.stats(self.settings.namespace)
+
+    async def aclose(self) -> None:
+        """:meth:`close`, awaited: closes the tiers' async clients of the running loop too."""
+        await self._achain.close()
+
+    async def __aenter__(self) -> Cache:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
 
     def __enter__(self) -> Cache:
         return self

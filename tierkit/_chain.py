@@ -48,6 +48,7 @@ from tierkit._types import (
     new_entry,
 )
 from tierkit.errors import CodecError
+from tierkit.hookspecs import ASYNC_HOOKS
 
 log = logging.getLogger("tierkit")
 
@@ -62,6 +63,8 @@ class TierSlot:
     __slots__ = (
         "_reported",
         "ask",
+        "asynchronous",
+        "blocking",
         "breaker",
         "clear",
         "close",
@@ -127,6 +130,13 @@ class TierSlot:
         self.health: Callable[[], Any] = getattr(tier, "tierkit_health", _healthy)
         self.stats: Callable[[], Any] = getattr(tier, "tierkit_stats", dict)
         self.close: Callable[[], Any] = getattr(tier, "tierkit_close", _nothing)
+        # The async data plane (tierkit._achain): native coroutine hooks, and whether sync ones block.
+        self.blocking = bool(getattr(tier, "blocking", True))
+        self.asynchronous: dict[str, Callable[..., Any]] = {
+            name: hook
+            for name in ASYNC_HOOKS
+            if (hook := getattr(tier, f"tierkit_a{name}", None)) is not None
+        }
         self.breaker = breaker
         self.hits = self.misses = self.sets = self.deletes = self.errors = self.corrupt = 0
         self.contract_errors = 0
@@ -512,7 +522,7 @@ class Chain:
         return found
 
     def _hits_of(
-        self, slot: TierSlot, wanted: Mapping[str, None], entries: object, codec: Codec
+        self, slot: TierSlot, wanted: Mapping[str, None], entries: object, codec: Codec, now: bool = True
     ) -> dict[str, _Hit] | None:
         """The checked, decoded hits of one tier's ``get_many`` answer (``None``: the tier failed).
 
@@ -538,7 +548,7 @@ class Chain:
                 try:
                     hits[key] = (codec.decode(entry[0]), entry[0], entry)
                 except CodecError as exc:
-                    self._undecodable(slot, key, exc)
+                    self._undecodable(slot, key, exc, now)
             else:
                 hits[key] = (entry[0], None, entry)
         return hits
@@ -583,14 +593,21 @@ class Chain:
         expires_at = entry[1] if slot.max_ttl is None else slot.cap(entry[1], now)
         return new_entry((stored, expires_at, tags))
 
-    def _undecodable(self, slot: TierSlot, key: str, exc: CodecError) -> None:
-        """Count an undecodable entry as a miss; remove it only if its bytes are bad."""
+    def _undecodable(self, slot: TierSlot, key: str, exc: CodecError, now: bool = True) -> None:
+        """Count an undecodable entry as a miss; remove it only if its bytes are bad.
+
+        ``now=False`` (the async plane, which must not call a blocking hook) leaves
+        the removal pending: it is applied before the tier serves again.
+        """
         slot.errors += 1
         if not exc.corrupt:
             slot.misses += 1
             log.debug("tier %r: %r not decodable in this process: %s", slot.name, key, exc)
             return
         slot.corrupt += 1
+        if not now:
+            slot.remember(keys=(key,))
+            return
         try:
             slot.delete(key)
         except Exception as delete_exc:
@@ -712,13 +729,7 @@ class Chain:
 
     def invalidate(self, tags: Iterable[str], prefix: str | None) -> Invalidated:
         """Remove entries carrying any of ``tags`` and/or under ``prefix``; the count over tiers."""
-        tag_tuple = check_tags(tags)
-        if prefix is not None:
-            if type(prefix) is not str or not prefix:
-                raise ValueError(f"prefix must be a non-empty str, got {prefix!r}")
-            check_text(prefix, "prefix")
-        if not tag_tuple and prefix is None:
-            raise ValueError("invalidate() needs tags=[...] and/or prefix=...")
+        tag_tuple = check_invalidation(tags, prefix)
         removed = 0
         pending: list[str] = []
         for slot in self.persistent_writers:
@@ -743,16 +754,18 @@ class Chain:
 
     def clear(self, names: Sequence[str] | None) -> None:
         """Empty this namespace in every writable tier, or in the tiers ``names``."""
-        if names is not None:
-            unknown = sorted(set(names) - {s.name for s in self.slots})
-            if unknown:
-                raise ValueError(f"clear(tiers=...) names tiers not in the chain: {', '.join(unknown)}")
-            chosen = [s for s in self.slots if s.name in names]
-        else:
-            chosen = list(self.persistent_writers)
-        for slot in chosen:
+        for slot in self.to_clear(names):
             if slot.call(slot.clear) is UNAVAILABLE:
                 slot.remember_clear()
+
+    def to_clear(self, names: Sequence[str] | None) -> list[TierSlot]:
+        """The tiers ``clear(tiers=names)`` empties: every writable tier, or the ones named."""
+        if names is None:
+            return list(self.persistent_writers)
+        unknown = sorted(set(names) - {s.name for s in self.slots})
+        if unknown:
+            raise ValueError(f"clear(tiers=...) names tiers not in the chain: {', '.join(unknown)}")
+        return [s for s in self.slots if s.name in names]
 
     # -- control plane ------------------------------------------------------------------------
 
@@ -921,6 +934,18 @@ def check_text(text: str, what: str) -> None:
                 f"{what} {text!r} is not valid Unicode text: a lone surrogate at position {exc.start}; "
                 "clean the input first (e.g. text.encode('utf-8', 'replace').decode())"
             ) from None
+
+
+def check_invalidation(tags: Iterable[str], prefix: str | None) -> tuple[str, ...]:
+    """The checked tags of an ``invalidate(tags=..., prefix=...)`` call (it needs one of them)."""
+    tag_tuple = check_tags(tags)
+    if prefix is not None:
+        if type(prefix) is not str or not prefix:
+            raise ValueError(f"prefix must be a non-empty str, got {prefix!r}")
+        check_text(prefix, "prefix")
+    if not tag_tuple and prefix is None:
+        raise ValueError("invalidate() needs tags=[...] and/or prefix=...")
+    return tag_tuple
 
 
 def check_ttl(ttl: Any) -> None:

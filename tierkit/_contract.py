@@ -16,7 +16,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from tierkit import hookspecs
-from tierkit.hookspecs import PROJECT_NAME, REQUIRED_HOOKS
+from tierkit.hookspecs import ASYNC_HOOKS, PROJECT_NAME, REQUIRED_HOOKS
 
 _MARKER = f"{PROJECT_NAME}_impl"
 _PREFIX = f"{PROJECT_NAME}_"
@@ -96,6 +96,8 @@ def _check_hook(cls: type, name: str) -> list[str]:
         return [f"{name} is not marked @tierkit.hookimpl, so tierkit would never call it"]
     if not callable(method):
         return [f"{name} must be a method"]
+    if name.removeprefix(_PREFIX + "a") in ASYNC_HOOKS and not inspect.iscoroutinefunction(method):
+        return [f"{name} is an async hook: define it with `async def` (or drop it to use {_sync_twin(name)})"]
     try:
         params = [p for p in inspect.signature(method).parameters if p != "self"]
     except (TypeError, ValueError):
@@ -105,6 +107,10 @@ def _check_hook(cls: type, name: str) -> list[str]:
         spec = f"{name}({', '.join(SPECS[name])})"
         return [f"{name}: parameter {p!r} is not in the spec {spec}{suggest(p, SPECS[name])}" for p in extra]
     return []
+
+
+def _sync_twin(name: str) -> str:
+    return _PREFIX + name.removeprefix(_PREFIX + "a")
 
 
 def implemented_hooks(cls: type) -> tuple[str, ...]:

@@ -6,12 +6,13 @@ import functools
 import hashlib
 import inspect
 import typing
-from collections.abc import Callable, Iterable
-from typing import Any, Generic, ParamSpec, Protocol, TypeVar, cast
+from collections.abc import Callable, Coroutine, Iterable
+from typing import Any, Generic, ParamSpec, Protocol, TypeVar, cast, overload
 
 import orjson
 from pydantic import TypeAdapter
 
+from tierkit._adecorator import AsyncCachedFunction, cached_coroutine
 from tierkit._cache import Cache, get_cache
 from tierkit._codec import TAG, AdapterCodec, Codec, JsonCodec
 from tierkit._types import MISSING
@@ -40,6 +41,30 @@ class CachedFunction(Protocol[P, R]):
     def invalidate(self, *args: P.args, **kwargs: P.kwargs) -> bool:
         """Forget the cached result of this call."""
         ...
+
+
+class _Decorator(Protocol):
+    """What ``cached(...)`` returns: typed apart for ``async def`` (awaitable results) and plain functions."""
+
+    @overload
+    def __call__(  # type: ignore[overload-overlap]
+        self, func: Callable[P, Coroutine[Any, Any, R]], /
+    ) -> AsyncCachedFunction[P, R]: ...
+
+    @overload
+    def __call__(self, func: Callable[P, R], /) -> CachedFunction[P, R]: ...
+
+
+def _refuse_uncacheable(func: object) -> None:
+    """A ``TypeError`` at decoration time for what ``@cached`` cannot cache."""
+    if not callable(func):
+        raise TypeError(f"@cached decorates a function, got {type(func).__name__} {func!r}")
+    if inspect.isasyncgenfunction(func) or inspect.isgeneratorfunction(func):
+        kind = "an async generator" if inspect.isasyncgenfunction(func) else "a generator"
+        raise TypeError(
+            f"@cached cannot cache {kind} function ({getattr(func, '__qualname__', func)!r}): it would "
+            "cache the generator object, which can be consumed once; cache a function returning a list"
+        )
 
 
 class _Memo(Generic[P, R]):
@@ -110,7 +135,7 @@ def cached(
     persistent: bool = False,
     cache: Cache | None = None,
     namespace: str | None = None,
-) -> Callable[[Callable[P, R]], CachedFunction[P, R]]:
+) -> _Decorator:
     """Cache a function's results.
 
     The key is the function's module and qualified name (or ``namespace``)
@@ -120,11 +145,17 @@ def cached(
     annotation, byte tiers store the value through a pydantic
     ``TypeAdapter`` and hand back that type.  Concurrent calls with the same
     arguments run the function once.
+
+    On an ``async def`` the awaited result is cached and the wrapper is a
+    coroutine function (see docs/async.md); generators cannot be cached.
     """
     tag_tuple = tuple(tags)
 
-    def decorate(func: Callable[P, R]) -> CachedFunction[P, R]:
+    def decorate(func: Callable[P, R]) -> Any:
+        _refuse_uncacheable(func)
         memo = _Memo(func, f"{namespace or func.__module__ + '.' + func.__qualname__}:")
+        if inspect.iscoroutinefunction(func):
+            return cached_coroutine(func, memo, ttl, tag_tuple, persistent, cache)  # type: ignore[arg-type]
         prefix, arity, simple = memo.prefix, memo.arity, _SIMPLE
         single: dict[type, dict[Any, str]] = {str: {}, int: {}}  # exact types: 1, 1.0, True differ
         # Per-cache state lives in closure cells: cheaper to read than attributes.
@@ -172,4 +203,4 @@ def cached(
         wrapper.__dict__.update(key=memo.key, invalidate=invalidate)
         return cast(CachedFunction[P, R], wrapper)
 
-    return decorate
+    return cast(_Decorator, decorate)

@@ -227,6 +227,11 @@ class Tier(Generic[OptionsT]):
     """True for tiers behind a network.  Every tier has a circuit breaker; a
     remote tier is never served through the chain's local fast path (the first
     tier's :meth:`front_door`)."""
+    blocking: ClassVar[bool] = True
+    """Whether the sync data hooks may wait (network, disk, locks held across I/O).  The
+    async API calls a tier's ``tierkit_a*`` hooks where it has them; otherwise it calls
+    the sync hook inline on the event loop when this is False, in a worker thread when
+    True.  Declare False only if every sync data hook returns in microseconds."""
     default_rank: ClassVar[int | None] = None
     """Place of this kind in the default order (lower first; the first-party
     tiers use 100 memory, 200 redis, 300 session, 400 file), or ``None`` to

@@ -183,3 +183,98 @@ def tierkit_close() -> None:
 
     Optional.
     """
+
+
+# -- optional async hooks: a tier's native async data plane ----------------------------------------
+
+ASYNC_HOOKS = (
+    "get",
+    "get_many",
+    "set",
+    "set_many",
+    "delete",
+    "invalidate_tags",
+    "invalidate_prefix",
+    "clear",
+    "close",
+)
+"""``tierkit_a<name>`` for each: the coroutine twins of the data hooks (see docs/async.md).
+
+The async API (``Cache.aget`` …) awaits a tier's ``tierkit_a*`` hook where it
+has one; otherwise it calls the sync hook inline if the tier declares
+``blocking = False`` and in a worker thread if not.  Each is optional and
+independent; the arguments, return values and contract are the sync hook's.
+"""
+
+
+@hookspec(firstresult=True)
+async def tierkit_aget(key: str) -> Entry | None:
+    """``tierkit_get`` as a coroutine: same arguments, answer and contract.
+
+    Awaited by the async API instead of the sync hook.  Optional.
+    """
+
+
+@hookspec
+async def tierkit_aget_many(keys: Sequence[str]) -> Mapping[str, Entry]:
+    """``tierkit_get_many`` as a coroutine: same arguments, answer and contract.
+
+    Awaited by the async API instead of the sync hook.  Optional.
+    """
+
+
+@hookspec
+async def tierkit_aset(key: str, entry: Entry) -> None:
+    """``tierkit_set`` as a coroutine: same arguments, answer and contract.
+
+    Awaited by the async API instead of the sync hook.  Optional.
+    """
+
+
+@hookspec
+async def tierkit_aset_many(entries: Mapping[str, Entry]) -> None:
+    """``tierkit_set_many`` as a coroutine: same arguments, answer and contract.
+
+    Awaited by the async API instead of the sync hook.  Optional.
+    """
+
+
+@hookspec
+async def tierkit_adelete(key: str) -> bool:
+    """``tierkit_delete`` as a coroutine: same arguments, answer and contract.
+
+    Awaited by the async API instead of the sync hook.  Optional.
+    """
+
+
+@hookspec
+async def tierkit_ainvalidate_tags(tags: Sequence[str]) -> int:
+    """``tierkit_invalidate_tags`` as a coroutine: same arguments, answer and contract.
+
+    Awaited by the async API instead of the sync hook.  Optional.
+    """
+
+
+@hookspec
+async def tierkit_ainvalidate_prefix(prefix: str) -> int:
+    """``tierkit_invalidate_prefix`` as a coroutine: same arguments, answer and contract.
+
+    Awaited by the async API instead of the sync hook.  Optional.
+    """
+
+
+@hookspec
+async def tierkit_aclear() -> None:
+    """``tierkit_clear`` as a coroutine: same arguments, answer and contract.
+
+    Awaited by the async API instead of the sync hook.  Optional.
+    """
+
+
+@hookspec
+async def tierkit_aclose() -> None:
+    """Release what the async hooks hold in the running event loop (``Cache.aclose()``).
+
+
+    Called before ``tierkit_close``, which the chain then calls as usual.  Optional.
+    """

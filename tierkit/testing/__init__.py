@@ -25,7 +25,8 @@ reports a broken backend).  Every failure says what was expected and what came b
 
 from __future__ import annotations
 
+from tierkit.testing._async import AsyncTierConformance
 from tierkit.testing._conformance import OTHER_NAMESPACE, TierConformance
 from tierkit.testing._context import FakeClock, make_context
 
-__all__ = ["OTHER_NAMESPACE", "FakeClock", "TierConformance", "make_context"]
+__all__ = ["OTHER_NAMESPACE", "AsyncTierConformance", "FakeClock", "TierConformance", "make_context"]

@@ -44,6 +44,7 @@ class MemoryTier(Tier[MemoryOptions]):
     holds = "objects"
     default_write = "always"
     default_rank = 100
+    blocking = False  # dict operations: the async API calls it inline on the event loop
 
     def __init__(self, options: MemoryOptions, context: TierContext) -> None:
         super().__init__(options, context)

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, cast
 from pydantic import BaseModel
 
 from tierkit import ConfigError, Entry, Tier, TierContext, TierHealth, hookimpl
+from tierkit_redis._async import AsyncRedisHooks, LoopClients, without_async_hooks
 from tierkit_redis._format import pack, unpack
 from tierkit_redis._options import Options, redacted_url
 from tierkit_redis._options import Options as RedisOptions  # the name Options is the class attribute below
@@ -39,12 +40,13 @@ def not_configured(context: TierContext) -> str:
     )
 
 
-class RedisTier(Tier[RedisOptions]):
+class RedisTier(AsyncRedisHooks, Tier[RedisOptions]):
     """A byte tier in Redis, under ``<key_prefix>k:<key>``; tag sets under ``<key_prefix>t:<tag>``.
 
     Every stored value carries its deadline and tags (:mod:`tierkit_redis._format`);
     Redis expires it natively (``PX``).  Backend errors are raised for the chain to
-    count; the client's timeouts are small so that a failing call fails fast.
+    count; the client's timeouts are small so that a failing call fails fast.  The async
+    hooks (:mod:`tierkit_redis._async`) do the same through ``redis.asyncio``.
     """
 
     Options: ClassVar[type[BaseModel]] = Options
@@ -80,6 +82,9 @@ class RedisTier(Tier[RedisOptions]):
         self._response_error: type[Exception] = _response_error()
         self._server_version: str | None = None
         self._connect(opts)
+        self._aclients = LoopClients(opts)
+        if opts.cluster or opts.sentinels:  # no async client for these yet: sync hooks in a thread
+            without_async_hooks(self)
 
     def _connect(self, opts: RedisOptions) -> None:
         """Make the clients: one server, or the master (and replicas) a Sentinel names."""

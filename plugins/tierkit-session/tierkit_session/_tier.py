@@ -48,6 +48,7 @@ class SessionTier(Tier[SessionOptions]):
 
     Options = SessionOptions
     holds = "objects"  # the chain hands this tier Python objects, not encoded bytes
+    blocking = False  # a dict in the bound session: the async API calls it inline
     default_write = "always"
     default_rank = 300  # after memory and redis, before file
 

@@ -1,0 +1,196 @@
+"""The Redis tier's native async hooks, on ``redis.asyncio`` clients built from the same options.
+
+A ``redis.asyncio`` connection belongs to the event loop it was opened in, so
+the tier keeps one client per running loop (:class:`LoopClients`): an app's
+loop, a test client's loop and ``asyncio.run`` calls each get their own pool,
+with the sync client's URL, TLS, ACL user, timeouts and pool size.  Only the
+standalone-server client exists for now (cluster and sentinel: later).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import weakref
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, cast
+
+from tierkit import Entry, hookimpl
+from tierkit.hookspecs import ASYNC_HOOKS
+from tierkit_redis._format import unpack
+from tierkit_redis._options import Options
+from tierkit_redis._scripts import INVALIDATE
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    import redis.asyncio
+
+
+def connect_async(options: Options) -> redis.asyncio.Redis:
+    """A ``redis.asyncio`` client for ``options`` (connects lazily, in the running loop).
+
+    Coroutines are not bounded the way threads are: past ``max_connections`` a
+    call waits for a free connection (up to ``socket_timeout``) instead of failing.
+    The driver's version is given, not looked up: redis-py would otherwise read
+    its package metadata from disk for every new connection, on the loop.
+    """
+    import redis
+    import redis.asyncio
+    from redis.asyncio.retry import Retry
+    from redis.backoff import NoBackoff
+    from redis.driver_info import DriverInfo
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    from tierkit_redis._client import _client_kwargs
+
+    if options.url is None:
+        raise ValueError("url is not set")
+    url, kwargs = options.url.get_secret_value(), _client_kwargs(options)
+    kwargs["retry"] = Retry(NoBackoff(), options.retries, supported_errors=(RedisConnectionError,))
+    kwargs["driver_info"] = DriverInfo(name="redis-py", lib_version=redis.__version__)
+    pool = redis.asyncio.BlockingConnectionPool.from_url(url, timeout=options.socket_timeout, **kwargs)
+    return redis.asyncio.Redis(connection_pool=pool)
+
+
+def without_async_hooks(tier: object) -> None:
+    """Hide the async hooks on ``tier``: the async API then runs its sync hooks in a worker thread.
+
+    For the cluster and Sentinel clients, which have no async twin here yet.
+    """
+    for name in ASYNC_HOOKS:
+        setattr(tier, f"tierkit_a{name}", None)
+
+
+class LoopClients:
+    """One ``redis.asyncio`` client per event loop, made on first use in that loop."""
+
+    def __init__(self, options: Options) -> None:
+        self._options = options
+        self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, redis.asyncio.Redis] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._last: tuple[asyncio.AbstractEventLoop | None, Any] = (None, None)
+
+    def current(self) -> redis.asyncio.Redis:
+        """The running loop's client (the last loop's is remembered: the common case is one loop)."""
+        loop = asyncio.get_running_loop()
+        last_loop, client = self._last
+        if loop is not last_loop:
+            client = self._clients.get(loop)
+            if client is None:
+                client = self._clients[loop] = connect_async(self._options)
+            self._last = (loop, client)
+        return cast("redis.asyncio.Redis", client)
+
+    async def aclose(self) -> None:
+        """Close the running loop's client (the others belong to loops that must close their own)."""
+        loop = asyncio.get_running_loop()
+        client = self._clients.pop(loop, None)
+        if self._last[0] is loop:
+            self._last = (None, None)
+        if client is not None:
+            await client.aclose()
+
+
+class AsyncRedisHooks:
+    """The ``tierkit_a*`` hooks of :class:`~tierkit_redis.RedisTier`: its sync hooks' logic, awaited."""
+
+    _aclients: LoopClients
+    _entries: str
+    _tag_sets: str
+    key_prefix: str
+    _clock: Callable[[], float]
+    _response_error: type[Exception]
+    _write: Callable[..., None]
+
+    @hookimpl
+    async def tierkit_aget(self, key: str) -> Entry | None:
+        try:
+            raw = cast("bytes | None", await self._aclients.current().get(self._entries + key))
+        except self._response_error as exc:
+            if str(exc).startswith("WRONGTYPE"):
+                return None  # another program's value type under our prefix: a miss
+            raise
+        return None if raw is None else unpack(raw, self._clock())
+
+    @hookimpl
+    async def tierkit_aget_many(self, keys: Sequence[str]) -> Mapping[str, Entry]:
+        if not keys:
+            return {}
+        entries = self._entries
+        raws = cast(
+            "list[bytes | None]", await self._aclients.current().mget([entries + key for key in keys])
+        )
+        now = self._clock()
+        found: dict[str, Entry] = {}
+        for key, raw in zip(keys, raws, strict=True):
+            if raw is not None:
+                entry = unpack(raw, now)
+                if entry is not None:
+                    found[key] = entry
+        return found
+
+    @hookimpl
+    async def tierkit_aset(self, key: str, entry: Entry) -> None:
+        await self.tierkit_aset_many({key: entry})
+
+    @hookimpl
+    async def tierkit_aset_many(self, entries: Mapping[str, Entry]) -> None:
+        if not entries:
+            return
+        pipe = self._aclients.current().pipeline(transaction=False)
+        now = self._clock()
+        for key, entry in entries.items():
+            self._write(pipe, key, entry, now)  # queues the same commands as the sync tier
+        await pipe.execute()
+
+    @hookimpl
+    async def tierkit_adelete(self, key: str) -> bool:
+        return bool(await self._aclients.current().unlink(self._entries + key))
+
+    @hookimpl
+    async def tierkit_ainvalidate_tags(self, tags: Sequence[str]) -> int:
+        from tierkit_redis._tier import BATCH, _batches
+
+        if not tags:
+            return 0
+        client = self._aclients.current()
+        tag_sets = [self._tag_sets + tag for tag in tags]
+        members = await client.sunion(tag_sets)
+        if not members:
+            return 0
+        pipe = client.pipeline(transaction=False)
+        for batch in _batches(members, BATCH):
+            pipe.eval(INVALIDATE, len(tag_sets) + len(batch), *tag_sets, *batch, len(tags), *tags)
+        return sum(await pipe.execute())
+
+    @hookimpl
+    async def tierkit_ainvalidate_prefix(self, prefix: str) -> int:
+        from tierkit_redis._tier import glob_escape
+
+        return await self._unlink_matching_async(glob_escape(self._entries + prefix) + "*")
+
+    @hookimpl
+    async def tierkit_aclear(self) -> None:
+        from tierkit_redis._tier import glob_escape
+
+        await self._unlink_matching_async(glob_escape(self.key_prefix) + "*")
+
+    @hookimpl
+    async def tierkit_aclose(self) -> None:
+        await self._aclients.aclose()
+
+    async def _unlink_matching_async(self, pattern: str) -> int:
+        from tierkit_redis._tier import BATCH
+
+        client = self._aclients.current()
+        removed = 0
+        batch: list[Any] = []
+        async for name in client.scan_iter(match=pattern, count=1000):
+            batch.append(name)
+            if len(batch) == BATCH:
+                removed += await client.unlink(*batch)
+                batch = []
+        if batch:
+            removed += await client.unlink(*batch)
+        return removed

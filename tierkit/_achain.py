@@ -1,0 +1,488 @@
+"""The async data plane: the same chain, awaited, so that no tier ever blocks the event loop.
+
+:class:`AsyncChain` is a view over a :class:`~tierkit._chain.Chain`: the same
+tier slots, counters, breakers, pending invalidations and codec, so a sync and
+an async caller in one process share one memory tier and one set of figures.
+What runs where, per tier and hook (:class:`_Hooks`):
+
+* a native coroutine hook (``tierkit_aget`` …, :data:`tierkit.hookspecs.ASYNC_HOOKS`) is awaited;
+* else the sync hook is called inline when the tier declares ``blocking = False``
+  (memory, session), and in a worker thread otherwise.
+
+A memory hit is served inline by the first tier's front door, like the sync ``get``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import inspect
+import logging
+import weakref
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from typing import Any, TypeVar, cast
+
+from tierkit._chain import (
+    Chain,
+    Invalidated,
+    TierSlot,
+    _Hit,
+    check_invalidation,
+    check_key,
+)
+from tierkit._codec import Codec
+from tierkit._types import MISSING, UNAVAILABLE, Entry, HealthReport, Unavailable, new_entry
+from tierkit.errors import CodecError
+
+log = logging.getLogger("tierkit")
+
+T = TypeVar("T")
+AsyncGet = Callable[[str, Any], Awaitable[Any]]
+
+_BELOW = object()
+"""What the async front door answers on a miss: the caller goes on down the chain, awaiting."""
+
+_computing: contextvars.ContextVar[frozenset[str]] = contextvars.ContextVar(
+    "tierkit_computing", default=frozenset()
+)
+"""Keys whose computation the current task is part of (to refuse waiting for itself)."""
+
+
+_DATA_HOOKS = (
+    "get",
+    "get_many",
+    "set",
+    "set_many",
+    "delete",
+    "invalidate_tags",
+    "invalidate_prefix",
+    "clear",
+)
+
+
+class _Hooks:
+    """One tier's data hooks as coroutine functions: native, inline, or in a worker thread."""
+
+    __slots__ = ("catching_up", "in_flight", *_DATA_HOOKS)
+
+    def __init__(self, slot: TierSlot) -> None:
+        self.in_flight = 0
+        """Calls to this tier now awaiting an answer."""
+        self.catching_up = False
+        """A catch-up of missed invalidations is under way: the tier serves nothing meanwhile."""
+        for name in _DATA_HOOKS:
+            setattr(self, name, _awaitable(slot, name))
+
+    get: Callable[[str], Awaitable[Any]]
+    get_many: Callable[[Sequence[str]], Awaitable[Any]]
+    set: Callable[[str, Entry], Awaitable[Any]]
+    set_many: Callable[[Mapping[str, Entry]], Awaitable[Any]]
+    delete: Callable[[str], Awaitable[Any]]
+    invalidate_tags: Callable[[Sequence[str]], Awaitable[Any]]
+    invalidate_prefix: Callable[[str], Awaitable[Any]]
+    clear: Callable[[], Awaitable[Any]]
+
+
+def _awaitable(slot: TierSlot, name: str) -> Callable[..., Awaitable[Any]]:
+    native = slot.asynchronous.get(name)
+    if native is not None:
+        return cast(Callable[..., Awaitable[Any]], native)
+    sync: Callable[..., Any] = getattr(slot, name)
+    if not slot.blocking:
+
+        async def inline(*args: Any) -> Any:
+            return sync(*args)
+
+        return inline
+
+    async def in_thread(*args: Any) -> Any:
+        return await asyncio.to_thread(sync, *args)
+
+    return in_thread
+
+
+class AsyncChain:
+    """The awaitable twin of :class:`~tierkit._chain.Chain`'s data plane (same state, same rules)."""
+
+    def __init__(self, chain: Chain) -> None:
+        self.chain = chain
+        self.hooks = {slot: _Hooks(slot) for slot in chain.slots}
+        self.blocking = any(slot.blocking for slot in chain.slots)
+        """Some tier's control-plane hooks (health, stats, close) may block: run them in a thread."""
+        self._flights: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, asyncio.Task[Any]]]
+        self._flights = weakref.WeakKeyDictionary()
+        self.get: AsyncGet = self.reader(chain.codec)
+        """``await get(key, default)``: the async read of this chain, memory hits served inline."""
+
+    # -- guarded calls --------------------------------------------------------------------------
+
+    async def ask(self, slot: TierSlot, method: Callable[..., Awaitable[T]], *args: Any) -> T | Unavailable:
+        """:meth:`TierSlot.ask`, awaited: breaker, missed invalidations first, failures counted.
+
+        Coroutines are cheap, so hundreds may reach a failing tier before its
+        breaker opens, each opening a connection on the loop.  Once a tier has
+        failed (until it answers again) it gets one call at a time, as a probe;
+        the others skip it as if its breaker were open.
+        """
+        breaker = slot.breaker
+        if breaker.open_until and not breaker.allow():
+            return UNAVAILABLE
+        hooks = self.hooks[slot]
+        if breaker.failures and hooks.in_flight:
+            return UNAVAILABLE
+        if slot.held and not await self.catch_up(slot):
+            return UNAVAILABLE
+        hooks.in_flight += 1
+        try:
+            return await method(*args)
+        except Exception as exc:
+            slot.failed(exc)
+            return UNAVAILABLE
+        finally:
+            hooks.in_flight -= 1
+
+    async def call(self, slot: TierSlot, method: Callable[..., Awaitable[T]], *args: Any) -> T | Unavailable:
+        """:meth:`TierSlot.call`, awaited."""
+        result = await self.ask(slot, method, *args)
+        if result is not UNAVAILABLE:
+            slot.ok()
+        return result
+
+    async def catch_up(self, slot: TierSlot) -> bool:
+        """Apply what ``slot`` missed through its async hooks; one catch-up at a time per tier.
+
+        While one runs, other callers get False at once (the tier serves nothing
+        until it is done) instead of queueing behind a possibly stalled backend.
+        """
+        hooks = self.hooks[slot]
+        if hooks.catching_up:
+            return False
+        hooks.catching_up = True
+        pending = slot.pending
+        try:
+            if pending.clear:
+                await hooks.clear()
+                pending.clear = False
+                for remembered in (pending.keys, pending.tags, pending.prefixes):
+                    remembered.clear()
+            for key in list(pending.keys):
+                await hooks.delete(key)
+                pending.keys.discard(key)
+            if pending.tags:
+                tags = sorted(pending.tags)
+                await hooks.invalidate_tags(tags)
+                pending.tags.difference_update(tags)
+            for prefix in list(pending.prefixes):
+                await hooks.invalidate_prefix(prefix)
+                pending.prefixes.discard(prefix)
+        except Exception as exc:
+            slot.failed(exc)
+            return False
+        finally:
+            hooks.catching_up = False
+        slot.held = bool(pending)  # more may have been added meanwhile
+        log.info("tier %r (%s) caught up with the invalidations it had missed", slot.name, slot.kind)
+        return True
+
+    async def forget(self, slot: TierSlot, keys: Iterable[str]) -> None:
+        """:meth:`TierSlot.forget`, awaited: remove ``keys`` after a failed write, else remember to."""
+        remaining = list(keys)
+        delete = self.hooks[slot].delete
+        while remaining and not slot.breaker.open_until:
+            try:
+                await delete(remaining[-1])
+            except Exception as exc:
+                slot.failed(exc)
+                break
+            remaining.pop()
+        if remaining:
+            slot.remember(keys=remaining)
+
+    # -- reads ----------------------------------------------------------------------------------
+
+    def reader(self, codec: Codec) -> AsyncGet:
+        """An ``async get(key, default)`` decoding byte-tier hits with ``codec`` (``@cached`` asks per type).
+
+        With a local object tier first that offers a front door, a hit is one
+        call of it inside the coroutine: no await, no task switch.
+        """
+        chain = self.chain
+        first = chain._first
+        front_door = getattr(first.tier, "front_door", None) if first is not None else None
+        fused = front_door(_below, first) if front_door is not None else None
+        read_through = self.read_through
+        if first is None or fused is None:
+
+            async def get(key: str, default: Any = None) -> Any:
+                if type(key) is not str or not key or not key.isascii():
+                    check_key(key)
+                return await read_through(key, default, 0, codec)
+
+            return get
+
+        async def get_front(key: str, default: Any = None) -> Any:
+            value = fused(key, default)
+            if value is not _BELOW:
+                return value
+            check_key(key)
+            first.misses += 1
+            return await read_through(key, default, 1, codec)
+
+        return get_front
+
+    async def read_through(self, key: str, default: Any, start: int, codec: Codec) -> Any:
+        """Ask tiers from ``start`` on, awaiting each; backfill the tiers above a hit."""
+        slots = self.chain.slots
+        for index in range(start, len(slots)):
+            slot = slots[index]
+            entry = await self.ask(slot, self.hooks[slot].get, key)
+            if entry is None:
+                slot.ok()
+                slot.misses += 1
+                continue
+            if type(entry) is not Entry:
+                if entry is not UNAVAILABLE:
+                    slot.violated("tierkit_get", "Entry or None", entry)
+                continue
+            value = entry[0]
+            holds_bytes = slot.holds_bytes
+            if holds_bytes and type(value) is not bytes:
+                slot.violated("tierkit_get", "an Entry holding bytes (a byte tier)", value)
+                continue
+            slot.ok()
+            payload = None
+            if holds_bytes:
+                payload = value
+                try:
+                    value = codec.decode(payload)
+                except CodecError as exc:
+                    self.chain._undecodable(slot, key, exc, now=False)
+                    continue
+            slot.hits += 1
+            if index:
+                await self._backfill(index, {key: (value, payload, entry)})
+            return value
+        self.chain.misses += 1
+        return default
+
+    async def get_many(self, keys: Iterable[str], codec: Codec | None = None) -> dict[str, Any]:
+        """:meth:`Chain.get_many`, awaited: values of the keys that hit, one batch per tier."""
+        chain = self.chain
+        codec = codec or chain.codec
+        wanted = dict.fromkeys(keys)
+        for key in wanted:
+            check_key(key)
+        found: dict[str, Any] = {}
+        for index, slot in enumerate(chain.slots):
+            if not wanted:
+                break
+            answer = await self.ask(slot, self.hooks[slot].get_many, list(wanted))
+            hits = chain._hits_of(slot, wanted, answer, codec, now=False)
+            if hits is None:
+                continue
+            slot.hits += len(hits)
+            slot.misses += len(wanted) - len(hits)
+            if hits:
+                found.update((key, hit[0]) for key, hit in hits.items())
+                if index:
+                    await self._backfill(index, hits)
+                wanted = {key: None for key in wanted if key not in hits}
+        chain.misses += len(wanted)
+        return found
+
+    async def _backfill(self, index: int, hits: Mapping[str, _Hit]) -> None:
+        """Copy hits from tier ``index`` into the ``always`` tiers above it, one batch per tier."""
+        chain = self.chain
+        now = chain.clock() if chain._backfill_capped[index] else 0.0
+        for slot in chain._backfill_targets[index]:
+            batch = {}
+            for key, (value, payload, entry) in hits.items():
+                copy = chain._copy_for(slot, key, value, payload, entry, now)
+                if copy is not None:
+                    batch[key] = copy
+            if batch:
+                await self.write(slot, batch)
+
+    # -- writes ---------------------------------------------------------------------------------
+
+    async def set(
+        self, key: str, value: Any, ttl: float | None, tags: Iterable[str], persistent: bool, codec: Codec
+    ) -> bool:
+        """:meth:`Chain.set`, awaited: True when every tier meant to take it did."""
+        check_key(key)
+        writers, encode, tag_tuple, now, expires_at = self.chain._write_plan(ttl, tags, persistent)
+        payload = codec.encode(key, value) if encode else None
+        stored = True
+        for slot in writers:
+            exp = expires_at if slot.max_ttl is None else slot.cap(expires_at, now)
+            entry = new_entry((payload if slot.holds_bytes else value, exp, tag_tuple))
+            if not await self.write(slot, {key: entry}):
+                await self.forget(slot, (key,))
+                stored = False
+        return stored
+
+    async def set_many(
+        self, items: Mapping[str, Any], ttl: float | None, tags: Iterable[str], persistent: bool, codec: Codec
+    ) -> list[str]:
+        """:meth:`Chain.set_many`, awaited: the keys some tier did not take."""
+        for key in items:
+            check_key(key)
+        writers, encode, tag_tuple, now, expires_at = self.chain._write_plan(ttl, tags, persistent)
+        payloads = {key: codec.encode(key, value) for key, value in items.items()} if encode else {}
+        missed: dict[str, None] = {}
+        for slot in writers:
+            exp = slot.cap(expires_at, now)
+            source = payloads if slot.holds_bytes else items
+            batch = {key: new_entry((value, exp, tag_tuple)) for key, value in source.items()}
+            if not await self.write(slot, batch):
+                await self.forget(slot, batch)
+                missed.update(dict.fromkeys(batch))
+        return list(missed)
+
+    async def write(self, slot: TierSlot, batch: Mapping[str, Entry]) -> bool:
+        """Store ``batch`` in one tier (``set`` for one entry, else ``set_many``)."""
+        hooks = self.hooks[slot]
+        if len(batch) == 1:
+            [(key, entry)] = batch.items()
+            done = await self.call(slot, hooks.set, key, entry)
+        else:
+            done = await self.call(slot, hooks.set_many, batch)
+        if done is UNAVAILABLE:
+            return False
+        slot.sets += len(batch)
+        return True
+
+    async def compute(
+        self,
+        key: str,
+        factory: Callable[[], Any],
+        ttl: float | None,
+        tags: Iterable[str],
+        persistent: bool,
+        codec: Codec,
+    ) -> Any:
+        """``factory()`` (awaited if it returns an awaitable) stored under ``key``.
+
+        Concurrent coroutines of this event loop asking for one key share one
+        computation, a task of its own: a caller cancelled while waiting does not
+        cancel it for the others; its exception reaches every waiter and nothing
+        is stored.
+        """
+        if key in _computing.get():
+            raise RuntimeError(
+                f"aget_or_set: the computation of {key!r} asked for {key!r} while computing it "
+                "(it would wait for itself forever)"
+            )
+        loop = asyncio.get_running_loop()
+        flights = self._flights.setdefault(loop, {})
+        flight = flights.get(key)
+        if flight is None:
+
+            async def lead() -> Any:
+                _computing.set(_computing.get() | {key})
+                value = await self.read_through(
+                    key, MISSING, 0, codec
+                )  # a previous leader may have stored it
+                if value is MISSING:
+                    value = factory()
+                    if inspect.isawaitable(value):
+                        value = await value
+                    await self.set(key, value, ttl, tags, persistent, codec)
+                return value
+
+            flight = flights[key] = loop.create_task(lead())
+            flight.add_done_callback(lambda _: flights.pop(key, None))
+        return await asyncio.shield(flight)
+
+    # -- removal --------------------------------------------------------------------------------
+
+    async def delete(self, key: str) -> bool:
+        """:meth:`Chain.delete`, awaited."""
+        check_key(key)
+        removed = False
+        for slot in self.chain.persistent_writers:
+            outcome = await self.ask(slot, self.hooks[slot].delete, key)
+            if type(outcome) is bool:
+                slot.ok()
+                slot.deletes += 1
+                removed = outcome or removed
+                continue
+            if outcome is not UNAVAILABLE:
+                slot.violated("tierkit_delete", "bool", outcome)
+            slot.remember(keys=(key,))
+        return removed
+
+    async def invalidate(self, tags: Iterable[str], prefix: str | None) -> Invalidated:
+        """:meth:`Chain.invalidate`, awaited."""
+        tag_tuple = check_invalidation(tags, prefix)
+        removed = 0
+        pending: list[str] = []
+        for slot in self.chain.persistent_writers:
+            hooks = self.hooks[slot]
+            reached = True
+            if tag_tuple:
+                answer = await self.ask(slot, hooks.invalidate_tags, tag_tuple)
+                count = slot.checked_count("tierkit_invalidate_tags", answer)
+                if count is None:
+                    slot.remember(tags=tag_tuple)
+                reached = count is not None
+                removed += count or 0
+            if prefix is not None:
+                answer = await self.ask(slot, hooks.invalidate_prefix, prefix)
+                count = slot.checked_count("tierkit_invalidate_prefix", answer)
+                if count is None:
+                    slot.remember(prefix=prefix)
+                reached = reached and count is not None
+                removed += count or 0
+            if not reached:
+                pending.append(slot.name)
+        return Invalidated(removed, tuple(pending))
+
+    async def clear(self, names: Sequence[str] | None) -> None:
+        """:meth:`Chain.clear`, awaited."""
+        for slot in self.chain.to_clear(names):
+            if await self.call(slot, self.hooks[slot].clear) is UNAVAILABLE:
+                slot.remember_clear()
+
+    # -- control plane --------------------------------------------------------------------------
+
+    async def health(self) -> HealthReport:
+        """:meth:`Chain.health`: in a worker thread if a tier may block (a PING has a timeout)."""
+        await self._catch_up_all()
+        return await self._control(self.chain.health)
+
+    async def stats(self, namespace: str) -> dict[str, Any]:
+        """:meth:`Chain.stats`: in a worker thread if a tier may block (``INFO`` is a round trip)."""
+        return await self._control(self.chain.stats, namespace)
+
+    async def close(self) -> None:
+        """Await each tier's ``tierkit_aclose``, then close the chain (in a thread if a tier may block).
+
+        Missed invalidations get their last chance through the async hooks first.
+        """
+        if self.chain.closed:
+            return
+        await self._catch_up_all()
+        for slot in self.chain.slots:
+            aclose = slot.asynchronous.get("close")
+            if aclose is not None:
+                try:
+                    await aclose()
+                except Exception as exc:
+                    slot.failed(exc)
+        await self._control(self.chain.close)
+
+    async def _catch_up_all(self) -> None:
+        for slot in self.chain.slots:
+            allowed = not slot.breaker.open_until or slot.breaker.allow()
+            if slot.held and allowed and await self.catch_up(slot):
+                slot.ok()
+
+    async def _control(self, method: Callable[..., T], *args: Any) -> T:
+        if self.blocking:
+            return await asyncio.to_thread(method, *args)
+        return method(*args)
+
+
+def _below(key: str, default: Any) -> Any:
+    return _BELOW

@@ -1,0 +1,78 @@
+"""``@tierkit.cached`` on an ``async def``: the awaited result is cached, never the coroutine."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeVar, cast
+
+from tierkit._achain import AsyncGet
+from tierkit._cache import Cache, get_cache
+from tierkit._codec import Codec
+from tierkit._types import MISSING
+
+if TYPE_CHECKING:
+    from tierkit._decorator import _Memo
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+class AsyncCachedFunction(Protocol[P, R]):
+    """What ``@cached`` returns for an ``async def``: awaitable calls, ``.key()``, ``.ainvalidate()``."""
+
+    __wrapped__: Callable[P, Awaitable[R]]
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> Coroutine[Any, Any, R]: ...
+
+    def key(self, *args: P.args, **kwargs: P.kwargs) -> str:
+        """The cache key of a call (the same as the sync decorator's)."""
+        ...
+
+    def invalidate(self, *args: P.args, **kwargs: P.kwargs) -> bool:
+        """Forget the cached result of this call, from sync code."""
+        ...
+
+    async def ainvalidate(self, *args: P.args, **kwargs: P.kwargs) -> bool:
+        """Forget the cached result of this call, awaited."""
+        ...
+
+
+def cached_coroutine(
+    func: Callable[P, Awaitable[R]],
+    memo: _Memo[P, Awaitable[R]],
+    ttl: float | None,
+    tags: tuple[str, ...],
+    persistent: bool,
+    cache: Cache | None,
+) -> AsyncCachedFunction[P, R]:
+    """The async wrapper: a hit is the cache's async read; a miss is one shared computation."""
+    bound_to: Cache | None = None
+    get: AsyncGet | None = None
+    codec: Codec | None = None
+
+    @functools.wraps(func)
+    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        nonlocal bound_to, get, codec
+        key = memo.key(*args, **kwargs)
+        target = cache or get_cache()
+        if target is not bound_to or get is None:
+            codec = memo.codec_for(target)
+            get = target.achain.reader(codec)
+            bound_to = target
+        value = await get(key, MISSING)
+        if value is not MISSING:
+            return cast(R, value)
+        result = await target.achain.compute(
+            key, lambda: func(*args, **kwargs), ttl, tags, persistent, codec or target.codec
+        )
+        return cast(R, result)
+
+    def invalidate(*args: P.args, **kwargs: P.kwargs) -> bool:
+        return (cache or get_cache()).delete(memo.key(*args, **kwargs))
+
+    async def ainvalidate(*args: P.args, **kwargs: P.kwargs) -> bool:
+        return await (cache or get_cache()).adelete(memo.key(*args, **kwargs))
+
+    wrapper.__dict__.update(key=memo.key, invalidate=invalidate, ainvalidate=ainvalidate)
+    return cast(AsyncCachedFunction[P, R], wrapper)
