@@ -6,6 +6,7 @@ import uuid
 from collections.abc import Callable, Iterator
 
 import pytest
+from redis_helpers import free_port
 from tierkit_redis import Options, RedisTier
 from tierkit_redis._cluster import RedisClusterTier
 from tierkit_redis._slots import key_slot
@@ -18,12 +19,32 @@ pytestmark = pytest.mark.redis
 
 
 class TestRedisClusterConformance(TierConformance):
+    persistent = True  # entries live in the cluster, not in the instance; so `shared` is checked too
+
     @pytest.fixture
-    def tier(self, redis_cluster: Cluster, clock: FakeClock) -> Iterator[RedisTier]:
-        context = make_context(clock, name="redis", namespace=f"conf-{uuid.uuid4().hex[:12]}")
-        tier = RedisTier(Options(url=redis_cluster.url, cluster=True), context)
+    def make_tier(
+        self, make_tier: Callable[..., RedisTier], redis_cluster: Cluster, clock: FakeClock
+    ) -> Callable[[str], RedisTier]:
+        """The kit's ``make_tier(namespace)`` on the shared cluster, under a prefix of the test's own."""
+        prefix = f"conf-{uuid.uuid4().hex[:12]}"
+        return lambda namespace: make_tier(
+            redis_cluster.url, namespace=f"{prefix}-{namespace}", clock=clock, cluster=True
+        )
+
+    @pytest.fixture
+    def reopen(self, make_tier: Callable[[str], RedisTier]) -> Callable[[], RedisTier]:
+        return lambda: make_tier("conformance")
+
+    @pytest.fixture
+    def tier(self, reopen: Callable[[], RedisTier]) -> RedisTier:
+        return reopen()
+
+    @pytest.fixture
+    def broken_tier(self, clock: FakeClock) -> Iterator[RedisTier]:
+        """A cluster tier whose url names a loopback port nothing listens on."""
+        options = Options(url=f"redis://127.0.0.1:{free_port()}/0", cluster=True)
+        tier = RedisTier(options, make_context(clock, name="redis"))
         yield tier
-        tier.tierkit_clear()
         tier.tierkit_close()
 
 
