@@ -192,13 +192,17 @@ def _hits(tiers: dict[str, Any]) -> dict[str, Any]:
     return {name: {k: t.get(k) for k in ("hits", "misses", "sets")} for name, t in tiers.items()}
 
 
-def setup_get_many(ctx: Context) -> tuple[Batch, Batch, dict[str, Any]]:
-    # Memory holds 100 entries; four groups of 100 keys rotate, so each get_many finds
-    # none of its keys in memory, one MGET in Redis, decodes 100 and backfills memory.
-    cache = ctx.cache("bench-many", tiers={"memory": {"options": {"max_entries": MANY}}})
+def _get_many_pair(ctx: Context, name: str, **settings: Any) -> tuple[Batch, Batch, dict[str, Any]]:
+    """``Cache.get_many`` of 100 keys against one ``MGET`` + 100 ``orjson.loads``.
+
+    Four groups of 100 keys rotate; where there is a memory tier it holds 100 entries,
+    so each call finds none of its keys there (cold), one MGET in Redis, decodes 100
+    and copies them up (evicting the previous group).
+    """
+    cache = ctx.cache(name, **settings)
     client = redis_client(ctx.redis_url or "")
     ctx.closers.append(client.close)
-    groups = [_rotation(f"bench:gm{g}", MANY) for g in range(4)]
+    groups = [_rotation(f"bench:{name}:{g}", MANY) for g in range(4)]
     payload = orjson.dumps(ctx.value)
     for group in groups:
         cache.set_many(dict.fromkeys(group, ctx.value), ttl=TTL)
@@ -212,10 +216,32 @@ def setup_get_many(ctx: Context) -> tuple[Batch, Batch, dict[str, Any]]:
     def peer(keys: list[str]) -> dict[str, Any]:
         return {key: loads(raw) for key, raw in zip(keys, mget(keys), strict=True) if raw is not None}
 
-    got = cache.get_many(groups[0])
-    _same("tierkit get_many", got, dict.fromkeys(groups[0], ctx.value))
+    for group in groups[1:] + groups[:1]:  # the first timed call then finds memory holding another group
+        _same("tierkit get_many", cache.get_many(group), dict.fromkeys(group, ctx.value))
     _same("MGET + loads", list(peer(raw_groups[0]).values()), [ctx.value] * MANY)
-    return cycle_loop(cache.get_many, groups), cycle_loop(peer, raw_groups), {"tiers": list(cache.tiers)}
+    before = _hits(cache.stats()["tiers"])
+    return (
+        cycle_loop(cache.get_many, groups),
+        cycle_loop(peer, raw_groups),
+        {"tiers": list(cache.tiers), "stats_before": before},
+    )
+
+
+def setup_get_many(ctx: Context) -> tuple[Batch, Batch, dict[str, Any]]:
+    return _get_many_pair(ctx, "bench-many", tiers={"memory": {"options": {"max_entries": MANY}}})
+
+
+def setup_get_many_redis(ctx: Context) -> tuple[Batch, Batch, dict[str, Any]]:
+    return _get_many_pair(ctx, "bench-many-redis", order=["redis"])
+
+
+def setup_get_many_cold(ctx: Context) -> tuple[Batch, Batch, dict[str, Any]]:
+    return _get_many_pair(
+        ctx,
+        "bench-many-cold",
+        order=["memory", "redis"],
+        tiers={"memory": {"options": {"max_entries": MANY}}},
+    )
 
 
 def setup_redis_set(ctx: Context) -> tuple[Batch, Batch, dict[str, Any]]:
@@ -386,6 +412,24 @@ WORKLOADS: tuple[Workload, ...] = (
         "redis-py MGET + 100 \u00d7 orjson.loads",
         1.1,
         setup_get_many,
+        needs_redis=True,
+    ),
+    Workload(
+        "redis_get_many_only",
+        "get_many of 100 keys, Redis-only chain",
+        "Cache.get_many(100 keys), order [redis]",
+        "redis-py MGET + 100 \u00d7 orjson.loads",
+        1.1,
+        setup_get_many_redis,
+        needs_redis=True,
+    ),
+    Workload(
+        "redis_get_many_cold",
+        "get_many of 100 keys, memory + Redis, memory cold",
+        "Cache.get_many(100 keys), order memory, redis; every key a memory miss, copied up",
+        "redis-py MGET + 100 \u00d7 orjson.loads",
+        1.1,
+        setup_get_many_cold,
         needs_redis=True,
     ),
     Workload(
