@@ -114,12 +114,24 @@ def _full_hit(ctx: Context) -> tuple[tierkit.Cache, str]:
     return cache, key
 
 
-def setup_mem_lru(ctx: Context) -> tuple[Batch, Batch, dict[str, Any]]:
-    cache, key = _full_hit(ctx)
+def _lru_pair(ctx: Context, cache: tierkit.Cache, key: str) -> tuple[Batch, Batch, dict[str, Any]]:
     peer: cachetools.LRUCache[str, Any] = cachetools.LRUCache(maxsize=10_000)
     peer[key] = ctx.value
     _same("LRUCache", peer.get(key), ctx.value)
     return call_loop(cache.get, key), call_loop(peer.get, key), {"tiers": list(cache.tiers)}
+
+
+def setup_mem_lru(ctx: Context) -> tuple[Batch, Batch, dict[str, Any]]:
+    return _lru_pair(ctx, *_full_hit(ctx))
+
+
+def setup_mem_lru_sampled(ctx: Context) -> tuple[Batch, Batch, dict[str, Any]]:
+    """The same hit with latency sampling on (one tier call in 16 timed)."""
+    cache = ctx.cache("bench-sampled", latency_sampling=16)
+    key = "bench:hit"
+    cache.set(key, ctx.value, ttl=TTL)
+    _same("tierkit memory hit, sampling on", cache.get(key), ctx.value)
+    return _lru_pair(ctx, cache, key)
 
 
 def setup_mem_ttl(ctx: Context) -> tuple[Batch, Batch, dict[str, Any]]:
@@ -370,6 +382,14 @@ WORKLOADS: tuple[Workload, ...] = (
         1.2,
         setup_mem_lru,
         stretch=1.0,
+    ),
+    Workload(
+        "mem_hit_lru_sampled",
+        "memory hit, full default chain, latency sampling on",
+        FULL_CHAIN + ", latency_sampling 16",
+        "cachetools LRUCache.get",
+        1.2,
+        setup_mem_lru_sampled,
     ),
     Workload(
         "mem_hit_ttl",
