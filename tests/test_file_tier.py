@@ -343,6 +343,31 @@ def test_a_fork_closes_the_connections_and_each_side_reopens(build: Build) -> No
     put(tier, "parent", b"still works")
 
 
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_threads_forking_at_once_take_turns(tmp_path: Path, clock: FakeClock) -> None:
+    # not from `build`: after a deadlock, closing the tier would hang the teardown
+    tier = FileTier(FileOptions(directory=tmp_path), make_context(clock))
+    put(tier, "k")
+    codes: list[int] = []
+
+    def fork_children() -> None:
+        for _ in range(5):
+            pid = os.fork()
+            if pid == 0:  # pragma: no cover - the child reports through its exit status
+                os._exit(0 if tier.tierkit_get("k") is not None else 1)
+            codes.append(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))
+            put(tier, "k")
+
+    threads = [threading.Thread(target=fork_children, daemon=True) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert not any(thread.is_alive() for thread in threads), "forking threads deadlocked"
+    assert codes == [0] * 15
+    tier.tierkit_close()
+
+
 def test_threads_and_two_instances_share_one_store(build: Build) -> None:
     first, second = build(), build()
     errors: list[BaseException] = []

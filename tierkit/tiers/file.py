@@ -154,11 +154,14 @@ _COUNT_EVICTED = "UPDATE meta SET evictions = evictions + ? WHERE id = 0"
 
 _live_tiers: weakref.WeakSet[FileTier] = weakref.WeakSet()
 _forking: list[FileTier] = []
+_fork_lock = threading.Lock()
+"""Held from before a fork to after it: two threads forking at once take turns."""
 
 
 def _before_fork() -> None:
     """Close every connection, holding the tiers' locks through the fork, so that neither
     process inherits SQLite state (its locks and shared memory belong to one process)."""
+    _fork_lock.acquire()
     _forking[:] = list(_live_tiers)
     for tier in _forking:
         tier._hold()
@@ -168,6 +171,7 @@ def _after_fork() -> None:
     for tier in _forking:
         tier._release()
     _forking.clear()
+    _fork_lock.release()
 
 
 if sys.platform != "win32":
