@@ -32,7 +32,6 @@ from tierkit._chain import (
 )
 from tierkit._codec import Codec
 from tierkit._types import MISSING, UNAVAILABLE, Entry, HealthReport, Unavailable, new_entry
-from tierkit.errors import CodecError
 
 log = logging.getLogger("tierkit")
 
@@ -232,33 +231,14 @@ class AsyncChain:
 
     async def read_through(self, key: str, default: Any, start: int, codec: Codec) -> Any:
         """Ask tiers from ``start`` on, awaiting each; backfill the tiers above a hit."""
-        slots = self.chain.slots
+        chain = self.chain
+        slots = chain.slots
         for index in range(start, len(slots)):
             slot = slots[index]
-            entry = await self.ask(slot, self.hooks[slot].get, key)
-            if entry is None:
-                slot.ok()
-                slot.misses += 1
+            hit = chain.accept(slot, key, await self.ask(slot, self.hooks[slot].get, key), codec, now=False)
+            if hit is None:
                 continue
-            if type(entry) is not Entry:
-                if entry is not UNAVAILABLE:
-                    slot.violated("tierkit_get", "Entry or None", entry)
-                continue
-            value = entry[0]
-            holds_bytes = slot.holds_bytes
-            if holds_bytes and type(value) is not bytes:
-                slot.violated("tierkit_get", "an Entry holding bytes (a byte tier)", value)
-                continue
-            slot.ok()
-            payload = None
-            if holds_bytes:
-                payload = value
-                try:
-                    value = codec.decode(payload)
-                except CodecError as exc:
-                    self.chain._undecodable(slot, key, exc, now=False)
-                    continue
-            slot.hits += 1
+            value, payload, entry = hit
             if index:
                 await self._backfill(index, {key: (value, payload, entry)})
             return value

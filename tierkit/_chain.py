@@ -468,35 +468,46 @@ class Chain:
         slots = self.slots
         for index in range(start, len(slots)):
             slot = slots[index]
-            entry = slot.ask(slot.get, key)
-            if entry is None:
-                slot.ok()
-                slot.misses += 1
+            hit = self.accept(slot, key, slot.ask(slot.get, key), codec)
+            if hit is None:
                 continue
-            if type(entry) is not Entry:
-                if entry is not UNAVAILABLE:
-                    slot.violated("tierkit_get", "Entry or None", entry)
-                continue
-            value = entry[0]
-            holds_bytes = slot.holds_bytes
-            if holds_bytes and type(value) is not bytes:
-                slot.violated("tierkit_get", "an Entry holding bytes (a byte tier)", value)
-                continue
-            slot.ok()
-            payload = None
-            if holds_bytes:
-                payload = value
-                try:
-                    value = codec.decode(payload)
-                except CodecError as exc:
-                    self._undecodable(slot, key, exc)
-                    continue
-            slot.hits += 1
+            value, payload, entry = hit
             if index:
                 self._backfill_one(index, key, value, payload, entry)
             return value
         self.misses += 1
         return default
+
+    def accept(self, slot: TierSlot, key: str, entry: object, codec: Codec, now: bool = True) -> _Hit | None:
+        """A tier's ``tierkit_get`` answer as a checked, decoded hit — or ``None`` (a miss, a failure,
+        an answer the contract forbids, undecodable bytes), counted either way.
+
+        Shared by the sync and async read paths (``now``: see :meth:`_undecodable`).
+        """
+        if entry is None:
+            slot.ok()
+            slot.misses += 1
+            return None
+        if type(entry) is not Entry:
+            if entry is not UNAVAILABLE:
+                slot.violated("tierkit_get", "Entry or None", entry)
+            return None
+        value = entry[0]
+        holds_bytes = slot.holds_bytes
+        if holds_bytes and type(value) is not bytes:
+            slot.violated("tierkit_get", "an Entry holding bytes (a byte tier)", value)
+            return None
+        slot.ok()
+        payload = None
+        if holds_bytes:
+            payload = value
+            try:
+                value = codec.decode(payload)
+            except CodecError as exc:
+                self._undecodable(slot, key, exc, now=now)
+                return None
+        slot.hits += 1
+        return value, payload, entry
 
     def get_many(self, keys: Iterable[str], codec: Codec | None = None) -> dict[str, Any]:
         """Values of the keys that hit (misses are absent), one batch per tier."""
