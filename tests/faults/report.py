@@ -37,7 +37,8 @@ A scenario added to `tests/faults/` without regenerating this page fails
 
 def cell(text: str) -> str:
     """Text fit for one Markdown table cell."""
-    return " ".join(text.split()).replace("|", "\\|")
+    text = " ".join(text.split()).replace("|", "\\|")
+    return text.replace("[", "\\[").replace("]", "\\]")  # not Markdown links: values like x[3]
 
 
 def figure(name: str, value: Figure) -> str:
