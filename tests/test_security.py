@@ -263,6 +263,7 @@ URLS = [
     f"redis://:{PASSWORD}@127.0.0.1:1/0",
     f"redis://127.0.0.1:1/0?password={PASSWORD}",
     f"rediss://127.0.0.1:1/0?db=0&pass={PASSWORD}&ssl_cert_reqs=none",
+    "redis://127.0.0.1:1/0?password=pa@ss:w0rd",
 ]
 
 
