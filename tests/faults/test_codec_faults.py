@@ -83,7 +83,7 @@ def test_values_written_by_another_process_come_back_exactly(
     shift = reader.get("shift")
     odd = reader.get("odd")
     record.did(
-        "another process set a frozen slotted dataclass of IntEnum, StrEnum, IntFlag, aliased model, zoned time"
+        "another process set a slotted dataclass of IntEnum, StrEnum, IntFlag, aliased model, zoned time"
     )
     record.did(
         "and a dict of a lone surrogate, a 5,000-digit int and a named fixed offset; this one read them"
@@ -117,7 +117,7 @@ LEAK_URLS = (
 
 
 def test_no_password_reaches_config_output_reprs_or_errors(record: Scenario) -> None:
-    """tierkit config (and --json), a mis-nested variable's traceback, repr(settings): no password (item 17)."""
+    """tierkit config (and --json), a mis-nested variable's error, repr(settings): no password (item 17)."""
     outputs = []
     for url in LEAK_URLS:
         for args in (("config",), ("config", "--json")):
