@@ -11,6 +11,7 @@ import base64
 import dataclasses
 import datetime as dt
 import enum
+import logging
 import os
 import re
 import secrets
@@ -83,8 +84,9 @@ def test_the_codec_never_imports_a_module_a_payload_names(hostile_module: tuple[
 
 
 def test_a_hostile_entry_in_a_file_tier_is_a_miss_and_imports_nothing(
-    hostile_module: tuple[str, Path], tmp_path: Path
+    hostile_module: tuple[str, Path], tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.DEBUG, logger="tierkit")
     name, _ = hostile_module
     cache = Cache(order=["file"], tiers={"file": {"options": {"directory": str(tmp_path / "store")}}})
     store = open_tier(tmp_path / "store", "default")
@@ -94,6 +96,7 @@ def test_a_hostile_entry_in_a_file_tier_is_a_miss_and_imports_nothing(
     assert store.tierkit_get("k") is not None  # left in place: not corrupt, just not allowed here
     figures = cache.stats()["tiers"]["file"]
     assert figures["errors"] == 1 and figures["corrupt"] == 0  # decoded, refused, not removed
+    assert "tierkit.register_types(Thing)" in caplog.text and name in caplog.text
 
 
 class Colour(enum.Enum):
@@ -263,6 +266,7 @@ URLS = [
     f"redis://:{PASSWORD}@127.0.0.1:1/0",
     f"redis://127.0.0.1:1/0?password={PASSWORD}",
     f"rediss://127.0.0.1:1/0?db=0&pass={PASSWORD}&ssl_cert_reqs=none",
+    "redis://127.0.0.1:1/0?password=pa@ss:w0rd",
 ]
 
 

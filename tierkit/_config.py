@@ -412,7 +412,7 @@ def redact(value: Any) -> Any:
     if isinstance(value, SecretStr):
         return "**********" if value.get_secret_value() else ""
     if isinstance(value, str):
-        return _QUERY_SECRET.sub(r"\g<name>***", _URL_PASSWORD.sub(r"\g<scheme>\g<user>:***@", value))
+        return _URL_PASSWORD.sub(r"\g<scheme>\g<user>:***@", _QUERY_SECRET.sub(r"\g<name>***", value))
     if isinstance(value, dict):
         return {k: ("**********" if _is_secret_name(k) and v else redact(v)) for k, v in value.items()}
     if isinstance(value, list | tuple):
