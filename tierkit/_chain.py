@@ -563,8 +563,8 @@ class Chain:
             except CodecError as exc:
                 undecodable.append((key, exc))
         slot.ok()
-        for key, exc in undecodable:
-            self._undecodable(slot, key, exc, now)
+        for key, error in undecodable:
+            self._undecodable(slot, key, error, now)
         return hits
 
     def _backfill(self, index: int, hits: Mapping[str, _Hit]) -> None:
