@@ -131,8 +131,9 @@ def test_a_setting_typo_gets_a_suggestion(
 
 
 def test_a_kind_typo_gets_a_suggestion() -> None:
-    with pytest.raises(ConfigError, match=r"unknown kind 'memroy' \(did you mean 'memory'\?\)"):
+    with pytest.raises(ConfigError, match=r"unknown kind 'memroy' \(did you mean 'memory'\?\)") as info:
         Cache(order=["memroy"])
+    assert str(info.value).endswith("Fix the name.")  # no "pip install tierkit-memroy"
 
 
 # -- the core names no plugin -----------------------------------------------------------------
