@@ -75,7 +75,9 @@ def unknown_kind_error(kind: str, tier_name: str) -> ConfigError:
         f"tier plugins are named tierkit-<kind>: pip install tierkit-{kind})."
     )
     installed = ", ".join(kinds) or "none"
-    return ConfigError(f"tier {tier_name!r}: unknown kind {kind!r}{hint}; installed kinds: {installed}. {fix}")
+    return ConfigError(
+        f"tier {tier_name!r}: unknown kind {kind!r}{hint}; installed kinds: {installed}. " + fix
+    )
 
 
 @cache
