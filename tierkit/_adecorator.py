@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeVar, cast
 
 from tierkit._achain import AsyncGet
 from tierkit._cache import Cache, get_cache
+from tierkit._chain import Invalidated
 from tierkit._codec import Codec
 from tierkit._types import MISSING
 
@@ -35,6 +36,14 @@ class AsyncCachedFunction(Protocol[P, R]):
 
     async def ainvalidate(self, *args: P.args, **kwargs: P.kwargs) -> bool:
         """Forget the cached result of this call, awaited."""
+        ...
+
+    def invalidate_all(self) -> Invalidated:
+        """Forget every cached result of this function, from sync code."""
+        ...
+
+    async def ainvalidate_all(self) -> Invalidated:
+        """Forget every cached result of this function, awaited."""
         ...
 
 
@@ -74,5 +83,14 @@ def cached_coroutine(
     async def ainvalidate(*args: P.args, **kwargs: P.kwargs) -> bool:
         return await (cache or get_cache()).adelete(memo.key(*args, **kwargs))
 
-    wrapper.__dict__.update(key=memo.key, invalidate=invalidate, ainvalidate=ainvalidate)
+    async def ainvalidate_all() -> Invalidated:
+        return await (cache or get_cache()).ainvalidate(prefix=memo.keys.base)
+
+    wrapper.__dict__.update(
+        key=memo.key,
+        invalidate=invalidate,
+        ainvalidate=ainvalidate,
+        invalidate_all=lambda: memo.invalidate_all(cache),
+        ainvalidate_all=ainvalidate_all,
+    )
     return cast(AsyncCachedFunction[P, R], wrapper)
