@@ -43,7 +43,7 @@ _KEYABLE = (
 
 def method_receiver(func: Callable[..., Any]) -> Receiver | None:
     """``"self"``/``"cls"`` for a function defined in a class body whose first parameter has that name."""
-    owner, _, _ = func.__qualname__.rpartition(".")
+    owner, _, _ = getattr(func, "__qualname__", "").rpartition(".")
     if not owner or owner.endswith("<locals>"):
         return None
     first = next(iter(inspect.signature(func).parameters.values()), None)
@@ -71,7 +71,7 @@ class CallKeys(Generic[P]):
         code_hash: bool = False,
         receiver: Receiver | None = None,
     ) -> None:
-        self.name = f"{func.__module__}.{func.__qualname__}"
+        self.name = _dotted(func if hasattr(func, "__qualname__") else type(func))
         self.signature = inspect.signature(func)
         names = tuple(self.signature.parameters)
         ignored = _checked_ignore(self.name, names, ignore)
@@ -252,8 +252,9 @@ def _envelope(value: Any) -> Any:
         raise _Unkeyable(value) from None
 
 
-def _dotted(cls: type) -> str:
-    return f"{cls.__module__}.{cls.__qualname__}"
+def _dotted(obj: Any) -> str:
+    """A class's (or function's) module and qualified name."""
+    return f"{obj.__module__}.{obj.__qualname__}"
 
 
 # -- code hashing ---------------------------------------------------------------------------------
