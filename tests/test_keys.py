@@ -31,7 +31,12 @@ def run_python(code: str, *, seed: int = 0, cwd: Path | None = None) -> str:
         text=True,
         check=True,
         cwd=cwd,
-        env={"PYTHONHASHSEED": str(seed), "PATH": "", "PYTHONPATH": str(cwd or ""), "PYTHONDONTWRITEBYTECODE": "1"},
+        env={
+            "PYTHONHASHSEED": str(seed),
+            "PATH": "",
+            "PYTHONPATH": str(cwd or ""),
+            "PYTHONDONTWRITEBYTECODE": "1",
+        },
     ).stdout
 
 
@@ -325,7 +330,8 @@ def test_array_and_frame_keys_are_stable_across_processes() -> None:
         import numpy as np, pandas as pd, tierkit
         @tierkit.cached()
         def f(*args): return None
-        print(f.key(np.arange(4), pd.DataFrame({"s": ["a", "b"], "x": [1, 2]}), np.array(["x", 1], dtype=object)))
+        frame = pd.DataFrame({"s": ["a", "b"], "x": [1, 2]})
+        print(f.key(np.arange(4), frame, np.array(["x", 1], dtype=object)))
     """
     assert len({run_python(code, seed=seed) for seed in (1, 2, 3)}) == 1
 
@@ -375,7 +381,7 @@ def test_version_must_be_a_str_or_an_int() -> None:
 
 # -- code_hash= -----------------------------------------------------------------------------------
 
-_REPORT = '''
+_REPORT = """
 import tierkit
 
 SEEN = []
@@ -387,7 +393,7 @@ def report(n: int) -> int:
     def scale(x):
         return x * {factor}
     return scale(n) if n in {{1, 2, 3}} else 0
-'''
+"""
 
 _RUN = """
     import tierkit, reports

@@ -28,7 +28,7 @@ log = logging.getLogger("tierkit")
 
 
 class CachedFunction(Protocol[P, R]):
-    """What ``@cached`` returns: the function, plus ``.key()``, ``.invalidate()`` and ``.invalidate_all()``."""
+    """What ``@cached`` returns: the function, plus ``.key()``, ``.invalidate()``, ``.invalidate_all()``."""
 
     __wrapped__: Callable[P, R]
 
@@ -81,15 +81,16 @@ class _Memo(Generic[P, R]):
         self.arity = keys.arity
         """Calls with exactly this many positional arguments are keyed ``prefix + repr(args)``."""
         self.key: Callable[P, str] = keys.key
-        self.adapter: TypeAdapter[Any] | None | bool = False
-        """The return annotation's TypeAdapter, None without a usable one; False until looked up."""
+
+    @functools.cached_property
+    def adapter(self) -> TypeAdapter[Any] | None:
+        """The return annotation's TypeAdapter; None without an annotation pydantic can handle."""
+        return _return_adapter(self.func, self.keys.name)
 
     def codec_for(self, cache: Cache) -> Codec:
         """The codec for ``cache``'s byte tiers: a TypeAdapter from the return annotation, if any."""
         codec: Codec = cache.codec
-        if self.adapter is False:
-            self.adapter = _return_adapter(self.func, self.keys.name)
-        if isinstance(self.adapter, TypeAdapter) and isinstance(codec, JsonCodec):
+        if self.adapter is not None and isinstance(codec, JsonCodec):
             codec = AdapterCodec(self.adapter, codec)
         return codec
 
@@ -232,7 +233,7 @@ def cached(
 
 
 def _method_parts(func: Any) -> tuple[Any, Receiver | None, Receiver | Literal["static"] | None]:
-    """The function inside a ``classmethod``/``staticmethod``, how its first argument is keyed, what it binds."""
+    """The function in a ``classmethod``/``staticmethod``, how its first argument is keyed, what it binds."""
     if isinstance(func, classmethod):
         return func.__func__, "cls", "cls"
     if isinstance(func, staticmethod):

@@ -80,7 +80,9 @@ class CallKeys(Generic[P]):
         if key is not None and ignored:
             raise TypeError(f"@cached {self.name}: pass key= or ignore=, not both (key= decides alone)")
         if version is not None and (type(version) not in (str, int) or version == ""):
-            raise TypeError(f"@cached {self.name}: version= must be a non-empty str or an int, got {version!r}")
+            raise TypeError(
+                f"@cached {self.name}: version= must be a non-empty str or an int, got {version!r}"
+            )
         self.custom = key
         self.receiver = None if receiver in ignored else receiver
         self.kept = tuple(i for i, n in enumerate(names) if n not in ignored) if ignored else None
