@@ -428,3 +428,41 @@ def test_code_hash_needs_a_python_function() -> None:
 
     with pytest.raises(TypeError, match="code_hash=True needs a Python function"):
         tierkit.cached(code_hash=True)(Callable())
+
+
+@pytest.mark.slow
+def test_mypy_binds_cached_methods_like_functions(tmp_path: Path) -> None:
+    sample = tmp_path / "sample.py"
+    sample.write_text(
+        textwrap.dedent(
+            """
+            from typing import assert_type
+            import tierkit
+
+            class Repo:
+                @tierkit.cached()
+                def load(self, item: int) -> str:
+                    return str(item)
+
+                @tierkit.cached()
+                async def aload(self, item: int) -> list[int]:
+                    return [item]
+
+            async def use(repo: Repo) -> None:
+                assert_type(repo.load(1), str)
+                assert_type(repo.load.key(1), str)
+                assert_type(Repo.load(repo, 1), str)
+                assert_type(await repo.aload(1), list[int])
+                repo.load("1")
+            """
+        )
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "mypy", "--strict", "--no-incremental", str(sample)],
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).resolve().parent.parent,
+        check=False,
+    )
+    assert 'Argument 1 to "__call__" of "CachedFunction" has incompatible type "str"' in result.stdout
+    assert result.stdout.count("error:") == 1, result.stdout

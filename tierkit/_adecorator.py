@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Awaitable, Callable, Coroutine
-from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, Protocol, Self, TypeVar, cast, overload
 
 from tierkit._achain import AsyncGet
 from tierkit._cache import Cache, get_cache
@@ -16,7 +16,9 @@ if TYPE_CHECKING:
     from tierkit._decorator import _Memo
 
 P = ParamSpec("P")
+Q = ParamSpec("Q")
 R = TypeVar("R")
+S = TypeVar("S")
 
 
 class AsyncCachedFunction(Protocol[P, R]):
@@ -45,6 +47,15 @@ class AsyncCachedFunction(Protocol[P, R]):
     async def ainvalidate_all(self) -> Invalidated:
         """Forget every cached result of this function, awaited."""
         ...
+
+    # A method, read from an instance, is bound: `await repo.load(1)`, `repo.load.key(1)`.
+    @overload
+    def __get__(self, obj: None, owner: type[Any] | None = None, /) -> Self: ...
+
+    @overload
+    def __get__(
+        self: AsyncCachedFunction[Concatenate[S, Q], R], obj: S, owner: type[Any] | None = None, /
+    ) -> AsyncCachedFunction[Q, R]: ...
 
 
 def cached_coroutine(

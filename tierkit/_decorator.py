@@ -7,7 +7,7 @@ import inspect
 import logging
 import typing
 from collections.abc import Callable, Coroutine, Iterable
-from typing import Any, Generic, Literal, ParamSpec, Protocol, TypeVar, cast, overload
+from typing import Any, Concatenate, Generic, Literal, ParamSpec, Protocol, Self, TypeVar, cast, overload
 
 from pydantic import PydanticUserError, TypeAdapter
 
@@ -20,7 +20,9 @@ from tierkit._methods import CachedMethod
 from tierkit._types import MISSING
 
 P = ParamSpec("P")
+Q = ParamSpec("Q")
 R = TypeVar("R")
+S = TypeVar("S")
 
 _KEY_MEMO_SIZE = 4096
 """Remembered key strings per @cached function (single str/int argument calls)."""
@@ -46,6 +48,15 @@ class CachedFunction(Protocol[P, R]):
         """Forget every cached result of this function, of every ``version=`` and code hash."""
         ...
 
+    # A method, read from an instance, is bound: `repo.load(1)`, `repo.load.key(1)`.
+    @overload
+    def __get__(self, obj: None, owner: type[Any] | None = None, /) -> Self: ...
+
+    @overload
+    def __get__(
+        self: CachedFunction[Concatenate[S, Q], R], obj: S, owner: type[Any] | None = None, /
+    ) -> CachedFunction[Q, R]: ...
+
 
 class _Decorator(Protocol):
     """What ``cached(...)`` returns: typed apart for ``async def`` (awaitable results) and plain functions."""
@@ -61,7 +72,7 @@ class _Decorator(Protocol):
 
 def _refuse_uncacheable(func: object) -> None:
     """A ``TypeError`` at decoration time for what ``@cached`` cannot cache."""
-    if not callable(func) or isinstance(func, type):
+    if not callable(func):
         raise TypeError(f"@cached decorates a function, got {type(func).__name__} {func!r}")
     if inspect.isasyncgenfunction(func) or inspect.isgeneratorfunction(func):
         kind = "an async generator" if inspect.isasyncgenfunction(func) else "a generator"
