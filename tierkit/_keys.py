@@ -102,6 +102,8 @@ class CallKeys(Generic[P]):
         self.prefix = prefix
         self.base = f"{namespace or self.name}:"
         """What every key of this function starts with, whatever its version or code."""
+        self._keyed_by_method: dict[type, bool] = {}
+        """Whether a receiver class has ``__cache_key__`` (a miss of ``getattr`` costs an exception)."""
 
     def key(self, *args: P.args, **kwargs: P.kwargs) -> str:
         """The cache key of a call: the same for ``f(1)``, ``f(x=1)`` and defaults spelled out."""
@@ -117,7 +119,7 @@ class CallKeys(Generic[P]):
             if self.kept is not None:
                 values = tuple(values[i] for i in self.kept)
             if self.receiver is not None:
-                values = _identity(self.receiver, values[0]) + values[1:]
+                values = self._identity(values[0]) + values[1:]
         if SIMPLE.issuperset(map(type, values)):
             text = repr(values)
             if len(text) <= MAX_PLAIN_KEY:
@@ -127,6 +129,16 @@ class CallKeys(Generic[P]):
         except TypeError as exc:
             raise TypeError(self._unkeyable(values, exc)) from None
         return f"{self.prefix}#{hashlib.blake2b(body, digest_size=16).hexdigest()}"
+
+    def _identity(self, obj: Any) -> tuple[Any, ...]:
+        """What the first argument of a method adds to its key."""
+        if self.receiver == "cls":
+            return (_dotted(obj if isinstance(obj, type) else type(obj)),)
+        kind = type(obj)
+        keyed = self._keyed_by_method.get(kind)
+        if keyed is None:
+            keyed = self._keyed_by_method[kind] = getattr(kind, "__cache_key__", None) is not None
+        return (obj.__cache_key__(),) if keyed else ()
 
     def _unkeyable(self, values: tuple[Any, ...], exc: TypeError) -> str:
         """Which argument could not be keyed, and what to do about it."""
@@ -160,13 +172,6 @@ def _checked_ignore(func_name: str, names: tuple[str, ...], ignore: Iterable[str
     return ignored
 
 
-def _identity(receiver: Receiver, obj: Any) -> tuple[Any, ...]:
-    """What the first argument of a method adds to its key."""
-    if receiver == "cls":
-        return (_dotted(obj) if isinstance(obj, type) else _dotted(type(obj)),)
-    if getattr(type(obj), "__cache_key__", None) is None:
-        return ()
-    return (obj.__cache_key__(),)
 
 
 # -- canonical argument bytes ---------------------------------------------------------------------
