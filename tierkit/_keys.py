@@ -172,8 +172,6 @@ def _checked_ignore(func_name: str, names: tuple[str, ...], ignore: Iterable[str
     return ignored
 
 
-
-
 # -- canonical argument bytes ---------------------------------------------------------------------
 
 
