@@ -17,6 +17,10 @@ import tierkit
 from tierkit import Cache
 from tierkit.testing import FakeClock
 
+from ._run import run_module
+
+ROOT = Path(__file__).resolve().parent.parent
+
 
 @pytest.fixture
 def cache(clock: FakeClock) -> Cache:
@@ -457,12 +461,6 @@ def test_mypy_binds_cached_methods_like_functions(tmp_path: Path) -> None:
             """
         )
     )
-    result = subprocess.run(
-        [sys.executable, "-m", "mypy", "--strict", "--no-incremental", str(sample)],
-        capture_output=True,
-        text=True,
-        cwd=Path(__file__).resolve().parent.parent,
-        check=False,
-    )
+    result = run_module("mypy", "--strict", "--no-incremental", str(sample), cwd=ROOT, timeout=600)
     assert 'Argument 1 to "__call__" of "CachedFunction" has incompatible type "str"' in result.stdout
     assert result.stdout.count("error:") == 1, result.stdout
