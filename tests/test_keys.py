@@ -431,7 +431,12 @@ def test_code_hash_needs_a_python_function() -> None:
             return None
 
     with pytest.raises(TypeError, match="code_hash=True needs a Python function"):
-        tierkit.cached(code_hash=True)(Callable())
+        tierkit.cached(code_hash=True, namespace="callable")(Callable())
+    with pytest.raises(
+        TypeError, match=r"@cached needs namespace= to key <.*Callable object at .*>, which has no"
+    ):
+        tierkit.cached()(Callable())
+    assert tierkit.cached(namespace="callable")(Callable()).key() == "callable:()"
 
 
 @pytest.mark.slow

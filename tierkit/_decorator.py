@@ -9,7 +9,7 @@ import typing
 from collections.abc import Callable, Coroutine, Iterable
 from typing import Any, Concatenate, Generic, Literal, ParamSpec, Protocol, Self, TypeVar, cast, overload
 
-from pydantic import PydanticUserError, TypeAdapter
+from pydantic import TypeAdapter
 
 from tierkit._adecorator import AsyncCachedFunction, cached_coroutine
 from tierkit._cache import Cache, get_cache
@@ -123,7 +123,7 @@ def _return_adapter(func: Callable[..., Any], name: str) -> TypeAdapter[Any] | N
         return None
     try:
         return TypeAdapter(annotation)
-    except PydanticUserError as exc:
+    except Exception as exc:  # PydanticSchemaGenerationError and kin: never a reason to fail a call
         log.debug("@cached %s: no pydantic schema for its return annotation (%s): using the codec", name, exc)
         return None
 

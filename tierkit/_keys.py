@@ -71,7 +71,12 @@ class CallKeys(Generic[P]):
         code_hash: bool = False,
         receiver: Receiver | None = None,
     ) -> None:
-        self.name = _dotted(func if hasattr(func, "__qualname__") else type(func))
+        if hasattr(func, "__qualname__"):
+            self.name = _dotted(func)
+        elif namespace:
+            self.name = namespace
+        else:  # functools.partial, a callable object: its class would name every instance alike
+            raise TypeError(f"@cached needs namespace= to key {func!r}, which has no __qualname__")
         self.signature = inspect.signature(func)
         names = tuple(self.signature.parameters)
         ignored = _checked_ignore(self.name, names, ignore)
