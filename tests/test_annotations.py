@@ -94,6 +94,7 @@ _leaves = (
     | st.dates()
     | st.decimals(allow_nan=False, allow_infinity=False, places=3)
     | st.sampled_from(Level)
+    | st.frozensets(st.integers(-3, 3), max_size=3)  # small ints: one iteration order, so one repr
 )
 _values = st.recursive(
     _leaves,
@@ -119,7 +120,8 @@ _numbers = itertools.count()
 @given(value=st.dictionaries(st.text(max_size=6), _values, max_size=4))
 def test_an_annotation_never_makes_a_value_less_exact(file_cache: Cache, value: dict[str, Any]) -> None:
     """``-> dict`` (and ``dict[str, Any]``) bring back from a byte tier exactly what was cached:
-    datetimes, tuples, Decimals and IntEnums included, with their types — ``repr`` tells them apart."""
+    datetimes, tuples, frozensets, Decimals and IntEnums included, with their types — ``repr`` tells
+    them apart."""
     stored: dict[int, dict[str, Any]] = {}
 
     @tierkit.cached(cache=file_cache, persistent=True)
