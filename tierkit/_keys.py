@@ -109,9 +109,18 @@ class CallKeys(Generic[P]):
         """What every key of this function starts with, whatever its version or code."""
         self._keyed_by_method: dict[type, bool] = {}
         """Whether a receiver class has ``__cache_key__`` (a miss of ``getattr`` costs an exception)."""
+        plain_method = key is None and not ignored and self.receiver == "self"
+        self._method_arity = self.positional if plain_method else -2
+        """Positional calls of a method with this many arguments may take the fast path of :meth:`key`."""
 
     def key(self, *args: P.args, **kwargs: P.kwargs) -> str:
         """The cache key of a call: the same for ``f(1)``, ``f(x=1)`` and defaults spelled out."""
+        if len(args) == self._method_arity and not kwargs and not self._keyed_by_method.get(type(args[0]), 1):
+            rest = args[1:]  # the commonest method call: self left out, plain arguments
+            if SIMPLE.issuperset(map(type, rest)):
+                text = repr(rest)
+                if len(text) <= MAX_PLAIN_KEY:
+                    return self.prefix + text
         values: tuple[Any, ...]
         if self.custom is not None:
             values = (self.custom(*args, **kwargs),)
