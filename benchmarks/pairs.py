@@ -9,6 +9,7 @@ misses (and so does less work) cannot slip through.
 from __future__ import annotations
 
 import itertools
+import operator
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -363,6 +364,34 @@ def _cached_pair(ctx: Context, annotated: bool) -> tuple[Batch, Batch, dict[str,
     return call_loop(load, 7), call_loop(load_ct, 7), {"tiers": list(cache.tiers)}
 
 
+def setup_cached_method(ctx: Context) -> tuple[Batch, Batch, dict[str, Any]]:
+    """A method: ``self`` left out of the key, the instance bound for the call (docs/keys.md)."""
+    cache = ctx.full_chain()
+    value = ctx.value
+
+    class Repository:
+        def __init__(self) -> None:
+            self.cache: cachetools.TTLCache[Any, Any] = cachetools.TTLCache(maxsize=10_000, ttl=TTL)
+
+        @tierkit.cached(ttl=TTL, cache=cache)
+        def load(self, page: int) -> dict[str, Any]:
+            return value
+
+        @cachetools.cachedmethod(lambda self: self.cache)
+        def load_ct(self, page: int) -> dict[str, Any]:
+            return value
+
+    repo = Repository()
+    _same("tierkit @cached method", repo.load(7), value)
+    _same("tierkit @cached method hit", repo.load(7), value)
+    _same("cachetools @cachedmethod", repo.load_ct(7), value)
+    return (
+        call_loop(operator.methodcaller("load", 7), repo),  # repo.load(7): the binding is part of a call
+        call_loop(operator.methodcaller("load_ct", 7), repo),
+        {"tiers": list(cache.tiers)},
+    )
+
+
 def setup_cached(ctx: Context) -> tuple[Batch, Batch, dict[str, Any]]:
     return _cached_pair(ctx, annotated=True)
 
@@ -502,6 +531,15 @@ WORKLOADS: tuple[Workload, ...] = (
         "cachetools @cached(TTLCache)",
         None,
         setup_cached_plain,
+        info=True,
+    ),
+    Workload(
+        "cached_method_hit",
+        "@cached method hit",
+        "@tierkit.cached(ttl=600) on a method, default chain, annotated (-> dict)",
+        "cachetools @cachedmethod(TTLCache)",
+        None,
+        setup_cached_method,
         info=True,
     ),
     Workload(

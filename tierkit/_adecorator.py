@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Awaitable, Callable, Coroutine
-from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, Protocol, Self, TypeVar, cast, overload
 
 from tierkit._achain import AsyncGet
 from tierkit._cache import Cache, get_cache
+from tierkit._chain import Invalidated
 from tierkit._codec import Codec
 from tierkit._types import MISSING
 
@@ -15,7 +16,9 @@ if TYPE_CHECKING:
     from tierkit._decorator import _Memo
 
 P = ParamSpec("P")
+Q = ParamSpec("Q")
 R = TypeVar("R")
+S = TypeVar("S")
 
 
 class AsyncCachedFunction(Protocol[P, R]):
@@ -36,6 +39,23 @@ class AsyncCachedFunction(Protocol[P, R]):
     async def ainvalidate(self, *args: P.args, **kwargs: P.kwargs) -> bool:
         """Forget the cached result of this call, awaited."""
         ...
+
+    def invalidate_all(self) -> Invalidated:
+        """Forget every cached result of this function, from sync code."""
+        ...
+
+    async def ainvalidate_all(self) -> Invalidated:
+        """Forget every cached result of this function, awaited."""
+        ...
+
+    # A method, read from an instance, is bound: `await repo.load(1)`, `repo.load.key(1)`.
+    @overload
+    def __get__(self, obj: None, owner: type[Any] | None = None, /) -> Self: ...
+
+    @overload
+    def __get__(
+        self: AsyncCachedFunction[Concatenate[S, Q], R], obj: S, owner: type[Any] | None = None, /
+    ) -> AsyncCachedFunction[Q, R]: ...
 
 
 def cached_coroutine(
@@ -74,5 +94,14 @@ def cached_coroutine(
     async def ainvalidate(*args: P.args, **kwargs: P.kwargs) -> bool:
         return await (cache or get_cache()).adelete(memo.key(*args, **kwargs))
 
-    wrapper.__dict__.update(key=memo.key, invalidate=invalidate, ainvalidate=ainvalidate)
+    async def ainvalidate_all() -> Invalidated:
+        return await (cache or get_cache()).ainvalidate(prefix=memo.keys.base)
+
+    wrapper.__dict__.update(
+        key=memo.key,
+        invalidate=invalidate,
+        ainvalidate=ainvalidate,
+        invalidate_all=lambda: memo.invalidate_all(cache),
+        ainvalidate_all=ainvalidate_all,
+    )
     return cast(AsyncCachedFunction[P, R], wrapper)

@@ -551,8 +551,11 @@ class AdapterCodec:
     """Encodes with a pydantic ``TypeAdapter`` built from a return annotation.
 
     Used only where it is exact: a value the annotation would not bring back
-    equal (one that does not fit it, or a ``-> dict`` holding datetimes or
-    tuples) is written by the JSON codec instead, so nothing is lost.
+    equal and of the same types all the way down (one that does not fit it, a
+    ``-> dict`` holding datetimes, tuples or IntEnums, an int in a
+    ``dict[str, float]``) is written by the JSON codec instead, so nothing is lost.
+    Only a value that codec cannot write either (an ``OrderedDict`` for
+    ``-> dict``) comes back as the annotation's type, if it reads back equal.
     Fields are written and read by name, so models with aliases round-trip.
     """
 
@@ -561,14 +564,20 @@ class AdapterCodec:
         self._fallback = fallback
 
     def encode(self, key: str, value: Any) -> bytes:
+        body, back = b"", _UNSET
         try:
             body = self._adapter.dump_json(value, warnings="error", by_alias=False)
-            exact = self._adapter.validate_json(body, by_alias=False, by_name=True) == value
+            back = self._adapter.validate_json(body, by_alias=False, by_name=True)
         except Exception:
-            exact = False
-        if exact:  # e.g. `-> dict` would bring datetimes back as str, tuples as lists
+            pass
+        if back is not _UNSET and _identical(back, value):
             return b"a" + body
-        return self._fallback.encode(key, value)
+        try:  # e.g. `-> dict` would bring datetimes back as str, tuples as lists
+            return self._fallback.encode(key, value)
+        except TypeError:
+            if back is _UNSET or back != value:
+                raise
+            return b"a" + body
 
     def decode(self, payload: bytes) -> Any:
         if payload[:1] != b"a":
@@ -577,6 +586,30 @@ class AdapterCodec:
             return self._adapter.validate_json(payload[1:], by_alias=False, by_name=True)
         except ValueError as exc:
             raise CodecError(f"payload does not match the annotation: {exc}") from exc
+
+
+def _identical(a: Any, b: Any) -> bool:
+    """Equal, and of the same types all the way down (``1 == 1.0 == True`` but they are not identical)."""
+    kind = type(a)
+    if kind is not type(b):
+        return False
+    if isinstance(a, dict):
+        return len(a) == len(b) and all(
+            _identical(ka, kb) and _identical(va, vb)
+            for (ka, va), (kb, vb) in zip(a.items(), b.items(), strict=True)
+        )
+    if isinstance(a, list | tuple):
+        return len(a) == len(b) and all(_identical(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, set | frozenset):
+        types_in_b = {member: type(member) for member in b}
+        return a == b and all(types_in_b.get(member) is type(member) for member in a)
+    if isinstance(a, BaseModel):
+        return a == b and _identical(a.__dict__, b.__dict__)
+    if dataclasses.is_dataclass(a):
+        return a == b and all(
+            _identical(getattr(a, f.name), getattr(b, f.name)) for f in dataclasses.fields(a)
+        )
+    return bool(a == b)
 
 
 # -- signed pickle ------------------------------------------------------------------------------

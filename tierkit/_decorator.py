@@ -3,32 +3,34 @@
 from __future__ import annotations
 
 import functools
-import hashlib
 import inspect
+import logging
 import typing
 from collections.abc import Callable, Coroutine, Iterable
-from typing import Any, Generic, ParamSpec, Protocol, TypeVar, cast, overload
+from typing import Any, Concatenate, Generic, Literal, ParamSpec, Protocol, Self, TypeVar, cast, overload
 
-import orjson
 from pydantic import TypeAdapter
 
 from tierkit._adecorator import AsyncCachedFunction, cached_coroutine
 from tierkit._cache import Cache, get_cache
-from tierkit._codec import TAG, AdapterCodec, Codec, JsonCodec
+from tierkit._chain import Invalidated
+from tierkit._codec import AdapterCodec, Codec, JsonCodec
+from tierkit._keys import MAX_PLAIN_KEY, SIMPLE, CallKeys, Receiver, method_receiver
+from tierkit._methods import CachedMethod
 from tierkit._types import MISSING
 
 P = ParamSpec("P")
+Q = ParamSpec("Q")
 R = TypeVar("R")
+S = TypeVar("S")
 
-_SIMPLE = frozenset({str, int, float, bool, type(None)})
-_MAX_PLAIN_KEY = 200
 _KEY_MEMO_SIZE = 4096
 """Remembered key strings per @cached function (single str/int argument calls)."""
-_json = JsonCodec()
+log = logging.getLogger("tierkit")
 
 
 class CachedFunction(Protocol[P, R]):
-    """What ``@cached`` returns: the function, plus ``.key()`` and ``.invalidate()``."""
+    """What ``@cached`` returns: the function, plus ``.key()``, ``.invalidate()``, ``.invalidate_all()``."""
 
     __wrapped__: Callable[P, R]
 
@@ -41,6 +43,19 @@ class CachedFunction(Protocol[P, R]):
     def invalidate(self, *args: P.args, **kwargs: P.kwargs) -> bool:
         """Forget the cached result of this call."""
         ...
+
+    def invalidate_all(self) -> Invalidated:
+        """Forget every cached result of this function, of every ``version=`` and code hash."""
+        ...
+
+    # A method, read from an instance, is bound: `repo.load(1)`, `repo.load.key(1)`.
+    @overload
+    def __get__(self, obj: None, owner: type[Any] | None = None, /) -> Self: ...
+
+    @overload
+    def __get__(
+        self: CachedFunction[Concatenate[S, Q], R], obj: S, owner: type[Any] | None = None, /
+    ) -> CachedFunction[Q, R]: ...
 
 
 class _Decorator(Protocol):
@@ -70,62 +85,51 @@ def _refuse_uncacheable(func: object) -> None:
 class _Memo(Generic[P, R]):
     """What one ``@cached`` function knows about itself: its key derivation and its codec."""
 
-    def __init__(self, func: Callable[P, R], prefix: str) -> None:
+    def __init__(self, func: Callable[P, R], keys: CallKeys[P]) -> None:
         self.func = func
-        self.prefix = prefix
-        self.signature = inspect.signature(func)
-        params = self.signature.parameters.values()
-        positional = all(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) for p in params)
-        self.arity = len(self.signature.parameters) if positional else -1
-        """Calls with exactly this many positional arguments need no signature binding."""
+        self.keys = keys
+        self.prefix = keys.prefix
+        self.arity = keys.arity
+        """Calls with exactly this many positional arguments are keyed ``prefix + repr(args)``."""
+        self.key: Callable[P, str] = keys.key
 
-    def key(self, *args: P.args, **kwargs: P.kwargs) -> str:
-        values: tuple[Any, ...] = args
-        if kwargs or len(args) != self.arity:
-            bound = self.signature.bind(*args, **kwargs)
-            bound.apply_defaults()
-            values = tuple(bound.arguments.values())
-        if _SIMPLE.issuperset(map(type, values)):
-            text = repr(values)
-            if len(text) <= _MAX_PLAIN_KEY:
-                return self.prefix + text
-        digest = hashlib.blake2b(_canonical(values), digest_size=16).hexdigest()
-        return f"{self.prefix}#{digest}"
+    @functools.cached_property
+    def adapter(self) -> TypeAdapter[Any] | None:
+        """The return annotation's TypeAdapter; None without an annotation pydantic can handle."""
+        return _return_adapter(self.func, self.keys.name)
 
     def codec_for(self, cache: Cache) -> Codec:
         """The codec for ``cache``'s byte tiers: a TypeAdapter from the return annotation, if any."""
         codec: Codec = cache.codec
-        try:
-            annotation = typing.get_type_hints(self.func).get("return")
-        except Exception:  # unresolvable forward reference: fall back to the generic codec
-            annotation = None
-        if annotation is not None and annotation is not type(None) and isinstance(codec, JsonCodec):
-            codec = AdapterCodec(TypeAdapter(annotation), codec)
+        if self.adapter is not None and isinstance(codec, JsonCodec):
+            codec = AdapterCodec(self.adapter, codec)
         return codec
+
+    def invalidate_all(self, cache: Cache | None) -> Invalidated:
+        return (cache or get_cache()).invalidate(prefix=self.keys.base)
+
+
+def _return_adapter(func: Callable[..., Any], name: str) -> TypeAdapter[Any] | None:
+    """A TypeAdapter for ``func``'s return annotation; None if it has none pydantic can handle.
+
+    An annotation is a hint: one pydantic builds no schema for (a Django model,
+    ``pd.DataFrame``) leaves values to the configured codec instead of failing.
+    """
+    try:
+        annotation = typing.get_type_hints(func).get("return")
+    except Exception:  # unresolvable forward reference: fall back to the generic codec
+        return None
+    if annotation is None or annotation is type(None):
+        return None
+    try:
+        return TypeAdapter(annotation)
+    except Exception as exc:  # PydanticSchemaGenerationError and kin: never a reason to fail a call
+        log.debug("@cached %s: no pydantic schema for its return annotation (%s): using the codec", name, exc)
+        return None
 
 
 def _unbound(key: str, default: Any) -> Any:  # pragma: no cover - replaced on first call
     raise RuntimeError("not bound to a cache")
-
-
-def _canonical(values: Any) -> bytes:
-    """Deterministic bytes for hashing arguments: containers tagged with their type, sets sorted."""
-    return orjson.dumps(_typed(values), default=_envelope, option=orjson.OPT_SORT_KEYS)
-
-
-def _typed(value: Any) -> Any:
-    """``value`` with every list, tuple, set and frozenset tagged, so ``[1]``, ``(1,)`` and ``{1}`` differ."""
-    if isinstance(value, set | frozenset):
-        return {TAG: type(value).__name__, "v": sorted((_typed(v) for v in value), key=_canonical)}
-    if isinstance(value, list | tuple):
-        return {TAG: type(value).__name__, "v": [_typed(v) for v in value]}
-    if isinstance(value, dict):
-        return {f"{type(k).__name__}:{k!r}": _typed(v) for k, v in value.items()}
-    return value
-
-
-def _envelope(value: Any) -> Any:
-    return orjson.loads(_json.encode("argument", value)[1:])
 
 
 def cached(
@@ -135,6 +139,10 @@ def cached(
     persistent: bool = False,
     cache: Cache | None = None,
     namespace: str | None = None,
+    key: Callable[..., Any] | None = None,
+    ignore: Iterable[str] = (),
+    version: str | int | None = None,
+    code_hash: bool = False,
 ) -> _Decorator:
     """Cache a function's results.
 
@@ -142,21 +150,48 @@ def cached(
     plus its arguments, bound to the signature so ``f(1)`` and ``f(x=1)``
     share an entry — stable across processes.  Results are stored in
     ``cache`` (default: :func:`tierkit.get_cache`).  With a return
-    annotation, byte tiers store the value through a pydantic
-    ``TypeAdapter`` and hand back that type.  Concurrent calls with the same
-    arguments run the function once.
+    annotation pydantic can handle, byte tiers store the value through a
+    ``TypeAdapter`` and hand back that type (other annotations are ignored).
+    Concurrent calls with the same arguments run the function once.
+
+    Keys (docs/keys.md): ``key`` is called with the call's arguments, as the
+    function's own signature takes them, and its result replaces them in the
+    key; ``ignore`` names arguments left out.  Methods leave ``self`` out
+    unless its class has a ``__cache_key__()`` method; classmethods key
+    ``cls`` by its qualified name.  ``version`` joins every key (change it to
+    stop serving older results); ``code_hash=True`` joins a digest of the
+    function's bytecode, so editing the body does the same.  ``f.invalidate_all()``
+    drops every entry of the function.  An argument that cannot be keyed is a
+    ``TypeError`` naming the function and the argument.
 
     On an ``async def`` the awaited result is cached and the wrapper is a
     coroutine function (see docs/async.md); generators cannot be cached.
     """
     tag_tuple = tuple(tags)
 
-    def decorate(func: Callable[P, R]) -> Any:
-        _refuse_uncacheable(func)
-        memo = _Memo(func, f"{namespace or func.__module__ + '.' + func.__qualname__}:")
+    def decorate(func: Any) -> Any:
+        target, receiver, binds = _method_parts(func)
+        _refuse_uncacheable(target)
+        if binds is None:
+            receiver = binds = method_receiver(target)
+        keys = CallKeys(
+            target,
+            namespace=namespace,
+            key=key,
+            ignore=ignore,
+            version=version,
+            code_hash=code_hash,
+            receiver=receiver,
+        )
+        wrapper = wrap(target, _Memo(target, keys))
+        if binds == "static":
+            return staticmethod(wrapper)
+        return wrapper if binds is None else CachedMethod(wrapper, binds)
+
+    def wrap(func: Callable[P, R], memo: _Memo[P, R]) -> Any:
         if inspect.iscoroutinefunction(func):
             return cached_coroutine(func, memo, ttl, tag_tuple, persistent, cache)  # type: ignore[arg-type]
-        prefix, arity, simple = memo.prefix, memo.arity, _SIMPLE
+        prefix, arity, simple = memo.prefix, memo.arity, SIMPLE
         single: dict[type, dict[Any, str]] = {str: {}, int: {}}  # exact types: 1, 1.0, True differ
         # Per-cache state lives in closure cells: cheaper to read than attributes.
         bound_to: Cache | None = None
@@ -181,7 +216,7 @@ def cached(
                     key = known
             elif simple.issuperset(map(type, args)):
                 key = prefix + repr(args)
-                if len(key) > _MAX_PLAIN_KEY:
+                if len(key) > MAX_PLAIN_KEY:
                     key = memo.key(*args, **kwargs)
             else:
                 key = memo.key(*args, **kwargs)
@@ -200,7 +235,18 @@ def cached(
         def invalidate(*args: P.args, **kwargs: P.kwargs) -> bool:
             return (cache or get_cache()).delete(memo.key(*args, **kwargs))
 
-        wrapper.__dict__.update(key=memo.key, invalidate=invalidate)
+        wrapper.__dict__.update(
+            key=memo.key, invalidate=invalidate, invalidate_all=lambda: memo.invalidate_all(cache)
+        )
         return cast(CachedFunction[P, R], wrapper)
 
     return cast(_Decorator, decorate)
+
+
+def _method_parts(func: Any) -> tuple[Any, Receiver | None, Receiver | Literal["static"] | None]:
+    """The function in a ``classmethod``/``staticmethod``, how its first argument is keyed, what it binds."""
+    if isinstance(func, classmethod):
+        return func.__func__, "cls", "cls"
+    if isinstance(func, staticmethod):
+        return func.__func__, None, "static"
+    return func, None, None
