@@ -675,6 +675,8 @@ class AdapterCodec(Codec):
     Fields are written and read by name, so models with aliases round-trip.
     """
 
+    name = "json"
+
     def __init__(self, adapter: TypeAdapter[Any], fallback: Codec) -> None:
         self._adapter = adapter
         self._fallback = fallback

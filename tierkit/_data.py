@@ -20,6 +20,7 @@ libraries.  ``pyarrow`` is imported on demand, as tierkit's own reader.
 from __future__ import annotations
 
 import base64
+import importlib
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -160,8 +161,8 @@ def _decode_scalar(np: Any, data: Any) -> Any:
 
 def _pyarrow() -> Any:
     try:
-        import pyarrow
-        import pyarrow.ipc
+        pyarrow = importlib.import_module("pyarrow")
+        importlib.import_module("pyarrow.ipc")
     except ImportError:
         raise Refused(
             "is a pandas object: storing it needs pyarrow (pip install 'tierkit[pandas]')"

@@ -16,6 +16,7 @@ from tierkit._adecorator import AsyncCachedFunction, cached_coroutine
 from tierkit._cache import Cache, get_cache
 from tierkit._codec import TAG, AdapterCodec, Codec, JsonCodec
 from tierkit._types import MISSING
+from tierkit.errors import ConfigError
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -70,9 +71,11 @@ def _refuse_uncacheable(func: object) -> None:
 class _Memo(Generic[P, R]):
     """What one ``@cached`` function knows about itself: its key derivation and its codec."""
 
-    def __init__(self, func: Callable[P, R], prefix: str) -> None:
+    def __init__(self, func: Callable[P, R], prefix: str, codec: str | None = None) -> None:
         self.func = func
         self.prefix = prefix
+        self.codec = codec
+        """The codec named by ``@cached(codec=...)``; None: the cache's own."""
         self.signature = inspect.signature(func)
         params = self.signature.parameters.values()
         positional = all(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) for p in params)
@@ -94,14 +97,19 @@ class _Memo(Generic[P, R]):
 
     def codec_for(self, cache: Cache) -> Codec:
         """The codec for ``cache``'s byte tiers: a TypeAdapter from the return annotation, if any."""
-        codec: Codec = cache.codec
+        codec = cache.codecs.bare(self.codec or cache.settings.codec)
+        if not codec.stores_bytes and any(slot.holds_bytes for slot in cache.chain.slots):
+            raise ConfigError(
+                f"@cached(codec={codec.name!r}) on {self.func.__qualname__}: that codec keeps values as "
+                f"objects, and the cache has byte tiers ({', '.join(cache.tiers)})"
+            )
         try:
             annotation = typing.get_type_hints(self.func).get("return")
         except Exception:  # unresolvable forward reference: fall back to the generic codec
             annotation = None
         if annotation is not None and annotation is not type(None) and isinstance(codec, JsonCodec):
             codec = AdapterCodec(TypeAdapter(annotation), codec)
-        return codec
+        return cache.codecs.framed(codec)
 
 
 def _unbound(key: str, default: Any) -> Any:  # pragma: no cover - replaced on first call
@@ -135,6 +143,7 @@ def cached(
     persistent: bool = False,
     cache: Cache | None = None,
     namespace: str | None = None,
+    codec: str | None = None,
 ) -> _Decorator:
     """Cache a function's results.
 
@@ -148,12 +157,16 @@ def cached(
 
     On an ``async def`` the awaited result is cached and the wrapper is a
     coroutine function (see docs/async.md); generators cannot be cached.
+
+    ``codec`` names the codec this function's results go through (default:
+    the cache's ``codec`` setting), e.g. ``"pickle"`` for one function whose
+    results JSON cannot hold (see docs/values.md).
     """
     tag_tuple = tuple(tags)
 
     def decorate(func: Callable[P, R]) -> Any:
         _refuse_uncacheable(func)
-        memo = _Memo(func, f"{namespace or func.__module__ + '.' + func.__qualname__}:")
+        memo = _Memo(func, f"{namespace or func.__module__ + '.' + func.__qualname__}:", codec)
         if inspect.iscoroutinefunction(func):
             return cached_coroutine(func, memo, ttl, tag_tuple, persistent, cache)  # type: ignore[arg-type]
         prefix, arity, simple = memo.prefix, memo.arity, _SIMPLE
@@ -161,12 +174,12 @@ def cached(
         # Per-cache state lives in closure cells: cheaper to read than attributes.
         bound_to: Cache | None = None
         get: Callable[[str, Any], Any] = _unbound
-        codec: Codec | None = None
+        bound_codec: Codec | None = None
 
         @functools.wraps(func)
         def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
             # The hit path is written out here, not delegated: it is the whole cost of a hit.
-            nonlocal bound_to, get, codec
+            nonlocal bound_to, get, bound_codec
             if kwargs or len(args) != arity:
                 key = memo.key(*args, **kwargs)
             elif arity == 1 and type(args[0]) in single:
@@ -187,14 +200,14 @@ def cached(
                 key = memo.key(*args, **kwargs)
             target = cache or get_cache()
             if target is not bound_to:
-                codec = memo.codec_for(target)
-                get = target.chain.reader(codec)
+                bound_codec = memo.codec_for(target)
+                get = target.chain.reader(bound_codec)
                 bound_to = target
             value = get(key, MISSING)
             if value is not MISSING:
                 return cast(R, value)
             return target.chain.compute(
-                key, lambda: func(*args, **kwargs), ttl, tag_tuple, persistent, codec or target.codec
+                key, lambda: func(*args, **kwargs), ttl, tag_tuple, persistent, bound_codec or target.codec
             )
 
         def invalidate(*args: P.args, **kwargs: P.kwargs) -> bool:
