@@ -29,7 +29,7 @@ def api_records(count: int = 2000) -> list[dict[str, Any]]:
         {
             "id": 100_000 + i,
             "name": f"{rng.choice(words).title()} {rng.choice(words)} #{rng.randrange(10_000)}",
-            "created": f"2026-{rng.randrange(1, 13):02d}-{rng.randrange(1, 29):02d}T{rng.randrange(24):02d}:00:00Z",
+            "created": f"2026-{rng.randrange(1, 13):02d}-{rng.randrange(1, 29):02d}T{rng.randrange(24):02d}:00Z",
             "amount": round(rng.uniform(0, 5000), 2),
             "active": rng.random() < 0.7,
             "status": rng.choice(words[6:]),
@@ -69,11 +69,11 @@ def measure() -> list[dict[str, Any]]:
                 comp = zstandard.ZstdCompressor(level=level)
                 decomp = zstandard.ZstdDecompressor()
                 packed = comp.compress(payload)
-                enc = _best(lambda c=comp: c.compress(payload))
+                enc = _best(lambda c=comp, p=payload: c.compress(p))
                 dec = _best(lambda d=decomp, p=packed: d.decompress(p))
             else:
                 packed = zlib.compress(payload, level)
-                enc = _best(lambda lv=level: zlib.compress(payload, lv))
+                enc = _best(lambda lv=level, p=payload: zlib.compress(p, lv))
                 dec = _best(lambda p=packed: zlib.decompress(p))
             rows.append(
                 {

@@ -26,10 +26,10 @@ from tierkit._chain import (
     Chain,
     Invalidated,
     TierSlot,
-    encode_all,
     _Hit,
     check_invalidation,
     check_key,
+    encode_all,
 )
 from tierkit._codec import Codec
 from tierkit._types import MISSING, UNAVAILABLE, Entry, HealthReport, Unavailable, new_entry

@@ -37,7 +37,6 @@ import math
 import pickle
 import re
 import struct
-import sys
 import typing
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -200,7 +199,7 @@ _BUILTIN_CONTAINERS = (dict, list, tuple, set, frozenset, str, bytes, int, float
 _SUPPORTED = (
     "supported: JSON types, tuple, set, frozenset, bytes, bytearray, datetime/date/time (naive, "
     "datetime.timezone or zoneinfo.ZoneInfo), timedelta, Decimal, UUID, complex, Enum, dataclasses, "
-    "pydantic models, namedtuples"
+    "pydantic models, namedtuples, numpy arrays and scalars, pandas DataFrames and Series"
 )
 
 
@@ -542,7 +541,7 @@ def _refusal_message(key: str, value: Any, refusal: _Refusal) -> str:
     where = _path(steps)
     return (
         f"cannot cache key {key!r}: {where} {refusal.reason}; convert it, or configure "
-        "codec='pickle' with a signing_key"
+        "codec='pickle' with a signing_key (or codec='objects' for a cache of memory tiers only)"
     )
 
 

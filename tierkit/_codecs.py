@@ -83,7 +83,9 @@ def load_codec_class(name: str) -> type[Codec]:
     try:
         cls = ep.load()
     except Exception as exc:
-        raise PluginError(f"codec {name!r} ({ep.value}) failed to import: {type(exc).__name__}: {exc}") from exc
+        raise PluginError(
+            f"codec {name!r} ({ep.value}) failed to import: {type(exc).__name__}: {exc}"
+        ) from exc
     problems = check_codec_class(cls, name)
     if problems:
         raise PluginError(f"codec {name!r} ({ep.value}) is not a valid codec: " + "; ".join(problems))
@@ -189,7 +191,9 @@ class Codecs:
         for name, cls in self._extra.items():
             problems = check_codec_class(cls, name)
             if problems:
-                raise PluginError(f"codec {name!r} ({cls!r}, given in code) is not valid: " + "; ".join(problems))
+                raise PluginError(
+                    f"codec {name!r} ({cls!r}, given in code) is not valid: " + "; ".join(problems)
+                )
         self._bare: dict[str, Codec] = {}
         self._lock = threading.Lock()
         self.default = self.framed(self.bare(settings.codec))

@@ -42,7 +42,7 @@ def encode(value: Any, add: AddBuffer | None, tree: Callable[[Any], Any]) -> tup
 
     ``tree`` encodes nested plain values (a Series name, ``attrs``) with the JSON codec.
     """
-    np = sys.modules["numpy"] if "numpy" in sys.modules else None
+    np = sys.modules.get("numpy")
     kind = type(value)
     if np is not None and kind is np.ndarray:
         return ARRAY, _encode_array(np, value, add)
@@ -142,8 +142,8 @@ def _decode_array(np: Any, data: Any, buffers: list[memoryview]) -> Any:
 
 
 def _encode_scalar(np: Any, value: Any) -> Any:
-    dtype = value.dtype
-    return {"dtype": _dtype_json(np, dtype), "bytes": base64.b64encode(value.tobytes()).decode()}
+    array = np.asarray(value)  # its dtype holds what the bytes are (a str_ scalar's length …)
+    return {"dtype": _dtype_json(np, array.dtype), "bytes": base64.b64encode(array.tobytes()).decode()}
 
 
 def _decode_scalar(np: Any, data: Any) -> Any:
@@ -178,14 +178,18 @@ def _encode_pandas(pd: Any, value: Any, add: AddBuffer | None, tree: Callable[[A
         raise Refused(f"of type pandas.{kind} has duplicate column labels, which Arrow cannot store")
     objects = []
     for position, dtype in enumerate(frame.dtypes):
-        if dtype == object:
+        if dtype.kind == "O":
             column = frame.iloc[:, position]
-            if pd.api.types.infer_dtype(column, skipna=False) != "string":
+            if pd.api.types.infer_dtype(column, skipna=False) not in _STRINGS:
                 raise _object_column(pd, kind, frame.columns[position], column)
             objects.append(position)
     index = frame.index
-    if index.dtype == object and pd.api.types.infer_dtype(index, skipna=False) != "string":
+    object_index = index.nlevels == 1 and index.dtype.kind == "O"
+    if object_index and pd.api.types.infer_dtype(index, skipna=False) not in _STRINGS:
         raise _object_column(pd, kind, "the index", index)
+    if value.attrs:  # kept in the JSON: Arrow's metadata would lose what JSON cannot hold
+        frame = frame.copy(deep=False)
+        frame.attrs = {}
     pa = _pyarrow()
     try:
         table = pa.Table.from_pandas(frame, preserve_index=None)
@@ -195,7 +199,7 @@ def _encode_pandas(pd: Any, value: Any, add: AddBuffer | None, tree: Callable[[A
         "series": tree(value.name) if series else None,
         "is_series": series,
         "objects": objects,
-        "object_index": index.dtype == object,
+        "object_index": object_index,
         "attrs": tree(dict(value.attrs)) if value.attrs else None,
         "freq": getattr(index, "freqstr", None),
         "columns": _range(frame.columns, tree),
@@ -207,6 +211,10 @@ def _encode_pandas(pd: Any, value: Any, add: AddBuffer | None, tree: Callable[[A
         writer.write_table(table)
     data["buffer"] = add(sink.getvalue())
     return data
+
+
+_STRINGS = frozenset({"string", "empty"})
+"""What an object column may hold: str values, or none at all."""
 
 
 def _object_column(pd: Any, kind: str, label: Any, column: Any) -> Refused:
