@@ -29,7 +29,7 @@ def api_records(count: int = 2000) -> list[dict[str, Any]]:
         {
             "id": 100_000 + i,
             "name": f"{rng.choice(words).title()} {rng.choice(words)} #{rng.randrange(10_000)}",
-            "created": f"2026-{rng.randrange(1, 13):02d}-{rng.randrange(1, 29):02d}T{rng.randrange(24):02d}:00Z",
+            "created": f"2026-{rng.randrange(1, 13):02d}-{rng.randrange(1, 29):02d}T{rng.randrange(24):02d}h",
             "amount": round(rng.uniform(0, 5000), 2),
             "active": rng.random() < 0.7,
             "status": rng.choice(words[6:]),

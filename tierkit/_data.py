@@ -178,13 +178,13 @@ def _encode_pandas(pd: Any, value: Any, add: AddBuffer | None, tree: Callable[[A
         raise Refused(f"of type pandas.{kind} has duplicate column labels, which Arrow cannot store")
     objects = []
     for position, dtype in enumerate(frame.dtypes):
-        if dtype.kind == "O":
+        if pd.api.types.is_object_dtype(dtype):
             column = frame.iloc[:, position]
             if pd.api.types.infer_dtype(column, skipna=False) not in _STRINGS:
                 raise _object_column(pd, kind, frame.columns[position], column)
             objects.append(position)
     index = frame.index
-    object_index = index.nlevels == 1 and index.dtype.kind == "O"
+    object_index = index.nlevels == 1 and pd.api.types.is_object_dtype(index.dtype)
     if object_index and pd.api.types.infer_dtype(index, skipna=False) not in _STRINGS:
         raise _object_column(pd, kind, "the index", index)
     if value.attrs:  # kept in the JSON: Arrow's metadata would lose what JSON cannot hold
