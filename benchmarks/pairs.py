@@ -356,42 +356,37 @@ def setup_mem_set(ctx: Context) -> tuple[Batch, Batch, dict[str, Any]]:
     return cycle_loop(tk, keys), cycle_loop(ct, keys), {"tiers": list(cache.tiers)}
 
 
+def _set_pair(
+    ctx: Context, label: str, prefix: str, cache: tierkit.Cache, peer: tierkit.Cache
+) -> tuple[Batch, Batch, dict[str, Any]]:
+    """The same ``set`` on two tierkit caches configured differently."""
+    keys = _rotation(prefix)
+    value = ctx.value
+
+    def tk(key: str) -> None:
+        cache.set(key, value, ttl=TTL)
+
+    def other(key: str) -> None:
+        peer.set(key, value, ttl=TTL)
+
+    tk(keys[0])
+    other(keys[0])
+    _same(label, cache.get(keys[0]), peer.get(keys[0]))
+    return cycle_loop(tk, keys), cycle_loop(other, keys), {}
+
+
 def setup_mem_set_check(ctx: Context) -> tuple[Batch, Batch, dict[str, Any]]:
     """What refusing values alike costs a memory-only set: codec json (checked) against objects."""
     checked = ctx.cache("bench-mem-set-json", order=["memory"])
     unchecked = ctx.cache("bench-mem-set-objects", order=["memory"], codec="objects")
-    keys = _rotation("bench:msc")
-    value = ctx.value
-
-    def tk(key: str) -> None:
-        checked.set(key, value, ttl=TTL)
-
-    def objects(key: str) -> None:
-        unchecked.set(key, value, ttl=TTL)
-
-    tk(keys[0])
-    objects(keys[0])
-    _same("memory set, json vs objects", checked.get(keys[0]), unchecked.get(keys[0]))
-    return cycle_loop(tk, keys), cycle_loop(objects, keys), {}
+    return _set_pair(ctx, "memory set, json vs objects", "bench:msc", checked, unchecked)
 
 
 def setup_redis_set_compress(ctx: Context) -> tuple[Batch, Batch, dict[str, Any]]:
     """A small value with compression on (threshold 16 KiB) against the same set with it off."""
     on = ctx.cache("bench-set-zstd", order=["memory", "redis"], compress_min_bytes=16_384)
     off = ctx.cache("bench-set-plain", order=["memory", "redis"])
-    keys = _rotation("bench:setz")
-    value = ctx.value
-
-    def tk(key: str) -> None:
-        on.set(key, value, ttl=TTL)
-
-    def plain(key: str) -> None:
-        off.set(key, value, ttl=TTL)
-
-    tk(keys[0])
-    plain(keys[0])
-    _same("set, compression on vs off", on.get(keys[0]), off.get(keys[0]))
-    return cycle_loop(tk, keys), cycle_loop(plain, keys), {}
+    return _set_pair(ctx, "set, compression on vs off", "bench:setz", on, off)
 
 
 ARRAY_BYTES = 100 * 1024 * 1024
