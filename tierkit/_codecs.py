@@ -30,7 +30,7 @@ class ObjectsCodec(Codec):
     """No codec at all: values stay Python objects, so the cache takes any object — and only object tiers.
 
     Choose it (``codec = "objects"``) for a cache that is memory-only on
-    purpose; a chain with it refuses byte tiers (Redis, file) rather than
+    purpose; a chain with it refuses byte tiers (a shared server, files) rather than
     accepting values in development that production would refuse.
     """
 

@@ -78,7 +78,9 @@ class CodecConformance:
                 "conformance:refused" in messages[0], "the refusal", "a message naming the key", messages[0]
             )
             expect_equal(
-                messages[1], messages[0], "check()'s message (the same values refused with and without Redis)"
+                messages[1],
+                messages[0],
+                "check()'s message (the same values refused with and without byte tiers)",
             )
 
     def test_bad_bytes_raise_codec_error_only(self, codec: Codec) -> None:
