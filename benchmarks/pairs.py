@@ -335,6 +335,115 @@ def setup_file_set_raw(ctx: Context) -> tuple[Batch, Batch, dict[str, Any]]:
     return cycle_loop(tk, keys), cycle_loop(dc, keys), {}
 
 
+# -- values: the codec's check, compression, numpy and pandas ----------------------------
+
+
+def setup_mem_set(ctx: Context) -> tuple[Batch, Batch, dict[str, Any]]:
+    """Memory-only set: the value is checked against the codec (json) as Redis would."""
+    cache = ctx.cache("bench-mem-set", order=["memory"])
+    peer: cachetools.TTLCache[str, Any] = cachetools.TTLCache(maxsize=10_000, ttl=TTL)
+    keys = _rotation("bench:ms")
+    value = ctx.value
+
+    def tk(key: str) -> None:
+        cache.set(key, value, ttl=TTL)
+
+    def ct(key: str) -> None:
+        peer[key] = value
+
+    tk(keys[0])
+    ct(keys[0])
+    _same("tierkit memory set", cache.get(keys[0]), peer[keys[0]])
+    return cycle_loop(tk, keys), cycle_loop(ct, keys), {"tiers": list(cache.tiers)}
+
+
+def _set_pair(
+    ctx: Context, label: str, prefix: str, cache: tierkit.Cache, peer: tierkit.Cache
+) -> tuple[Batch, Batch, dict[str, Any]]:
+    """The same ``set`` on two tierkit caches configured differently."""
+    keys = _rotation(prefix)
+    value = ctx.value
+
+    def tk(key: str) -> None:
+        cache.set(key, value, ttl=TTL)
+
+    def other(key: str) -> None:
+        peer.set(key, value, ttl=TTL)
+
+    tk(keys[0])
+    other(keys[0])
+    _same(label, cache.get(keys[0]), peer.get(keys[0]))
+    return cycle_loop(tk, keys), cycle_loop(other, keys), {}
+
+
+def setup_mem_set_check(ctx: Context) -> tuple[Batch, Batch, dict[str, Any]]:
+    """What refusing values alike costs a memory-only set: codec json (checked) against objects."""
+    checked = ctx.cache("bench-mem-set-json", order=["memory"])
+    unchecked = ctx.cache("bench-mem-set-objects", order=["memory"], codec="objects")
+    return _set_pair(ctx, "memory set, json vs objects", "bench:msc", checked, unchecked)
+
+
+def setup_redis_set_compress(ctx: Context) -> tuple[Batch, Batch, dict[str, Any]]:
+    """A small value with compression on (threshold 16 KiB) against the same set with it off."""
+    on = ctx.cache("bench-set-zstd", order=["memory", "redis"], compress_min_bytes=16_384)
+    off = ctx.cache("bench-set-plain", order=["memory", "redis"])
+    return _set_pair(ctx, "set, compression on vs off", "bench:setz", on, off)
+
+
+ARRAY_BYTES = 100 * 1024 * 1024
+
+
+def setup_array_file(ctx: Context) -> tuple[Batch, Batch, dict[str, Any]]:
+    """A 100 MB float64 array set then read back through the file tier, against np.save + np.load."""
+    import numpy as np
+
+    array = np.random.default_rng(0).random(ARRAY_BYTES // 8)
+    cache = ctx.cache(
+        "bench-array", order=["file"], tiers={"file": {"options": {"max_bytes": 4 * ARRAY_BYTES}}}
+    )
+    path = ctx.directory("npy") / "array.npy"
+
+    def tk() -> None:
+        cache.set("array", array, persistent=True)
+        cache.get("array")
+
+    def npy() -> None:
+        np.save(path, array)
+        np.load(path)
+
+    tk()
+    npy()
+    _same("tierkit array", bool(np.array_equal(cache.get("array"), array)), True)
+    _same("np.load", bool(np.array_equal(np.load(path), array)), True)
+    return call_loop(tk), call_loop(npy), {"bytes": array.nbytes}
+
+
+def setup_frame_codec(ctx: Context) -> tuple[Batch, Batch, dict[str, Any]]:
+    """A 1 000 000-row, 10-column DataFrame through the JSON codec, against pickle protocol 5."""
+    import pickle
+
+    import numpy as np
+    import pandas as pd
+
+    rng = np.random.default_rng(0)
+    n = 1_000_000
+    frame = pd.DataFrame({f"f{i}": rng.random(n) for i in range(6)})
+    frame["i"] = rng.integers(0, 1000, n)
+    frame["t"] = pd.date_range("2026-01-01", periods=n, freq="s", tz="UTC")
+    frame["c"] = pd.Categorical(rng.choice(["north", "south", "east", "west"], n))
+    frame["b"] = rng.random(n) < 0.5
+    codec = tierkit.Cache(namespace="bench-frame", order=["memory"]).codec
+
+    def tk() -> None:
+        codec.decode(codec.encode("frame", frame))
+
+    def pkl() -> None:
+        pickle.loads(pickle.dumps(frame, protocol=5))
+
+    pd.testing.assert_frame_equal(codec.decode(codec.encode("frame", frame)), frame, check_exact=True)
+    return call_loop(tk), call_loop(pkl), {"rows": n, "columns": frame.shape[1]}
+
+
 # -- @cached ----------------------------------------------------------------------------
 
 
@@ -514,7 +623,51 @@ WORKLOADS: tuple[Workload, ...] = (
         1.0,
         setup_cached,
     ),
+    Workload(
+        "array_file",
+        "100 MB float64 array: set + get through the file tier",
+        "Cache.set(persistent=True) + Cache.get, order [file] (JSON codec, array bytes beside the JSON)",
+        "np.save + np.load, same disk",
+        1.5,
+        setup_array_file,
+    ),
+    Workload(
+        "frame_codec",
+        "DataFrame 1 000 000 rows x 10 columns: encode + decode",
+        "the JSON codec (Arrow IPC for the frame)",
+        "pickle.dumps(protocol=5) + pickle.loads",
+        1.5,
+        setup_frame_codec,
+    ),
     # Informational rows: what the numbers above are made of.
+    Workload(
+        "mem_set",
+        "set to a memory-only chain (1 KB JSON)",
+        "Cache.set(ttl=600), order [memory], codec json (value checked)",
+        "cachetools TTLCache[key] = value",
+        None,
+        setup_mem_set,
+        info=True,
+    ),
+    Workload(
+        "mem_set_check",
+        "memory-only set: cost of refusing values as Redis would",
+        "Cache.set, order [memory], codec json (checked)",
+        "Cache.set, order [memory], codec objects (not checked)",
+        None,
+        setup_mem_set_check,
+        info=True,
+    ),
+    Workload(
+        "redis_set_compress",
+        "small-value set, compression on (16 KiB threshold) vs off",
+        "Cache.set, memory + redis, compress_min_bytes=16384 (1 KB value)",
+        "Cache.set, memory + redis, compression off",
+        None,
+        setup_redis_set_compress,
+        needs_redis=True,
+        info=True,
+    ),
     Workload(
         "mem_hit_dict",
         "memory hit, full default chain",

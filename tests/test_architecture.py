@@ -22,6 +22,7 @@ def test_public_surface_is_exactly_this() -> None:
         "AsyncCachedFunction",
         "Cache",
         "CachedFunction",
+        "Codec",
         "CodecError",
         "ConfigError",
         "Entry",

@@ -328,13 +328,22 @@ def test_unknown_kind_is_a_usage_error_naming_the_installed_kinds() -> None:
 
 
 def test_invalid_configuration_is_one_line_naming_the_field(isolated_config: Path) -> None:
-    (isolated_config / "tierkit.toml").write_text('codec = "yaml"\n')
+    (isolated_config / "tierkit.toml").write_text('compression = "lz4"\n')
     for command in ("config", "health", "get"):
         result = tierkit(command, *(["k"] if command == "get" else []))
         assert result.returncode == 2
         lines = result.stderr.strip().splitlines()
         assert len(lines) == 1
-        assert lines[0].startswith("tierkit: error: invalid tierkit configuration: codec:")
+        assert lines[0].startswith("tierkit: error: invalid tierkit configuration: compression:")
+
+
+def test_unknown_codec_is_a_usage_error_naming_the_installed_codecs(isolated_config: Path) -> None:
+    (isolated_config / "tierkit.toml").write_text('codec = "yaml"\n')
+    result = tierkit("health")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "tierkit: error: unknown codec 'yaml'; installed codecs: json, objects, pickle"
+    ]
 
 
 def test_bad_tier_option_names_the_tier_and_field(isolated_config: Path) -> None:

@@ -72,6 +72,7 @@ EXAMPLE_PAGES = (
     "plugins/hooks.md",
     "async.md",
     "keys.md",
+    "values.md",
 )
 OUTPUT_CHECKED = {"getting-started.md", "configuration.md", "keys.md"}
 """Pages whose ``output`` blocks are compared with what their examples print (the others' are not yet

@@ -17,7 +17,7 @@ from __future__ import annotations
 from tierkit._adecorator import AsyncCachedFunction
 from tierkit._cache import Cache, get_cache
 from tierkit._chain import Invalidated
-from tierkit._codec import register_types
+from tierkit._codec import Codec, register_types
 from tierkit._config import Settings, TierSettings, load_settings
 from tierkit._decorator import CachedFunction, cached
 from tierkit._types import (
@@ -42,6 +42,7 @@ __all__ = [
     "AsyncCachedFunction",
     "Cache",
     "CachedFunction",
+    "Codec",
     "CodecError",
     "ConfigError",
     "Entry",

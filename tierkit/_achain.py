@@ -29,6 +29,7 @@ from tierkit._chain import (
     _Hit,
     check_invalidation,
     check_key,
+    encode_all,
 )
 from tierkit._codec import Codec
 from tierkit._types import MISSING, UNAVAILABLE, Entry, HealthReport, Unavailable, new_entry
@@ -291,7 +292,7 @@ class AsyncChain:
         """:meth:`Chain.set`, awaited: True when every tier meant to take it did."""
         check_key(key)
         writers, encode, tag_tuple, now, expires_at = self.chain._write_plan(ttl, tags, persistent)
-        payload = codec.encode(key, value) if encode else None
+        payload = encode_all(codec, {key: value}, encode).get(key)
         stored = True
         for slot in writers:
             exp = expires_at if slot.max_ttl is None else slot.cap(expires_at, now)
@@ -308,7 +309,7 @@ class AsyncChain:
         for key in items:
             check_key(key)
         writers, encode, tag_tuple, now, expires_at = self.chain._write_plan(ttl, tags, persistent)
-        payloads = {key: codec.encode(key, value) for key, value in items.items()} if encode else {}
+        payloads = encode_all(codec, items, encode)
         missed: dict[str, None] = {}
         for slot in writers:
             exp = slot.cap(expires_at, now)

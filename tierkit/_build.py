@@ -15,19 +15,13 @@ from pydantic import BaseModel, ValidationError
 from tierkit import hookspecs
 from tierkit._breaker import Breaker
 from tierkit._chain import Chain, Skipped, TierSlot
-from tierkit._codec import Codec, JsonCodec, PickleCodec, signing_keys
+from tierkit._codec import Codec, JsonCodec
 from tierkit._config import Settings, describe_validation_error, redact
 from tierkit._contract import check_tier_class, suggest
 from tierkit._discovery import installed_entry_points, load_tier_class
 from tierkit._events import emit
 from tierkit._types import Clock, TierContext
 from tierkit.errors import ConfigError, PluginError
-
-
-def make_codec(settings: Settings) -> Codec:
-    if settings.codec == "pickle":
-        return PickleCodec(signing_keys(settings.signing_key))
-    return JsonCodec()
 
 
 def validate_options(model: type[BaseModel], raw: Mapping[str, Any], name: str, kind: str) -> BaseModel:
@@ -86,9 +80,16 @@ def left_out(skipped: Skipped, namespace: str) -> Skipped:
     return skipped
 
 
-def build_chain(settings: Settings, clock: Clock, kinds: Mapping[str, type] | None = None) -> Chain:
-    """Build every tier of the configured order into a :class:`~tierkit._chain.Chain`."""
+def build_chain(
+    settings: Settings, clock: Clock, kinds: Mapping[str, type] | None = None, codec: Codec | None = None
+) -> Chain:
+    """Build every tier of the configured order into a :class:`~tierkit._chain.Chain`.
+
+    ``codec``: the cache's codec (default: the JSON codec); with one that stores no
+    bytes (``objects``), a byte tier is an error in an explicit order and skipped otherwise.
+    """
     kinds = kinds or {}
+    codec = codec or JsonCodec()
     check_tier_tables(settings, kinds)
     explicit = settings.explicit_order
     pm = pluggy.PluginManager(hookspecs.PROJECT_NAME)
@@ -110,6 +111,12 @@ def build_chain(settings: Settings, clock: Clock, kinds: Mapping[str, type] | No
             continue
         options = validate_options(cls.Options, tier_settings.options, name, kind)
         context = TierContext(name=name, namespace=settings.namespace, clock=clock)
+        if not codec.stores_bytes and cls.holds == "bytes":
+            reason = f"holds bytes, and codec {settings.codec!r} keeps values as Python objects"
+            if explicit:
+                raise ConfigError(f"tier {name!r} (kind {kind!r}) {reason}: order object tiers only")
+            skipped.append(Skipped(name, kind, "skipped", reason))
+            continue
         reason = cls.unavailable_reason(options, context)
         if reason:
             skipped.append(Skipped(name, kind, "skipped", reason))
@@ -145,4 +152,4 @@ def build_chain(settings: Settings, clock: Clock, kinds: Mapping[str, type] | No
             raise PluginError(
                 f"tier {slot.name!r} (kind {slot.kind!r}) does not match the hook specs: {exc}"
             ) from exc
-    return Chain(slots, skipped, pm, make_codec(settings), clock, settings.default_ttl, settings.tier_names())
+    return Chain(slots, skipped, pm, codec, clock, settings.default_ttl, settings.tier_names())

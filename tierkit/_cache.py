@@ -15,6 +15,7 @@ from tierkit._achain import AsyncChain
 from tierkit._build import build_chain
 from tierkit._chain import Chain, Invalidated
 from tierkit._codec import Codec
+from tierkit._codecs import Codecs
 from tierkit._config import Settings, load_settings
 from tierkit._types import MISSING, Clock, HealthReport, KeyReport
 
@@ -31,7 +32,8 @@ class Cache:
     replaces ``time.time`` for expiry and circuit breakers (tests use
     :class:`tierkit.testing.FakeClock`).  ``kinds`` adds tier classes by kind
     without packaging them (an application's own tier, a test double); they
-    are checked like installed ones.
+    are checked like installed ones; ``codecs`` does the same for codec
+    classes by name (see docs/values.md).
 
     Read: tiers are asked in order; the first hit wins and is copied into the
     tiers above it (those whose write policy is ``always``) with its
@@ -48,12 +50,15 @@ class Cache:
         *,
         clock: Clock | None = None,
         kinds: Mapping[str, type] | None = None,
+        codecs: Mapping[str, type[Codec]] | None = None,
         **overrides: Any,
     ) -> None:
         if settings is not None and overrides:
             raise TypeError("pass either settings= or configuration keywords, not both")
         self.settings = settings if settings is not None else load_settings(**overrides)
-        self._chain: Chain = build_chain(self.settings, clock or time.time, kinds)
+        self.codecs = Codecs(self.settings, codecs)
+        """This cache's codecs: the configured one and the others by name (``@cached(codec=...)``)."""
+        self._chain: Chain = build_chain(self.settings, clock or time.time, kinds, self.codecs.default)
         # The chain's fastest read for this order, bound once: a memory hit is one call.
         self.get = self._chain.get  # type: ignore[method-assign,assignment]
         self._achain = AsyncChain(self._chain)

@@ -652,7 +652,11 @@ class Chain:
         if type(key) is not str or not key or not key.isascii():
             check_key(key)
         writers, encode, tag_tuple, now, expires_at = self._write_plan(ttl, tags, persistent)
-        payload = codec.encode(key, value) if encode else None
+        if encode:
+            payload = codec.encode(key, value)
+        else:  # no byte tier to write: the value is still held to the codec, so it is refused
+            payload = None  # here exactly when a chain with Redis would refuse it
+            codec.check(key, value)
         stored = True
         for slot in writers:
             exp = expires_at if slot.max_ttl is None else slot.cap(expires_at, now)
@@ -671,7 +675,7 @@ class Chain:
         for key in items:
             check_key(key)
         writers, encode, tag_tuple, now, expires_at = self._write_plan(ttl, tags, persistent)
-        payloads = {key: codec.encode(key, value) for key, value in items.items()} if encode else {}
+        payloads = encode_all(codec, items, encode)
         missed: dict[str, None] = {}
         for slot in writers:
             exp = slot.cap(expires_at, now)
@@ -905,6 +909,16 @@ class Chain:
             except Exception as exc:
                 slot.failed(exc)
             self.pm.unregister(slot.tier)
+
+
+def encode_all(codec: Codec, items: Mapping[str, Any], encode: bool) -> dict[str, bytes]:
+    """The payloads of ``items`` — or, with no byte tier to write (``encode`` false), none, after
+    :meth:`~tierkit.Codec.check` has refused what a chain with byte tiers would refuse."""
+    if encode:
+        return {key: codec.encode(key, value) for key, value in items.items()}
+    for key, value in items.items():
+        codec.check(key, value)
+    return {}
 
 
 def _tier_stats(slot: TierSlot) -> dict[str, Any]:

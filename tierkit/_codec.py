@@ -11,6 +11,9 @@ A payload says how to decode it by its first byte:
 - ``p`` pickle signed with HMAC-SHA256 (opt-in; a tampered payload is rejected).
 - ``a`` JSON written through a pydantic ``TypeAdapter`` (``@cached`` functions
   with a return annotation); a reader without the adapter decodes plain JSON.
+- ``b`` JSON with an envelope and binary buffers beside it (numpy arrays, pandas
+  frames: :mod:`tierkit._data`): ``b``, the JSON's length (4 bytes, little
+  endian), ``[tree, [buffer lengths]]``, then the buffers.
 
 Stored bytes are untrusted (anyone who can write to a shared Redis can write
 them): decoding never imports a module and rebuilds only classes on an
@@ -33,11 +36,12 @@ import marshal
 import math
 import pickle
 import re
+import struct
 import typing
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from decimal import Decimal
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar
 from zoneinfo import ZoneInfo
 
 import orjson
@@ -45,25 +49,64 @@ from pydantic import BaseModel, SecretStr, TypeAdapter
 
 from tierkit.errors import CodecError, ConfigError
 
+if TYPE_CHECKING:
+    from tierkit._config import Settings
+
 TAG = "\x00t"
 _ENVELOPE = ord("e")
 _PICKLE = ord("p")
 _ADAPTER = ord("a")
-_MARKERS = frozenset((_ENVELOPE, _PICKLE, _ADAPTER))
+_BUFFERS = ord("b")
+_MARKERS = frozenset((_ENVELOPE, _PICKLE, _ADAPTER, _BUFFERS))
 _INT_MIN, _INT_MAX = -(2**63), 2**64 - 1
 _MAX_DEPTH = 254  # orjson refuses deeper JSON
 
 
-class Codec(Protocol):
-    """Encodes values for byte tiers and decodes them back."""
+class Codec:
+    """How the chain turns values into bytes for byte tiers and back: the codec contract.
+
+    A codec is a plugin like a tier: a class registered under the
+    ``tierkit.codecs`` entry-point group by its :attr:`name`, chosen per cache
+    (``codec = "name"``) or per function (``@cached(codec="name")``).  It must
+    be thread-safe: one instance serves every thread of a cache.
+
+    - :meth:`encode` returns the payload, or raises ``TypeError`` naming the
+      key and the type for a value it does not accept — the value is then
+      refused by every chain, whatever tiers it has (:meth:`check`).
+    - :meth:`decode` gets bytes from a shared store, which are untrusted: it
+      must never import a module or run code chosen by the data, and raises
+      :class:`~tierkit.errors.CodecError` for bytes it cannot read
+      (``corrupt=False`` when the bytes are fine but this process cannot
+      rebuild the value: the entry is then a miss, not removed).
+    """
+
+    name: ClassVar[str] = ""
+    """The name the codec is registered and configured under."""
+
+    stores_bytes: ClassVar[bool] = True
+    """False only for the ``objects`` codec: values stay Python objects, byte tiers cannot run."""
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Codec:
+        """The codec for a cache built from ``settings`` (default: ``cls()``); raise ``ConfigError``."""
+        return cls()
 
     def encode(self, key: str, value: Any) -> bytes:
-        """Return the payload for ``value``; raise ``TypeError`` naming ``key`` if impossible."""
-        ...
+        """Return the payload for ``value``; raise ``TypeError`` naming ``key`` if it is not accepted."""
+        raise NotImplementedError
 
     def decode(self, payload: bytes) -> Any:
-        """Return the value; raise :class:`~tierkit.errors.CodecError` on bad bytes."""
-        ...
+        """Return the value; raise :class:`~tierkit.errors.CodecError` on bytes it cannot read."""
+        raise NotImplementedError
+
+    def check(self, key: str, value: Any) -> None:
+        """Raise the ``TypeError`` :meth:`encode` would raise, else nothing.
+
+        A chain without byte tiers calls it on every write, so that the same
+        values are accepted with and without Redis.  The default encodes and
+        throws the payload away; override it with something cheaper.
+        """
+        self.encode(key, value)
 
 
 # -- the allow-list -----------------------------------------------------------------------------
@@ -156,7 +199,7 @@ _BUILTIN_CONTAINERS = (dict, list, tuple, set, frozenset, str, bytes, int, float
 _SUPPORTED = (
     "supported: JSON types, tuple, set, frozenset, bytes, bytearray, datetime/date/time (naive, "
     "datetime.timezone or zoneinfo.ZoneInfo), timedelta, Decimal, UUID, complex, Enum, dataclasses, "
-    "pydantic models, namedtuples"
+    "pydantic models, namedtuples, numpy arrays and scalars, pandas DataFrames and Series"
 )
 
 
@@ -172,8 +215,25 @@ class _Refusal(Exception):
 _TOO_DEEP = f"is nested too deeply: its JSON would exceed {_MAX_DEPTH} levels, the most orjson writes"
 
 
-class JsonCodec:
-    """orjson with an exact-round-trip envelope (the default codec)."""
+class JsonCodec(Codec):
+    """orjson with an exact-round-trip envelope (the default codec).
+
+    numpy arrays and scalars and pandas DataFrames and Series are accepted too
+    (:mod:`tierkit._data`), their bytes beside the JSON.
+    """
+
+    name = "json"
+
+    def check(self, key: str, value: Any) -> None:
+        # What orjson writes on its own the envelope accepts; the rest takes the
+        # envelope's walk, without building buffers (a big array is not copied).
+        try:
+            orjson.dumps(value, default=_refuse, option=_STRICT)
+        except TypeError:
+            try:
+                _Encoder(checking=True).tree(value, 1)
+            except _Refusal as refusal:
+                raise TypeError(_refusal_message(key, value, refusal)) from None
 
     def encode(self, key: str, value: Any) -> bytes:
         # Fast path: orjson alone, refusing every type it would not bring back
@@ -198,6 +258,10 @@ class JsonCodec:
             tree = encoder.tree(value, 1)
         except _Refusal as refusal:
             raise TypeError(_refusal_message(key, value, refusal)) from None
+        buffers = encoder.buffers
+        if buffers:
+            head = orjson.dumps([tree, [b.nbytes for b in buffers]])
+            return b"".join([b"b", _LENGTH.pack(len(head)), head, *buffers])
         body = orjson.dumps(tree)
         return b"e" + body if encoder.tagged else body
 
@@ -209,13 +273,35 @@ class JsonCodec:
             if fmt == _ADAPTER:
                 return orjson.loads(payload[1:])
             if fmt == _ENVELOPE:
-                return _from_json(orjson.loads(payload[1:]))
+                return decode_tree(orjson.loads(payload[1:]), _NO_BUFFERS)
+            if fmt == _BUFFERS:
+                return _from_buffers(payload)
             if fmt == _PICKLE:
                 raise CodecError("payload is signed pickle but this cache uses the JSON codec", corrupt=False)
         except CodecError:
             raise
         except Exception as exc:  # stored bytes are untrusted: whatever they make fail, they are corrupt
             raise CodecError(f"corrupt payload: {type(exc).__name__}: {exc}") from exc
+
+
+_LENGTH = struct.Struct("<I")
+_NO_BUFFERS: list[memoryview] = []
+
+
+def _from_buffers(payload: bytes) -> Any:
+    """Decode a ``b`` payload: the buffers are views of ``payload``, not copies."""
+    view = memoryview(payload)
+    (size,) = _LENGTH.unpack_from(view, 1)
+    start = 1 + _LENGTH.size
+    tree, lengths = orjson.loads(view[start : start + size])
+    buffers = []
+    offset = start + size
+    for length in lengths:
+        buffers.append(view[offset : offset + length])
+        offset += length
+    if offset != len(payload):
+        raise CodecError("corrupt payload: buffer lengths do not add up")
+    return decode_tree(tree, buffers)
 
 
 _STRICT = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_SUBCLASS
@@ -228,10 +314,17 @@ def _refuse(value: Any) -> Any:
 class _Encoder:
     """Builds the tree orjson serializes exactly; ``tagged`` says whether an envelope was needed."""
 
-    __slots__ = ("tagged",)
+    __slots__ = ("buffers", "checking", "tagged")
 
-    def __init__(self) -> None:
+    def __init__(self, *, checking: bool = False) -> None:
         self.tagged = False
+        self.checking = checking
+        """Only check that the value is accepted: no buffers are built."""
+        self.buffers: list[memoryview] = []
+
+    def add_buffer(self, data: Any) -> int:
+        self.buffers.append(memoryview(data))
+        return len(self.buffers) - 1
 
     def tag(self, tag: str, data: Any, cls: str | None = None) -> dict[str, Any]:
         self.tagged = True
@@ -275,6 +368,8 @@ class _Encoder:
         """An instance of an Enum, pydantic model, dataclass or namedtuple class (remembered as allowed)."""
         kind = type(value)
         tag = _class_tag(kind)
+        if tag is None and _data_type(kind):
+            return self.data(value, depth)
         if tag is None:
             raise _Refusal(f"of type {_dotted(kind)} is not supported by the JSON codec ({_SUPPORTED})")
         path = _allow(kind, tag)
@@ -300,6 +395,18 @@ class _Encoder:
         attributes.update(getattr(value, "__dict__", {}))
         present = {name: item for name, item in attributes.items() if item is not _UNSET}
         return self.tag(tag, self.mapping(present, depth + 1), path)
+
+    def data(self, value: Any, depth: int) -> Any:
+        """A numpy or pandas value (:mod:`tierkit._data`, imported now)."""
+        from tierkit import _data
+
+        try:
+            tag, data = _data.encode(
+                value, None if self.checking else self.add_buffer, lambda v: self.tree(v, depth + 2)
+            )
+        except _data.Refused as refused:
+            raise _Refusal(str(refused)) from None
+        return self.tag(tag, data)
 
     def items(self, value: Any, depth: int, names: Sequence[str] = ()) -> list[Any]:
         out: list[Any] = []
@@ -355,6 +462,11 @@ class _Encoder:
 
 
 _UNSET: Any = object()
+
+
+def _data_type(kind: type) -> bool:
+    """A numpy or pandas type (a module name test: nothing is imported)."""
+    return kind.__module__.partition(".")[0] in ("numpy", "pandas")
 
 
 def _utf8(text: str) -> bool:
@@ -429,7 +541,7 @@ def _refusal_message(key: str, value: Any, refusal: _Refusal) -> str:
     where = _path(steps)
     return (
         f"cannot cache key {key!r}: {where} {refusal.reason}; convert it, or configure "
-        "codec='pickle' with a signing_key"
+        "codec='pickle' with a signing_key (or codec='objects' for a cache of memory tiers only)"
     )
 
 
@@ -511,22 +623,28 @@ _CLASS_DECODERS: dict[str, Callable[[type, Any], Any]] = {
     "dataclass": _decode_dataclass,
     "namedtuple": tuple.__new__,
 }
+_DATA_TAGS = frozenset({"ndarray", "npscalar", "pandas"})
+"""Tags of numpy and pandas values (:mod:`tierkit._data`)."""
 _NESTED = frozenset({"tuple", "set", "frozenset", "dict", "model", "dataclass", "namedtuple"})
 
 
-def _from_json(node: Any) -> Any:
-    """Undo :meth:`_Encoder.tree` on a tree produced by ``orjson.loads``."""
+def decode_tree(node: Any, buffers: list[memoryview] = _NO_BUFFERS) -> Any:
+    """Undo :meth:`_Encoder.tree` on a tree produced by ``orjson.loads``; ``buffers`` of a ``b`` payload."""
     kind = type(node)
     if kind is list:
-        return [_from_json(item) for item in node]
+        return [decode_tree(item, buffers) for item in node]
     if kind is not dict:
         return node
     tag = node.get(TAG)
     if tag is None:
-        return {k: _from_json(v) for k, v in node.items()}
-    data = _from_json(node["v"]) if tag in _NESTED else node["v"]
+        return {k: decode_tree(v, buffers) for k, v in node.items()}
+    data = decode_tree(node["v"], buffers) if tag in _NESTED else node["v"]
     rebuild = _CLASS_DECODERS.get(tag)
     if rebuild is None:
+        if tag in _DATA_TAGS:
+            from tierkit import _data
+
+            return _data.decode(tag, data, buffers)
         return _DECODERS[tag](data)
     path = node["c"]
     allowed = _ALLOWED.get(path)
@@ -547,7 +665,7 @@ def _from_json(node: Any) -> Any:
 # -- the pydantic TypeAdapter codec -------------------------------------------------------------
 
 
-class AdapterCodec:
+class AdapterCodec(Codec):
     """Encodes with a pydantic ``TypeAdapter`` built from a return annotation.
 
     Used only where it is exact: a value the annotation would not bring back
@@ -558,6 +676,8 @@ class AdapterCodec:
     ``-> dict``) comes back as the annotation's type, if it reads back equal.
     Fields are written and read by name, so models with aliases round-trip.
     """
+
+    name = "json"
 
     def __init__(self, adapter: TypeAdapter[Any], fallback: Codec) -> None:
         self._adapter = adapter
@@ -677,7 +797,7 @@ def signing_keys(setting: SecretStr | Sequence[SecretStr] | None) -> list[bytes]
     return keys
 
 
-class PickleCodec:
+class PickleCodec(Codec):
     """pickle, signed with HMAC-SHA256 so a tampered payload is rejected (opt-in).
 
     Signs with the first of ``keys`` and accepts a signature by any of them,
@@ -685,7 +805,12 @@ class PickleCodec:
     every process has the new list and the old entries have expired.
     """
 
+    name = "pickle"
     _DIGEST = 32
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> PickleCodec:
+        return cls(signing_keys(settings.signing_key))
 
     def __init__(self, keys: Sequence[bytes]) -> None:
         if isinstance(keys, bytes | str) or not keys:

@@ -23,7 +23,7 @@ import tomllib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import orjson
 from dotenv import dotenv_values
@@ -116,8 +116,18 @@ class Settings(BaseSettings):
     )
     codec: str = Field(
         "json",
-        pattern="^(json|pickle)$",
-        description="'json' (default, exact) or 'pickle' (signed).",
+        pattern="^[A-Za-z0-9][A-Za-z0-9_.-]*$",
+        description="The codec values go through, by name: 'json' (default, exact), 'pickle' (signed), "
+        "'objects' (no codec: any object, object tiers only) or an installed codec plugin.",
+    )
+    compress_min_bytes: int | None = Field(
+        None,
+        gt=0,
+        description="Compress payloads of at least this many bytes for byte tiers (None: never).",
+    )
+    compression: Literal["zstd", "zlib"] = Field(
+        "zstd",
+        description="Compression library: 'zstd' (pip install 'tierkit[zstd]') or 'zlib' (standard library).",
     )
     signing_key: SecretStr | list[SecretStr] | None = Field(
         None,

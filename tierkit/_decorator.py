@@ -18,6 +18,7 @@ from tierkit._codec import AdapterCodec, Codec, JsonCodec
 from tierkit._keys import MAX_PLAIN_KEY, SIMPLE, CallKeys, Receiver, method_receiver
 from tierkit._methods import CachedMethod
 from tierkit._types import MISSING
+from tierkit.errors import ConfigError
 
 P = ParamSpec("P")
 Q = ParamSpec("Q")
@@ -85,13 +86,15 @@ def _refuse_uncacheable(func: object) -> None:
 class _Memo(Generic[P, R]):
     """What one ``@cached`` function knows about itself: its key derivation and its codec."""
 
-    def __init__(self, func: Callable[P, R], keys: CallKeys[P]) -> None:
+    def __init__(self, func: Callable[P, R], keys: CallKeys[P], codec: str | None = None) -> None:
         self.func = func
         self.keys = keys
         self.prefix = keys.prefix
         self.arity = keys.arity
         """Calls with exactly this many positional arguments are keyed ``prefix + repr(args)``."""
         self.key: Callable[P, str] = keys.key
+        self.codec = codec
+        """The codec named by ``@cached(codec=...)``; None: the cache's own."""
 
     @functools.cached_property
     def adapter(self) -> TypeAdapter[Any] | None:
@@ -100,10 +103,15 @@ class _Memo(Generic[P, R]):
 
     def codec_for(self, cache: Cache) -> Codec:
         """The codec for ``cache``'s byte tiers: a TypeAdapter from the return annotation, if any."""
-        codec: Codec = cache.codec
+        codec = cache.codecs.bare(self.codec or cache.settings.codec)
+        if not codec.stores_bytes and any(slot.holds_bytes for slot in cache.chain.slots):
+            raise ConfigError(
+                f"@cached(codec={codec.name!r}) on {self.func.__qualname__}: that codec keeps values as "
+                f"objects, and the cache has byte tiers ({', '.join(cache.tiers)})"
+            )
         if self.adapter is not None and isinstance(codec, JsonCodec):
             codec = AdapterCodec(self.adapter, codec)
-        return codec
+        return cache.codecs.framed(codec)
 
     def invalidate_all(self, cache: Cache | None) -> Invalidated:
         return (cache or get_cache()).invalidate(prefix=self.keys.base)
@@ -143,6 +151,7 @@ def cached(
     ignore: Iterable[str] = (),
     version: str | int | None = None,
     code_hash: bool = False,
+    codec: str | None = None,
 ) -> _Decorator:
     """Cache a function's results.
 
@@ -166,6 +175,10 @@ def cached(
 
     On an ``async def`` the awaited result is cached and the wrapper is a
     coroutine function (see docs/async.md); generators cannot be cached.
+
+    ``codec`` names the codec this function's results go through (default:
+    the cache's ``codec`` setting), e.g. ``"pickle"`` for one function whose
+    results JSON cannot hold (see docs/values.md).
     """
     tag_tuple = tuple(tags)
 
@@ -183,7 +196,7 @@ def cached(
             code_hash=code_hash,
             receiver=receiver,
         )
-        wrapper = wrap(target, _Memo(target, keys))
+        wrapper = wrap(target, _Memo(target, keys, codec))
         if binds == "static":
             return staticmethod(wrapper)
         return wrapper if binds is None else CachedMethod(wrapper, binds)
@@ -196,12 +209,12 @@ def cached(
         # Per-cache state lives in closure cells: cheaper to read than attributes.
         bound_to: Cache | None = None
         get: Callable[[str, Any], Any] = _unbound
-        codec: Codec | None = None
+        bound_codec: Codec | None = None
 
         @functools.wraps(func)
         def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
             # The hit path is written out here, not delegated: it is the whole cost of a hit.
-            nonlocal bound_to, get, codec
+            nonlocal bound_to, get, bound_codec
             if kwargs or len(args) != arity:
                 key = memo.key(*args, **kwargs)
             elif arity == 1 and type(args[0]) in single:
@@ -222,14 +235,14 @@ def cached(
                 key = memo.key(*args, **kwargs)
             target = cache or get_cache()
             if target is not bound_to:
-                codec = memo.codec_for(target)
-                get = target.chain.reader(codec)
+                bound_codec = memo.codec_for(target)
+                get = target.chain.reader(bound_codec)
                 bound_to = target
             value = get(key, MISSING)
             if value is not MISSING:
                 return cast(R, value)
             return target.chain.compute(
-                key, lambda: func(*args, **kwargs), ttl, tag_tuple, persistent, codec or target.codec
+                key, lambda: func(*args, **kwargs), ttl, tag_tuple, persistent, bound_codec or target.codec
             )
 
         def invalidate(*args: P.args, **kwargs: P.kwargs) -> bool:

@@ -21,12 +21,22 @@ as ``persistent``) checks that two live instances see each other's writes, throu
 the ``second_instance`` fixture.  Optional fixtures switch on more checks:
 ``make_tier(namespace)`` (namespaces are kept apart) and ``broken_tier`` (health
 reports a broken backend).  Every failure says what was expected and what came back.
+
+Codec authors subclass :class:`CodecConformance` and provide a ``codec`` fixture.
 """
 
 from __future__ import annotations
 
 from tierkit.testing._async import AsyncTierConformance
+from tierkit.testing._codecs import CodecConformance
 from tierkit.testing._conformance import OTHER_NAMESPACE, TierConformance
 from tierkit.testing._context import FakeClock, make_context
 
-__all__ = ["OTHER_NAMESPACE", "AsyncTierConformance", "FakeClock", "TierConformance", "make_context"]
+__all__ = [
+    "OTHER_NAMESPACE",
+    "AsyncTierConformance",
+    "CodecConformance",
+    "FakeClock",
+    "TierConformance",
+    "make_context",
+]
