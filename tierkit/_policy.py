@@ -1,0 +1,89 @@
+"""How a cache miss is computed: cross-process lock, fail-safe, early refresh (docs/stampede.md)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from tierkit._lock import lease_for
+
+STALE_SUFFIX = "\x1fstale"
+"""Appended to a key to name its stale copy (``\\x1f`` is the ASCII unit separator).
+
+The copy is an ordinary entry: it carries the value's tags and starts with its
+key, so ``invalidate(tags=...)``, ``invalidate(prefix=...)``, ``delete`` and
+``clear`` remove it with the value, and a normal read of the key never sees it.
+"""
+
+
+def stale_key(key: str) -> str:
+    """The key of ``key``'s stale copy."""
+    return key + STALE_SUFFIX
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """What ``get_or_set`` / ``@cached`` do around the factory, beyond single flight in the process."""
+
+    lock: bool = False
+    """One computation per key across processes (through a lock tier)."""
+    lock_timeout: float = 10.0
+    """Seconds a caller waits for another process's computation before computing itself."""
+    stale_ttl: float | None = None
+    """Seconds an expired value is kept to be served when the factory fails or is slow."""
+    soft_timeout: float | None = None
+    """Seconds after which a slow factory is left running and the stale value served."""
+    early_refresh: float | None = None
+    """Fraction of the TTL: a hit in that last part of an entry's life refreshes it in the background."""
+
+    @property
+    def plain(self) -> bool:
+        """Nothing beyond single flight in the process."""
+        return not (self.lock or self.stale_ttl or self.soft_timeout or self.early_refresh)
+
+    @property
+    def lease(self) -> float:
+        """Seconds the lock outlives a dead holder (:func:`tierkit._lock.lease_for`)."""
+        return lease_for(self.lock_timeout)
+
+
+PLAIN = Policy()
+
+
+def make_policy(
+    *,
+    lock: bool,
+    lock_timeout: float | None,
+    stale_ttl: float | None,
+    soft_timeout: float | None,
+    early_refresh: float | None,
+    default_lock_timeout: float,
+    default_stale_ttl: float | None,
+) -> Policy:
+    """A checked :class:`Policy` from call arguments, ``None`` meaning the configured default."""
+    if type(lock) is not bool:
+        raise TypeError(f"lock must be True or False, got {lock!r}")
+    lock_timeout = default_lock_timeout if lock_timeout is None else _seconds("lock_timeout", lock_timeout)
+    stale_ttl = default_stale_ttl if stale_ttl is None else _seconds("stale_ttl", stale_ttl, zero=True)
+    if soft_timeout is not None:
+        _seconds("soft_timeout", soft_timeout)
+    if early_refresh is not None and not (_number(early_refresh) and 0 < early_refresh < 1):
+        raise ValueError(f"early_refresh must be a fraction of the TTL between 0 and 1, got {early_refresh!r}")
+    policy = Policy(lock, lock_timeout, stale_ttl or None, soft_timeout, early_refresh)
+    return PLAIN if policy.plain else policy
+
+
+def check_stale_ttl(stale_ttl: Any) -> None:
+    """``set(..., stale_ttl=...)``: a positive number of seconds (0 or ``None``: no stale copy)."""
+    _seconds("stale_ttl", stale_ttl, zero=True)
+
+
+def _number(value: Any) -> bool:
+    return type(value) is int or type(value) is float
+
+
+def _seconds(name: str, value: Any, zero: bool = False) -> float:
+    if not (_number(value) and (value > 0 or (zero and value == 0))):
+        what = "a number of seconds >= 0" if zero else "a positive number of seconds"
+        raise ValueError(f"{name} must be {what}, got {value!r}")
+    return float(value)
