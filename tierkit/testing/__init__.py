@@ -21,6 +21,9 @@ as ``persistent``) checks that two live instances see each other's writes, throu
 the ``second_instance`` fixture.  Optional fixtures switch on more checks:
 ``make_tier(namespace)`` (namespaces are kept apart) and ``broken_tier`` (health
 reports a broken backend).  Every failure says what was expected and what came back.
+
+:func:`stampede` runs real processes against one cold key with ``lock=True`` and counts
+the factory calls: a check for tiers that implement the lock hooks.
 """
 
 from __future__ import annotations
@@ -28,5 +31,14 @@ from __future__ import annotations
 from tierkit.testing._async import AsyncTierConformance
 from tierkit.testing._conformance import OTHER_NAMESPACE, TierConformance
 from tierkit.testing._context import FakeClock, make_context
+from tierkit.testing._stampede import StampedeResult, stampede
 
-__all__ = ["OTHER_NAMESPACE", "AsyncTierConformance", "FakeClock", "TierConformance", "make_context"]
+__all__ = [
+    "OTHER_NAMESPACE",
+    "AsyncTierConformance",
+    "FakeClock",
+    "StampedeResult",
+    "TierConformance",
+    "make_context",
+    "stampede",
+]
