@@ -252,9 +252,12 @@ class Cache:
         *,
         tags: Iterable[str] = (),
         persistent: bool = False,
+        stale_ttl: float | None = None,
     ) -> bool:
         """:meth:`set`, awaited."""
-        return await self._achain.set(key, value, ttl, tags, persistent, self._chain.codec)
+        if stale_ttl is None:
+            stale_ttl = self.settings.stale_ttl
+        return await self._achain.set(key, value, ttl, tags, persistent, self._chain.codec, stale_ttl)
 
     async def aset_many(
         self,
@@ -275,17 +278,30 @@ class Cache:
         *,
         tags: Iterable[str] = (),
         persistent: bool = False,
+        lock: bool = False,
+        lock_timeout: float | None = None,
+        stale_ttl: float | None = None,
+        soft_timeout: float | None = None,
+        early_refresh: float | None = None,
     ) -> T:
         """:meth:`get_or_set`, awaited; ``factory`` may be a plain or an ``async`` function.
 
         Concurrent coroutines of one event loop asking for the same cold key
         await one ``factory`` call; if it raises, every one of them gets the
-        exception and nothing is stored.
+        exception and nothing is stored (unless a stale value is served: the
+        keywords are :meth:`get_or_set`'s).
         """
-        value = await self._achain.get(key, MISSING)
-        if value is not MISSING:
-            return cast(T, value)
-        result = await self._achain.compute(key, factory, ttl, tags, persistent, self._chain.codec)
+        if early_refresh is None:
+            value = await self._achain.get(key, MISSING)
+            if value is not MISSING:
+                return cast(T, value)
+        policy = self.policy(lock, lock_timeout, stale_ttl, soft_timeout, early_refresh)
+        achain, codec = self._achain, self._chain.codec
+        if policy.early_refresh:
+            value = await achain.guard.hit(key, factory, ttl, tags, persistent, codec, policy)
+            if value is not MISSING:
+                return cast(T, value)
+        result = await achain.compute(key, factory, ttl, tags, persistent, codec, policy)
         return cast(T, result)
 
     async def adelete(self, key: str) -> bool:

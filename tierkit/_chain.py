@@ -693,23 +693,42 @@ class Chain:
         One batch per tier (a Redis pipeline), the value encoded once.  Without an
         expiry nothing goes stale: the value alone is stored.
         """
+        batches = self.stale_batches(key, value, ttl, tags, persistent, codec, stale_ttl)
+        if batches is None:
+            return self.set(key, value, ttl, tags, persistent, codec)
+        stored = True
+        for slot, batch in batches:
+            if not self.write(slot, batch):
+                slot.forget(batch)
+                stored = False
+        return stored
+
+    def stale_batches(
+        self,
+        key: str,
+        value: Any,
+        ttl: float | None,
+        tags: Iterable[str],
+        persistent: bool,
+        codec: Codec,
+        stale_ttl: float,
+    ) -> list[tuple[TierSlot, dict[str, Entry]]] | None:
+        """Per tier, the value and its stale copy; ``None`` when the value never expires."""
         check_stale_ttl(stale_ttl)
         writers, encode, tag_tuple, now, expires_at = self._write_plan(ttl, tags, persistent)
         if expires_at is None:
-            return self.set(key, value, ttl, tags, persistent, codec)
+            return None
         payload = codec.encode(key, value) if encode else None
         stale_until = expires_at + stale_ttl
-        stored = True
+        batches = []
         for slot in writers:
             held = payload if slot.holds_bytes else value
             batch = {
                 key: new_entry((held, slot.cap(expires_at, now), tag_tuple)),
                 stale_key(key): new_entry((held, slot.cap(stale_until, now), tag_tuple)),
             }
-            if not self.write(slot, batch):
-                slot.forget(batch)
-                stored = False
-        return stored
+            batches.append((slot, batch))
+        return batches
 
     def set_many(
         self, items: Mapping[str, Any], ttl: float | None, tags: Iterable[str], persistent: bool, codec: Codec
@@ -773,7 +792,7 @@ class Chain:
         if not policy.plain:
             guard = self.guard
             return self._flights.run(
-                key, lambda: guard.lead(key, factory, ttl, tags, persistent, codec, policy)
+                key, lambda: cast(T, guard.lead(key, factory, ttl, tags, persistent, codec, policy))
             )
 
         def lead() -> T:
@@ -791,9 +810,14 @@ class Chain:
         """Remove ``key`` and its stale copy from every writable tier; True if any tier held ``key``."""
         check_key(key)
         removed = False
+        stale = stale_key(key)
         for slot in self.persistent_writers:
-            removed = self.deleted(slot, key, slot.ask(slot.delete, key)) or removed
-            self.deleted(slot, stale_key(key), slot.ask(slot.delete, stale_key(key)))
+            outcome = slot.ask(slot.delete, key)
+            removed = self.deleted(slot, key, outcome) or removed
+            if type(outcome) is bool:
+                self.deleted(slot, stale, slot.ask(slot.delete, stale))
+            else:  # the tier failed: do not ask again now
+                slot.remember(keys=(stale,))
         return removed
 
     def deleted(self, slot: TierSlot, key: str, outcome: object) -> bool:

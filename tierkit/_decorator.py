@@ -15,6 +15,7 @@ from pydantic import TypeAdapter
 from tierkit._adecorator import AsyncCachedFunction, cached_coroutine
 from tierkit._cache import Cache, get_cache
 from tierkit._codec import TAG, AdapterCodec, Codec, JsonCodec
+from tierkit._policy import PLAIN, Compute
 from tierkit._types import MISSING
 
 P = ParamSpec("P")
@@ -135,6 +136,11 @@ def cached(
     persistent: bool = False,
     cache: Cache | None = None,
     namespace: str | None = None,
+    lock: bool = False,
+    lock_timeout: float | None = None,
+    stale_ttl: float | None = None,
+    soft_timeout: float | None = None,
+    early_refresh: float | None = None,
 ) -> _Decorator:
     """Cache a function's results.
 
@@ -148,25 +154,31 @@ def cached(
 
     On an ``async def`` the awaited result is cached and the wrapper is a
     coroutine function (see docs/async.md); generators cannot be cached.
+
+    ``lock``, ``lock_timeout``, ``stale_ttl``, ``soft_timeout`` and
+    ``early_refresh`` are :meth:`Cache.get_or_set`'s (docs/stampede.md).
     """
     tag_tuple = tuple(tags)
+    compute = Compute(lock, lock_timeout, stale_ttl, soft_timeout, early_refresh)
 
     def decorate(func: Callable[P, R]) -> Any:
         _refuse_uncacheable(func)
         memo = _Memo(func, f"{namespace or func.__module__ + '.' + func.__qualname__}:")
         if inspect.iscoroutinefunction(func):
-            return cached_coroutine(func, memo, ttl, tag_tuple, persistent, cache)  # type: ignore[arg-type]
+            return cached_coroutine(func, memo, ttl, tag_tuple, persistent, cache, compute)  # type: ignore[arg-type]
         prefix, arity, simple = memo.prefix, memo.arity, _SIMPLE
         single: dict[type, dict[Any, str]] = {str: {}, int: {}}  # exact types: 1, 1.0, True differ
         # Per-cache state lives in closure cells: cheaper to read than attributes.
         bound_to: Cache | None = None
         get: Callable[[str, Any], Any] = _unbound
         codec: Codec | None = None
+        policy = PLAIN
+        early = compute.early_refresh is not None
 
         @functools.wraps(func)
         def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
             # The hit path is written out here, not delegated: it is the whole cost of a hit.
-            nonlocal bound_to, get, codec
+            nonlocal bound_to, get, codec, policy
             if kwargs or len(args) != arity:
                 key = memo.key(*args, **kwargs)
             elif arity == 1 and type(args[0]) in single:
@@ -189,13 +201,18 @@ def cached(
             if target is not bound_to:
                 codec = memo.codec_for(target)
                 get = target.chain.reader(codec)
+                policy = compute.policy_for(target)
                 bound_to = target
-            value = get(key, MISSING)
-            if value is not MISSING:
-                return cast(R, value)
-            return target.chain.compute(
-                key, lambda: func(*args, **kwargs), ttl, tag_tuple, persistent, codec or target.codec
-            )
+            if not early:
+                value = get(key, MISSING)
+                if value is not MISSING:
+                    return cast(R, value)
+            chain, call = target.chain, functools.partial(func, *args, **kwargs)
+            if early:
+                value = chain.guard.hit(key, call, ttl, tag_tuple, persistent, codec or target.codec, policy)
+                if value is not MISSING:
+                    return cast(R, value)
+            return chain.compute(key, call, ttl, tag_tuple, persistent, codec or target.codec, policy)
 
         def invalidate(*args: P.args, **kwargs: P.kwargs) -> bool:
             return (cache or get_cache()).delete(memo.key(*args, **kwargs))

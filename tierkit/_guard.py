@@ -87,7 +87,7 @@ class Guard:
         """
         locks = self.locks
         if not locks.lockers:
-            self._no_lock_tier(key)
+            self.no_lock_tier(key)
             return MISSING, None
         backoff = Backoff(policy.lock_timeout)
         slow_at = time.monotonic() + policy.soft_timeout if policy.soft_timeout and policy.stale_ttl else None
@@ -198,10 +198,8 @@ class Guard:
         policy: Policy,
     ) -> None:
         """Start the background recomputation of ``key`` unless one is running in this process."""
-        with self._mutex:
-            if key in self._refreshing:
-                return
-            self._refreshing.add(key)
+        if not self.claim(key):
+            return
 
         def refresh() -> None:
             lease: Lease | str | None = None
@@ -216,18 +214,32 @@ class Guard:
                 value = factory()
                 self.chain.set(key, value, ttl, tags, persistent, codec, policy.stale_ttl)
             except Exception as exc:
-                log.warning(
-                    "tierkit: early refresh of %r failed (%s); the cached value serves until it expires",
-                    key,
-                    type(exc).__name__,
-                )
+                self.refresh_failed(key, exc)
             finally:
                 if isinstance(lease, Lease):
                     self.locks.release(lease)
-                with self._mutex:
-                    self._refreshing.discard(key)
+                self.unclaim(key)
 
         _start(refresh, "tierkit-refresh")
+
+    def claim(self, key: str) -> bool:
+        """Mark ``key`` as being refreshed in this process; ``False`` if it already is."""
+        with self._mutex:
+            if key in self._refreshing:
+                return False
+            self._refreshing.add(key)
+            return True
+
+    def unclaim(self, key: str) -> None:
+        with self._mutex:
+            self._refreshing.discard(key)
+
+    def refresh_failed(self, key: str, exc: Exception) -> None:
+        log.warning(
+            "tierkit: early refresh of %r failed (%s); the cached value serves until it expires",
+            key,
+            type(exc).__name__,
+        )
 
     def due(self, key: str, index: int, ttl: float | None, codec: Codec, policy: Policy) -> bool:
         """Is a refresh still needed?  Not if a tier below the old hit holds a younger copy.
@@ -245,9 +257,10 @@ class Guard:
         if policy is not None and not policy.stale_ttl:
             return MISSING
         found = self.chain.find(stale_key(key), 0, codec)
-        if found is None:
-            return MISSING
-        value = found[1][0]
+        return MISSING if found is None else self.served(key, found[1][0], why)
+
+    def served(self, key: str, value: Any, why: str) -> Any:
+        """Count and log a stale ``value`` of ``key`` about to be served."""
         self.stale_served += 1
         log.warning("tierkit: serving the stale value of %r: %s", key, why)
         return value
@@ -264,7 +277,7 @@ class Guard:
             key,
         )
 
-    def _no_lock_tier(self, key: str) -> None:
+    def no_lock_tier(self, key: str) -> None:
         if not self._warned:
             self._warned = True
             log.warning(

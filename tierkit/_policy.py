@@ -73,6 +73,40 @@ def make_policy(
     return PLAIN if policy.plain else policy
 
 
+class Compute:
+    """The computation keywords of one ``@cached`` function: checked once, resolved per cache."""
+
+    __slots__ = ("early_refresh", "keywords")
+
+    def __init__(
+        self,
+        lock: bool,
+        lock_timeout: float | None,
+        stale_ttl: float | None,
+        soft_timeout: float | None,
+        early_refresh: float | None,
+    ) -> None:
+        self.keywords = (lock, lock_timeout, stale_ttl, soft_timeout, early_refresh)
+        self.early_refresh = early_refresh
+        self.policy_for_defaults(10.0, None)  # a bad keyword fails at decoration time
+
+    def policy_for_defaults(self, lock_timeout: float, stale_ttl: float | None) -> Policy:
+        lock, timeout, stale, soft, early = self.keywords
+        return make_policy(
+            lock=lock,
+            lock_timeout=timeout,
+            stale_ttl=stale,
+            soft_timeout=soft,
+            early_refresh=early,
+            default_lock_timeout=lock_timeout,
+            default_stale_ttl=stale_ttl,
+        )
+
+    def policy_for(self, cache: Any) -> Policy:
+        """The policy with ``cache``'s settings (``lock_timeout``, ``stale_ttl``) as defaults."""
+        return self.policy_for_defaults(cache.settings.lock_timeout, cache.settings.stale_ttl)
+
+
 def check_stale_ttl(stale_ttl: Any) -> None:
     """``set(..., stale_ttl=...)``: a positive number of seconds (0 or ``None``: no stale copy)."""
     _seconds("stale_ttl", stale_ttl, zero=True)
