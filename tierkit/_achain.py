@@ -416,7 +416,7 @@ class AsyncChain:
             outcome = await self.ask(slot, delete, key)
             removed = deleted(slot, key, outcome) or removed
             if type(outcome) is bool:
-                deleted(slot, stale, await self.ask(slot, delete, stale))
+                deleted(slot, stale, await self.ask(slot, delete, stale), counted=False)
             else:  # the tier failed: do not ask again now
                 slot.remember(keys=(stale,))
         return removed

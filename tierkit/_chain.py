@@ -815,16 +815,19 @@ class Chain:
             outcome = slot.ask(slot.delete, key)
             removed = self.deleted(slot, key, outcome) or removed
             if type(outcome) is bool:
-                self.deleted(slot, stale, slot.ask(slot.delete, stale))
+                self.deleted(slot, stale, slot.ask(slot.delete, stale), counted=False)
             else:  # the tier failed: do not ask again now
                 slot.remember(keys=(stale,))
         return removed
 
-    def deleted(self, slot: TierSlot, key: str, outcome: object) -> bool:
-        """A tier's answer to ``tierkit_delete(key)``, counted; a failure leaves the key pending removal."""
+    def deleted(self, slot: TierSlot, key: str, outcome: object, counted: bool = True) -> bool:
+        """A tier's answer to ``tierkit_delete(key)``; a failure leaves the key pending removal.
+
+        ``counted``: a delete the caller asked for (not the removal of a stale copy along with it).
+        """
         if type(outcome) is bool:
             slot.ok()
-            slot.deletes += 1
+            slot.deletes += counted
             return outcome
         if outcome is not UNAVAILABLE:
             slot.violated("tierkit_delete", "bool", outcome)
