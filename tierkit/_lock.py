@@ -47,13 +47,15 @@ def lease_for(lock_timeout: float) -> float:
 class Lease:
     """A computation lock this process holds: where, for which key, under which token."""
 
-    __slots__ = ("guard", "key", "locker", "released", "seconds", "token")
+    __slots__ = ("due", "guard", "key", "locker", "released", "seconds", "token")
 
     def __init__(self, locker: _Locker, key: str, token: str, seconds: float) -> None:
         self.locker = locker
         self.key = key
         self.token = token
         self.seconds = seconds
+        self.due = time.monotonic() + seconds / 3
+        """When to renew it next (``time.monotonic()``): a third of the way into the lease."""
         self.released = False
         self.guard = threading.Lock()
         """Held while renewing: a renewal racing the release must not take the lock again."""
@@ -136,19 +138,24 @@ class Locks:
             self._changed.notify()
 
     def _renew(self) -> None:
-        """Extend every held lease a third of the way into it; exit when none is held."""
+        """Extend each held lease a third of the way into it; exit when none is held."""
         while True:
             with self._changed:
                 if not self._held:
                     self._renewer = None
                     return
-                self._changed.wait(min(lease.seconds for lease in self._held) / 3)
-                leases = list(self._held)
+                wait = min(lease.due for lease in self._held) - time.monotonic()
+                if wait > 0:
+                    self._changed.wait(wait)  # a new lease wakes it to recompute the wait
+                    continue
+                now = time.monotonic()
+                leases = [lease for lease in self._held if lease.due <= now]
             for lease in leases:
                 locker = lease.locker
                 with lease.guard:
                     if lease.released:
                         continue
+                    lease.due = time.monotonic() + lease.seconds / 3
                     answer = locker.ask("tierkit_lock", locker.lock, lease.key, lease.token, lease.seconds)
                 if answer is False:
                     log.warning(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any
 
@@ -50,6 +51,7 @@ class Policy:
 PLAIN = Policy()
 
 
+@functools.lru_cache(maxsize=256)
 def make_policy(
     *,
     lock: bool,
@@ -60,7 +62,10 @@ def make_policy(
     default_lock_timeout: float,
     default_stale_ttl: float | None,
 ) -> Policy:
-    """A checked :class:`Policy` from call arguments, ``None`` meaning the configured default."""
+    """A checked :class:`Policy` from call arguments, ``None`` meaning the configured default.
+
+    Remembered per distinct arguments: a call site passes the same ones every time.
+    """
     if type(lock) is not bool:
         raise TypeError(f"lock must be True or False, got {lock!r}")
     lock_timeout = default_lock_timeout if lock_timeout is None else _seconds("lock_timeout", lock_timeout)
