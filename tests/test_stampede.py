@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import threading
@@ -16,6 +17,11 @@ from tierkit import Cache
 from tierkit.testing import FakeClock, stampede
 
 needs_fork = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
 
 
 def file_cache(directory: Path, **settings: Any) -> Callable[[], Cache]:
@@ -288,3 +294,86 @@ def test_bad_arguments_are_named(keywords: dict[str, Any], message: str) -> None
         cache.get_or_set("k", lambda: 1, 60, **keywords)
     with pytest.raises(ValueError, match="stale_ttl"):
         cache.set("k", 1, 60, stale_ttl=-5)
+
+
+# -- @cached and the async API --------------------------------------------------------------------
+
+
+def test_cached_takes_the_same_keywords(tmp_path: Path, clock: FakeClock) -> None:
+    cache = file_cache(tmp_path, clock=clock)()
+    calls: list[int] = []
+
+    @tierkit.cached(ttl=60, cache=cache, lock=True, stale_ttl=600)
+    def load(page: int) -> int:
+        calls.append(page)
+        if len(calls) > 1:
+            raise ConnectionError("database down")
+        return page * 10
+
+    assert load(1) == 10
+    clock.advance(61)
+    assert load(1) == 10  # stale, served on the failure
+    assert cache.stats()["stale_served"] == 1
+
+
+def test_cached_refuses_bad_keywords_when_decorating() -> None:
+    with pytest.raises(ValueError, match="early_refresh"):
+        tierkit.cached(ttl=60, early_refresh=2)
+
+
+@pytest.mark.anyio
+async def test_async_stale_value_on_failure_and_past_soft_timeout(clock: FakeClock) -> None:
+    cache = Cache(order=["memory"], clock=clock)
+    await cache.aset("k", "old", 60, stale_ttl=600)
+    clock.advance(61)
+
+    async def broken() -> str:
+        raise ConnectionError("database down")
+
+    assert await cache.aget_or_set("k", broken, 60, stale_ttl=600) == "old"
+    release = asyncio.Event()
+
+    async def slow() -> str:
+        await release.wait()
+        return "new"
+
+    assert await cache.aget_or_set("k", slow, 60, stale_ttl=600, soft_timeout=0.01) == "old"
+    assert cache.stats()["stale_served"] == 2
+    release.set()
+    for _ in range(100):
+        if await cache.aget("k") == "new":
+            break
+        await asyncio.sleep(0.01)
+    assert await cache.aget("k") == "new"
+
+
+@pytest.mark.anyio
+async def test_async_early_refresh_and_cached_lock(tmp_path: Path, clock: FakeClock) -> None:
+    cache = file_cache(tmp_path, clock=clock)()
+    calls: list[int] = []
+
+    @tierkit.cached(ttl=100, cache=cache, lock=True, early_refresh=0.1)
+    async def load(page: int) -> int:
+        calls.append(page)
+        return len(calls)
+
+    assert await asyncio.gather(*(load(1) for _ in range(20))) == [1] * 20
+    clock.advance(95)
+    assert await load(1) == 1  # late: served, and refreshed in the background
+    for _ in range(100):
+        if cache.get(load.key(1)) == 2:
+            break
+        await asyncio.sleep(0.01)
+    assert cache.get(load.key(1)) == 2 and cache.stats()["early_refreshes"] == 1
+
+
+@pytest.mark.anyio
+async def test_async_lock_waits_for_another_process_then_computes(tmp_path: Path) -> None:
+    holder, waiter = file_cache(tmp_path)(), file_cache(tmp_path)()
+    lease = holder.chain.guard.locks.acquire("k", 1.0)
+    assert lease is not None and not isinstance(lease, str)
+    try:
+        assert await waiter.aget_or_set("k", lambda: "mine", 60, lock=True, lock_timeout=0.2) == "mine"
+    finally:
+        holder.chain.guard.locks.release(lease)
+    assert waiter.stats()["lock_timeouts"] == 1
