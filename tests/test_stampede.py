@@ -58,6 +58,16 @@ def test_without_the_lock_each_process_computes(tmp_path: Path) -> None:
     assert result.calls == 3  # single flight within each process only
 
 
+@needs_fork
+def test_the_file_tier_locks_the_writes_it_stores(tmp_path: Path) -> None:
+    def make() -> Cache:  # the file tier's default write policy: persistent writes only
+        return Cache(order=["memory", "file"], tiers={"file": {"options": {"directory": str(tmp_path)}}})
+
+    result = stampede(make, processes=3, threads=10, persistent=True)
+    assert (result.calls, result.wrong_values, result.failed_processes) == (1, 0, 0)
+    assert not make().chain.guard.locks.usable(persistent=False)  # the value would not be found there
+
+
 def test_a_waiter_computes_itself_after_lock_timeout(tmp_path: Path) -> None:
     holder, waiter = file_cache(tmp_path)(), file_cache(tmp_path)()
     lease = holder.chain.guard.locks.acquire("k", 1.0)
@@ -91,7 +101,7 @@ def test_without_a_lock_tier_lock_true_warns_once_and_keeps_single_flight(
     with caplog.at_level(logging.WARNING, logger="tierkit"):
         assert cache.get_or_set("a", lambda: calls.append(1) or 1, 60, lock=True) == 1
         assert cache.get_or_set("b", lambda: calls.append(1) or 2, 60, lock=True) == 2
-    warnings = [r for r in caplog.records if "no tier of this cache can lock" in r.getMessage()]
+    warnings = [r for r in caplog.records if "no tier of this cache that stores the value can lock" in r.getMessage()]
     assert len(warnings) == 1 and calls == [1, 1]
 
 

@@ -48,7 +48,7 @@ class AsyncGuard:
             return value
         lease = None
         if policy.lock:
-            value, lease = await self._wait(key, policy, codec)
+            value, lease = await self._wait(key, policy, codec, persistent)
             if value is not MISSING:
                 return value
 
@@ -78,16 +78,18 @@ class AsyncGuard:
                 return stale
         raise error
 
-    async def _wait(self, key: str, policy: Policy, codec: Codec) -> tuple[Any, Lease | None]:
+    async def _wait(
+        self, key: str, policy: Policy, codec: Codec, persistent: bool
+    ) -> tuple[Any, Lease | None]:
         """:meth:`Guard._wait <tierkit._guard.Guard._wait>`, awaited."""
         guard = self.sync
-        if not guard.locks.lockers:
+        if not guard.locks.usable(persistent):
             guard.no_lock_tier(key)
             return MISSING, None
         backoff = Backoff(policy.lock_timeout)
         slow_at = time.monotonic() + policy.soft_timeout if policy.soft_timeout and policy.stale_ttl else None
         while True:
-            lease = await self._acquire(key, policy.lease)
+            lease = await self._acquire(key, policy.lease, persistent)
             if isinstance(lease, Lease):
                 value = await self.achain.read_through(key, MISSING, 0, codec)
                 if value is MISSING:
@@ -141,8 +143,8 @@ class AsyncGuard:
         guard = self.sync
         lease: Lease | str | None = None
         try:
-            if policy.lock and guard.locks.lockers:
-                lease = await self._acquire(key, policy.lease)
+            if policy.lock and guard.locks.usable(persistent):
+                lease = await self._acquire(key, policy.lease, persistent)
                 if lease is None:
                     return  # another process is computing it
             found = await self.achain.find(key, index + 1, codec)
@@ -163,11 +165,11 @@ class AsyncGuard:
         found = await self.achain.find(stale_key(key), 0, codec)
         return MISSING if found is None else self.sync.served(key, found[1][0], why)
 
-    async def _acquire(self, key: str, seconds: float) -> Lease | None | str:
+    async def _acquire(self, key: str, seconds: float, persistent: bool) -> Lease | None | str:
         locks = self.sync.locks
         if locks.blocking:
-            return await asyncio.to_thread(locks.acquire, key, seconds)
-        return locks.acquire(key, seconds)
+            return await asyncio.to_thread(locks.acquire, key, seconds, persistent)
+        return locks.acquire(key, seconds, persistent)
 
     async def _release(self, lease: Lease | None) -> None:
         if lease is None:

@@ -69,7 +69,7 @@ class Guard:
             return value
         lease = None
         if policy.lock:
-            value, lease = self._wait(key, policy, codec)
+            value, lease = self._wait(key, policy, codec, persistent)
             if value is not MISSING:
                 return value
 
@@ -78,7 +78,7 @@ class Guard:
 
         return self._compute(key, factory, store, policy, codec, lease)
 
-    def _wait(self, key: str, policy: Policy, codec: Codec) -> tuple[Any, Lease | None]:
+    def _wait(self, key: str, policy: Policy, codec: Codec, persistent: bool) -> tuple[Any, Lease | None]:
         """Take the lock of ``key``, or wait for the value another process computes.
 
         ``(value, None)``: found (or stale, past ``soft_timeout``); ``(MISSING, lease)``:
@@ -86,13 +86,13 @@ class Guard:
         or ``lock_timeout`` passed).
         """
         locks = self.locks
-        if not locks.lockers:
+        if not locks.usable(persistent):
             self.no_lock_tier(key)
             return MISSING, None
         backoff = Backoff(policy.lock_timeout)
         slow_at = time.monotonic() + policy.soft_timeout if policy.soft_timeout and policy.stale_ttl else None
         while True:
-            lease = locks.acquire(key, policy.lease)
+            lease = locks.acquire(key, policy.lease, persistent)
             if isinstance(lease, Lease):
                 value = self.chain.read_through(key, MISSING, 0, codec)  # the holder we waited for stored it?
                 if value is MISSING:
@@ -204,8 +204,8 @@ class Guard:
         def refresh() -> None:
             lease: Lease | str | None = None
             try:
-                if policy.lock and self.locks.lockers:
-                    lease = self.locks.acquire(key, policy.lease)
+                if policy.lock and self.locks.usable(persistent):
+                    lease = self.locks.acquire(key, policy.lease, persistent)
                     if lease is None:
                         return  # another process is computing it
                 if not self.due(key, index, ttl, codec, policy):
@@ -281,8 +281,9 @@ class Guard:
         if not self._warned:
             self._warned = True
             log.warning(
-                "tierkit: lock=True (computing %r) but no tier of this cache can lock (the redis and file "
-                "tiers can): computing with single flight within this process only (docs/stampede.md)",
+                "tierkit: lock=True (computing %r) but no tier of this cache that stores the value can "
+                "lock (redis can; file too, for persistent=True writes): computing with single flight "
+                "within this process only (docs/stampede.md)",
                 key,
             )
 

@@ -98,6 +98,10 @@ class Locks:
             if callable(getattr(slot.tier, "tierkit_lock", None))
             and callable(getattr(slot.tier, "tierkit_unlock", None))
         )
+        self._where = {
+            persistent: tuple(locker for locker in self.lockers if locker.slot in writers)
+            for persistent, writers in ((False, _writers(slots, False)), (True, _writers(slots, True)))
+        }
         self.blocking = any(locker.slot.blocking for locker in self.lockers)
         """Some lock tier's hooks may block: async callers run them in a worker thread."""
         self._held: set[Lease] = set()
@@ -105,10 +109,21 @@ class Locks:
         self._renewer: threading.Thread | None = None
         self._pid = os.getpid()
 
-    def acquire(self, key: str, seconds: float) -> Lease | None | str:
-        """A new lease on ``key``; ``None`` if another holder has it; :data:`NO_LOCKER` if no tier answered."""
+    def usable(self, persistent: bool) -> bool:
+        """Is there a lock tier that also stores the value (``persistent``: of a persistent write)?
+
+        A lock only helps where the waiters will find the value: the file tier, whose
+        default write policy is ``persistent``, locks the writes with ``persistent=True``.
+        """
+        return bool(self._where[persistent])
+
+    def acquire(self, key: str, seconds: float, persistent: bool = False) -> Lease | None | str:
+        """A new lease on ``key`` in a lock tier that stores the value (:meth:`usable`).
+
+        ``None`` if another holder has it; :data:`NO_LOCKER` if no such tier answered.
+        """
         token = secrets.token_hex(16)
-        for locker in self.lockers:
+        for locker in self._where[persistent]:
             answer = locker.ask("tierkit_lock", locker.lock, key, token, seconds)
             if answer is True:
                 lease = Lease(locker, key, token, seconds)
@@ -185,3 +200,9 @@ class Backoff:
         delay = min(self.delay * random.uniform(0.5, 1.0), left)
         self.delay = min(self.delay * 2, LONGEST_POLL)
         return delay
+
+
+def _writers(slots: Sequence[TierSlot], persistent: bool) -> set[TierSlot]:
+    """The tiers a write stores the value in (the chain's write plan)."""
+    policies = ("always", "persistent") if persistent else ("always",)
+    return {slot for slot in slots if slot.write in policies}
