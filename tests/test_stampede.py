@@ -101,7 +101,9 @@ def test_without_a_lock_tier_lock_true_warns_once_and_keeps_single_flight(
     with caplog.at_level(logging.WARNING, logger="tierkit"):
         assert cache.get_or_set("a", lambda: calls.append(1) or 1, 60, lock=True) == 1
         assert cache.get_or_set("b", lambda: calls.append(1) or 2, 60, lock=True) == 2
-    warnings = [r for r in caplog.records if "no tier of this cache that stores the value can lock" in r.getMessage()]
+    warnings = [
+        r for r in caplog.records if "no tier of this cache that stores the value can lock" in r.getMessage()
+    ]
     assert len(warnings) == 1 and calls == [1, 1]
 
 

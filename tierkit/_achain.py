@@ -22,6 +22,7 @@ import weakref
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar, cast
 
+from tierkit._aguard import AsyncGuard
 from tierkit._chain import (
     Chain,
     Invalidated,
@@ -30,7 +31,6 @@ from tierkit._chain import (
     check_invalidation,
     check_key,
 )
-from tierkit._aguard import AsyncGuard
 from tierkit._codec import Codec
 from tierkit._policy import PLAIN, Policy, stale_key
 from tierkit._types import MISSING, UNAVAILABLE, Entry, HealthReport, Unavailable, new_entry

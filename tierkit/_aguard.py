@@ -165,7 +165,7 @@ class AsyncGuard:
         found = await self.achain.find(stale_key(key), 0, codec)
         return MISSING if found is None else self.sync.served(key, found[1][0], why)
 
-    async def _acquire(self, key: str, seconds: float, persistent: bool) -> Lease | None | str:
+    async def _acquire(self, key: str, seconds: float, persistent: bool) -> Lease | str | None:
         locks = self.sync.locks
         if locks.blocking:
             return await asyncio.to_thread(locks.acquire, key, seconds, persistent)

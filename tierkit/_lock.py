@@ -117,7 +117,7 @@ class Locks:
         """
         return bool(self._where[persistent])
 
-    def acquire(self, key: str, seconds: float, persistent: bool = False) -> Lease | None | str:
+    def acquire(self, key: str, seconds: float, persistent: bool = False) -> Lease | str | None:
         """A new lease on ``key`` in a lock tier that stores the value (:meth:`usable`).
 
         ``None`` if another holder has it; :data:`NO_LOCKER` if no such tier answered.

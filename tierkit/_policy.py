@@ -73,7 +73,9 @@ def make_policy(
     if soft_timeout is not None:
         _seconds("soft_timeout", soft_timeout)
     if early_refresh is not None and not (_number(early_refresh) and 0 < early_refresh < 1):
-        raise ValueError(f"early_refresh must be a fraction of the TTL between 0 and 1, got {early_refresh!r}")
+        raise ValueError(
+            f"early_refresh must be a fraction of the TTL between 0 and 1, got {early_refresh!r}"
+        )
     policy = Policy(lock, lock_timeout, stale_ttl or None, soft_timeout, early_refresh)
     return PLAIN if policy.plain else policy
 

@@ -68,7 +68,9 @@ def stampede(
         for number in range(processes):
             pid = os.fork()
             if pid == 0:  # pragma: no cover - runs in the child, which never returns
-                _child(make_cache, key, threads, compute_seconds, calls, Path(scratch, str(number)), get_or_set)
+                _child(
+                    make_cache, key, threads, compute_seconds, calls, Path(scratch, str(number)), get_or_set
+                )
             children.append(pid)
         killed = _kill_first_caller(calls, children, timeout) if kill_first else None
         failed = 0

@@ -36,7 +36,9 @@ _counter = itertools.count()
 
 def redis_cache(url: str, namespace: str) -> Callable[[], Cache]:
     def make() -> Cache:
-        return Cache(namespace=namespace, order=["memory", "redis"], tiers={"redis": {"options": {"url": url}}})
+        return Cache(
+            namespace=namespace, order=["memory", "redis"], tiers={"redis": {"options": {"url": url}}}
+        )
 
     return make
 

@@ -19,7 +19,9 @@ def redis_cache(options: dict[str, Any], namespace: str, **settings: Any) -> Cal
     """A memory → redis chain (built in each process after the fork)."""
 
     def make() -> Cache:
-        return Cache(namespace=namespace, order=["memory", "redis"], tiers={"redis": {"options": options}}, **settings)
+        return Cache(
+            namespace=namespace, order=["memory", "redis"], tiers={"redis": {"options": options}}, **settings
+        )
 
     return make
 
@@ -90,7 +92,9 @@ def test_a_cluster_locks_each_key_on_its_slot(redis_cluster: Cluster, namespace:
     assert (result.calls, result.wrong_values, result.failed_processes) == (1, 0, 0)
 
 
-def test_sentinel_mode_locks_on_the_master(make_sentinels: Callable[[], SentinelGroup], namespace: str) -> None:
+def test_sentinel_mode_locks_on_the_master(
+    make_sentinels: Callable[[], SentinelGroup], namespace: str
+) -> None:
     group = make_sentinels()
     options = {"sentinels": group.addresses, "service_name": group.service}
     result = stampede(redis_cache(options, namespace), processes=3, threads=10)
