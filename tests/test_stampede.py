@@ -227,6 +227,25 @@ def test_a_slow_factory_serves_stale_then_stores_its_value(clock: FakeClock) -> 
     assert cache.get("k") == "new"
 
 
+def test_misses_during_a_slow_computation_join_it(clock: FakeClock) -> None:
+    cache = Cache(order=["memory"], clock=clock)
+    cache.set("k", "old", 60, stale_ttl=600)
+    clock.advance(61)
+    go = threading.Event()
+    calls: list[int] = []
+
+    def slow() -> str:
+        calls.append(1)
+        go.wait(10)
+        return "new"
+
+    for _ in range(5):
+        assert cache.get_or_set("k", slow, 60, stale_ttl=600, soft_timeout=0.01) == "old"
+    go.set()
+    assert wait_for(lambda: cache.get("k") == "new")
+    assert calls == [1] and cache.stats()["stale_served"] == 5
+
+
 def test_a_slow_factory_without_a_stale_value_is_waited_for(clock: FakeClock) -> None:
     cache = Cache(order=["memory"], clock=clock)
     assert cache.get_or_set("k", lambda: "v", 60, stale_ttl=600, soft_timeout=0.001) == "v"
@@ -357,6 +376,29 @@ async def test_async_stale_value_on_failure_and_past_soft_timeout(clock: FakeClo
             break
         await asyncio.sleep(0.01)
     assert await cache.aget("k") == "new"
+
+
+@pytest.mark.anyio
+async def test_async_misses_during_a_slow_computation_join_it(clock: FakeClock) -> None:
+    cache = Cache(order=["memory"], clock=clock)
+    await cache.aset("k", "old", 60, stale_ttl=600)
+    clock.advance(61)
+    release = asyncio.Event()
+    calls: list[int] = []
+
+    async def slow() -> str:
+        calls.append(1)
+        await release.wait()
+        return "new"
+
+    for _ in range(5):
+        assert await cache.aget_or_set("k", slow, 60, stale_ttl=600, soft_timeout=0.01) == "old"
+    release.set()
+    for _ in range(100):
+        if await cache.aget("k") == "new":
+            break
+        await asyncio.sleep(0.01)
+    assert calls == [1] and await cache.aget("k") == "new"
 
 
 @pytest.mark.anyio

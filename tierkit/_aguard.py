@@ -30,6 +30,8 @@ class AsyncGuard:
         self.sync = achain.chain.guard
         self._tasks: set[asyncio.Task[Any]] = set()
         """Background computations and refreshes, kept alive until they end."""
+        self._running: dict[str, asyncio.Task[Any]] = {}
+        """Computations that may outlive their callers (``soft_timeout``), by key."""
 
     async def lead(
         self,
@@ -62,7 +64,12 @@ class AsyncGuard:
 
         if not policy.stale_ttl:
             return await compute()
-        task = self._keep(compute())
+        task = self._running.get(key)  # a slow computation left running past soft_timeout: join it
+        if task is None:
+            task = self._running[key] = self._keep(compute())
+            task.add_done_callback(lambda _: self._running.pop(key, None))
+        else:
+            await self._release(lease)
         done, _ = await asyncio.wait({task}, timeout=policy.soft_timeout)
         if not done:
             stale = await self.stale(key, codec, "its factory passed soft_timeout")

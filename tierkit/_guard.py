@@ -47,6 +47,8 @@ class Guard:
         self.lock_timeouts = 0
         """Waits for another process's computation that gave up after ``lock_timeout``."""
         self._refreshing: set[str] = set()
+        self._jobs: dict[str, _Job] = {}
+        """Computations running in the background (past ``soft_timeout``), by key."""
         self._mutex = threading.Lock()
         self._warned = False
 
@@ -136,7 +138,7 @@ class Guard:
             finally:
                 self.release(lease)
             return value
-        job = _Job(factory, store, lambda: self.release(lease))
+        job = self._job(key, factory, store, lease)
         if not job.done.wait(policy.soft_timeout):
             stale = self.stale(key, codec, "its factory passed soft_timeout", policy)
             if stale is not MISSING:
@@ -148,6 +150,31 @@ class Guard:
                 raise job.error
             return stale
         return job.value
+
+    def _job(
+        self, key: str, factory: Callable[[], Any], store: Callable[[Any], None], lease: Lease | None
+    ) -> _Job:
+        """The computation of ``key`` running in the background, joined if one already runs.
+
+        A slow factory left running past ``soft_timeout`` must not be started again by
+        every miss that follows while it runs.
+        """
+        with self._mutex:
+            job = self._jobs.get(key)
+            if job is not None:
+                joined = True
+            else:
+                joined = False
+
+                def finish() -> None:
+                    self.release(lease)
+                    with self._mutex:
+                        self._jobs.pop(key, None)
+
+                job = self._jobs[key] = _Job(factory, store, finish).start()
+        if joined:
+            self.release(lease)
+        return job
 
     # -- early refresh ----------------------------------------------------------------------------
 
@@ -296,7 +323,10 @@ class _Job:
         self.value: Any = MISSING
         self.error: BaseException | None = None
         self._factory, self._store, self._finish = factory, store, finish
+
+    def start(self) -> _Job:
         _start(self._run, "tierkit-compute")
+        return self
 
     def _run(self) -> None:
         try:
