@@ -32,7 +32,7 @@ from tierkit._chain import (
     check_key,
 )
 from tierkit._codec import Codec
-from tierkit._policy import PLAIN, Policy, stale_key
+from tierkit._policy import PLAIN, Miss, Policy, stale_key
 from tierkit._types import MISSING, UNAVAILABLE, Entry, HealthReport, Unavailable, new_entry
 
 log = logging.getLogger("tierkit")
@@ -388,7 +388,7 @@ class AsyncChain:
             async def lead() -> Any:
                 _computing.set(_computing.get() | {key})
                 if not policy.plain:
-                    return await self.guard.lead(key, factory, ttl, tags, persistent, codec, policy)
+                    return await self.guard.lead(Miss(key, factory, ttl, tags, persistent, codec, policy))
                 value = await self.read_through(
                     key, MISSING, 0, codec
                 )  # a previous leader may have stored it

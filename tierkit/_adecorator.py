@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeVar, cast
 from tierkit._achain import AsyncGet
 from tierkit._cache import Cache, get_cache
 from tierkit._codec import Codec
-from tierkit._policy import PLAIN, Compute
+from tierkit._policy import PLAIN, Compute, Miss
 from tierkit._types import MISSING
 
 if TYPE_CHECKING:
@@ -67,7 +67,9 @@ def cached_coroutine(
             bound_to = target
         achain, call = target.achain, functools.partial(func, *args, **kwargs)
         if early:
-            value = await achain.guard.hit(key, call, ttl, tags, persistent, codec or target.codec, policy)
+            value = await achain.guard.hit(
+                Miss(key, call, ttl, tags, persistent, codec or target.codec, policy)
+            )
         else:
             value = await get(key, MISSING)
         if value is not MISSING:

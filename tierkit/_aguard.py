@@ -10,16 +10,16 @@ from __future__ import annotations
 import asyncio
 import inspect
 import time
-from collections.abc import Callable, Coroutine, Iterable
+from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
+from tierkit._guard import slow_deadline
 from tierkit._lock import NO_LOCKER, Backoff, Lease
-from tierkit._policy import Policy, stale_key
+from tierkit._policy import Miss, stale_key
 from tierkit._types import MISSING
 
 if TYPE_CHECKING:
     from tierkit._achain import AsyncChain
-    from tierkit._codec import Codec
 
 
 class AsyncGuard:
@@ -33,46 +33,27 @@ class AsyncGuard:
         self._running: dict[str, asyncio.Task[Any]] = {}
         """Computations that may outlive their callers (``soft_timeout``), by key."""
 
-    async def lead(
-        self,
-        key: str,
-        factory: Callable[[], Any],
-        ttl: float | None,
-        tags: Iterable[str],
-        persistent: bool,
-        codec: Codec,
-        policy: Policy,
-    ) -> Any:
+    async def lead(self, miss: Miss) -> Any:
         """:meth:`Guard.lead <tierkit._guard.Guard.lead>`, awaited."""
-        achain = self.achain
-        value = await achain.read_through(key, MISSING, 0, codec)  # a previous leader may have stored it
+        value = await self.achain.read_through(miss.key, MISSING, 0, miss.codec)  # a previous leader's?
         if value is not MISSING:
             return value
         lease = None
-        if policy.lock:
-            value, lease = await self._wait(key, policy, codec, persistent)
+        if miss.policy.lock:
+            value, lease = await self._wait(miss)
             if value is not MISSING:
                 return value
-
-        async def compute() -> Any:
-            try:
-                value = await _called(factory)
-                await achain.set(key, value, ttl, tags, persistent, codec, policy.stale_ttl)
-            finally:
-                await self._release(lease)
-            return value
-
-        if not policy.stale_ttl:
-            return await compute()
-        task = self._running.get(key)  # a slow computation left running past soft_timeout: join it
+        if not miss.policy.stale_ttl:
+            return await self._computed(miss, lease)
+        task = self._running.get(miss.key)  # a slow computation left running past soft_timeout: join it
         if task is None:
-            task = self._running[key] = self._keep(compute())
-            task.add_done_callback(lambda _: self._running.pop(key, None))
+            task = self._running[miss.key] = self._keep(self._computed(miss, lease))
+            task.add_done_callback(lambda _: self._running.pop(miss.key, None))
         else:
             await self._release(lease)
-        done, _ = await asyncio.wait({task}, timeout=policy.soft_timeout)
+        done, _ = await asyncio.wait({task}, timeout=miss.policy.soft_timeout)
         if not done:
-            stale = await self.stale(key, codec, "its factory passed soft_timeout")
+            stale = await self.stale(miss, "its factory passed soft_timeout")
             if stale is not MISSING:
                 return stale  # the task goes on and stores its value
             await asyncio.wait({task})
@@ -80,25 +61,36 @@ class AsyncGuard:
         if error is None:
             return task.result()
         if isinstance(error, Exception):
-            stale = await self.stale(key, codec, f"its factory raised {type(error).__name__}")
+            stale = await self.stale(miss, f"its factory raised {type(error).__name__}")
             if stale is not MISSING:
                 return stale
         raise error
 
-    async def _wait(
-        self, key: str, policy: Policy, codec: Codec, persistent: bool
-    ) -> tuple[Any, Lease | None]:
+    async def _computed(self, miss: Miss, lease: Lease | None) -> Any:
+        """``factory()``, awaited if need be, stored; then the lease released."""
+        try:
+            value = await _called(miss.factory)
+            await self.store(miss, value)
+        finally:
+            await self._release(lease)
+        return value
+
+    async def store(self, miss: Miss, value: Any) -> None:
+        stale_ttl = miss.policy.stale_ttl
+        await self.achain.set(miss.key, value, miss.ttl, miss.tags, miss.persistent, miss.codec, stale_ttl)
+
+    async def _wait(self, miss: Miss) -> tuple[Any, Lease | None]:
         """:meth:`Guard._wait <tierkit._guard.Guard._wait>`, awaited."""
-        guard = self.sync
-        if not guard.locks.usable(persistent):
+        guard, key, policy = self.sync, miss.key, miss.policy
+        if not guard.locks.usable(miss.persistent):
             guard.no_lock_tier(key)
             return MISSING, None
         backoff = Backoff(policy.lock_timeout)
-        slow_at = time.monotonic() + policy.soft_timeout if policy.soft_timeout and policy.stale_ttl else None
+        slow_at = slow_deadline(policy)
         while True:
-            lease = await self._acquire(key, policy.lease, persistent)
+            lease = await self._acquire(miss)
             if isinstance(lease, Lease):
-                value = await self.achain.read_through(key, MISSING, 0, codec)
+                value = await self.achain.read_through(key, MISSING, 0, miss.codec)
                 if value is MISSING:
                     return MISSING, lease
                 await self._release(lease)
@@ -107,76 +99,57 @@ class AsyncGuard:
                 return MISSING, None
             if slow_at is not None and time.monotonic() >= slow_at:
                 slow_at = None
-                stale = await self.stale(key, codec, "another process's computation passed soft_timeout")
+                stale = await self.stale(miss, "another process's computation passed soft_timeout")
                 if stale is not MISSING:
                     return stale, None
             delay = backoff.next()
             if delay is None:
-                guard.timed_out(key, policy)
+                guard.timed_out(miss)
                 return MISSING, None
             await asyncio.sleep(delay)
 
-    async def hit(
-        self,
-        key: str,
-        factory: Callable[[], Any],
-        ttl: float | None,
-        tags: Iterable[str],
-        persistent: bool,
-        codec: Codec,
-        policy: Policy,
-    ) -> Any:
+    async def hit(self, miss: Miss) -> Any:
         """:meth:`Guard.hit <tierkit._guard.Guard.hit>`, awaited; the refresh is a task of the loop."""
-        found = await self.achain.find(key, 0, codec)
+        found = await self.achain.find(miss.key, 0, miss.codec)
         if found is None:
             self.achain.chain.misses += 1
             return MISSING
         index, (value, _, entry) = found
-        if self.sync.ageing(index, entry, ttl, policy) and self.sync.claim(key):
-            self._keep(self._refresh(key, index, factory, ttl, tags, persistent, codec, policy))
+        if self.sync.ageing(index, entry, miss) and self.sync.claim(miss.key):
+            self._keep(self._refresh(miss, index))
         return value
 
-    async def _refresh(
-        self,
-        key: str,
-        index: int,
-        factory: Callable[[], Any],
-        ttl: float | None,
-        tags: Iterable[str],
-        persistent: bool,
-        codec: Codec,
-        policy: Policy,
-    ) -> None:
+    async def _refresh(self, miss: Miss, index: int) -> None:
+        """:meth:`Guard._refresh <tierkit._guard.Guard._refresh>`, awaited."""
         guard = self.sync
         lease: Lease | str | None = None
         try:
-            if policy.lock and guard.locks.usable(persistent):
-                lease = await self._acquire(key, policy.lease, persistent)
+            if miss.policy.lock and guard.locks.usable(miss.persistent):
+                lease = await self._acquire(miss)
                 if lease is None:
                     return  # another process is computing it
-            found = await self.achain.find(key, index + 1, codec)
-            if found is not None and not guard.ageing(found[0], found[1][2], ttl, policy):
-                return  # a younger copy below, now copied up
-            guard.early_refreshes += 1
-            value = await _called(factory)
-            await self.achain.set(key, value, ttl, tags, persistent, codec, policy.stale_ttl)
+            if guard.due(miss, index, await self.achain.find(miss.key, index + 1, miss.codec)):
+                guard.early_refreshes += 1
+                await self.store(miss, await _called(miss.factory))
         except Exception as exc:
-            guard.refresh_failed(key, exc)
+            guard.refresh_failed(miss.key, exc)
         finally:
             if isinstance(lease, Lease):
                 await self._release(lease)
-            guard.unclaim(key)
+            guard.unclaim(miss.key)
 
-    async def stale(self, key: str, codec: Codec, why: str) -> Any:
-        """The stale copy of ``key`` (counted and logged as served), or ``MISSING``."""
-        found = await self.achain.find(stale_key(key), 0, codec)
-        return MISSING if found is None else self.sync.served(key, found[1][0], why)
+    async def stale(self, miss: Miss, why: str) -> Any:
+        """The stale copy of ``miss.key`` (counted and logged as served), or ``MISSING``."""
+        if not miss.policy.stale_ttl:
+            return MISSING
+        found = await self.achain.find(stale_key(miss.key), 0, miss.codec)
+        return MISSING if found is None else self.sync.served(miss.key, found[1][0], why)
 
-    async def _acquire(self, key: str, seconds: float, persistent: bool) -> Lease | str | None:
-        locks = self.sync.locks
+    async def _acquire(self, miss: Miss) -> Lease | str | None:
+        locks, seconds = self.sync.locks, miss.policy.lease
         if locks.blocking:
-            return await asyncio.to_thread(locks.acquire, key, seconds, persistent)
-        return locks.acquire(key, seconds, persistent)
+            return await asyncio.to_thread(locks.acquire, miss.key, seconds, miss.persistent)
+        return locks.acquire(miss.key, seconds, miss.persistent)
 
     async def _release(self, lease: Lease | None) -> None:
         if lease is None:

@@ -16,7 +16,7 @@ from tierkit._build import build_chain
 from tierkit._chain import Chain, Invalidated
 from tierkit._codec import Codec
 from tierkit._config import Settings, load_settings
-from tierkit._policy import Policy, make_policy
+from tierkit._policy import Miss, Policy, make_policy
 from tierkit._types import MISSING, Clock, HealthReport, KeyReport
 
 T = TypeVar("T")
@@ -167,7 +167,7 @@ class Cache:
         policy = self.policy(lock, lock_timeout, stale_ttl, soft_timeout, early_refresh)
         chain, codec = self._chain, self._chain.codec
         if policy.early_refresh:
-            value = chain.guard.hit(key, factory, ttl, tags, persistent, codec, policy)
+            value = chain.guard.hit(Miss(key, factory, ttl, tags, persistent, codec, policy))
             if value is not MISSING:
                 return cast(T, value)
         return chain.compute(key, factory, ttl, tags, persistent, codec, policy)
@@ -298,7 +298,7 @@ class Cache:
         policy = self.policy(lock, lock_timeout, stale_ttl, soft_timeout, early_refresh)
         achain, codec = self._achain, self._chain.codec
         if policy.early_refresh:
-            value = await achain.guard.hit(key, factory, ttl, tags, persistent, codec, policy)
+            value = await achain.guard.hit(Miss(key, factory, ttl, tags, persistent, codec, policy))
             if value is not MISSING:
                 return cast(T, value)
         result = await achain.compute(key, factory, ttl, tags, persistent, codec, policy)

@@ -16,6 +16,7 @@ checks are type tests, so the hit path stays a hit path.
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
@@ -32,7 +33,7 @@ from tierkit._flight import SingleFlight
 from tierkit._guard import Guard
 from tierkit._latency import Latency
 from tierkit._pending import Pending
-from tierkit._policy import PLAIN, Policy, check_stale_ttl, stale_key
+from tierkit._policy import PLAIN, Miss, Policy, check_stale_ttl, stale_key
 from tierkit._sizes import estimate_size
 from tierkit._types import (
     MISSING,
@@ -790,10 +791,8 @@ class Chain:
         A ``policy`` beyond the plain one (lock, stale, early refresh) runs through :mod:`tierkit._guard`.
         """
         if not policy.plain:
-            guard = self.guard
-            return self._flights.run(
-                key, lambda: cast(T, guard.lead(key, factory, ttl, tags, persistent, codec, policy))
-            )
+            miss = Miss(key, factory, ttl, tags, persistent, codec, policy)
+            return cast(T, self._flights.run(key, functools.partial(self.guard.lead, miss)))
 
         def lead() -> T:
             value = self.read_through(key, MISSING, 0, codec)  # a previous leader may have stored it

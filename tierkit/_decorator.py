@@ -15,7 +15,7 @@ from pydantic import TypeAdapter
 from tierkit._adecorator import AsyncCachedFunction, cached_coroutine
 from tierkit._cache import Cache, get_cache
 from tierkit._codec import TAG, AdapterCodec, Codec, JsonCodec
-from tierkit._policy import PLAIN, Compute
+from tierkit._policy import PLAIN, Compute, Miss
 from tierkit._types import MISSING
 
 P = ParamSpec("P")
@@ -209,7 +209,8 @@ def cached(
                     return cast(R, value)
             chain, call = target.chain, functools.partial(func, *args, **kwargs)
             if early:
-                value = chain.guard.hit(key, call, ttl, tag_tuple, persistent, codec or target.codec, policy)
+                miss = Miss(key, call, ttl, tag_tuple, persistent, codec or target.codec, policy)
+                value = chain.guard.hit(miss)
                 if value is not MISSING:
                     return cast(R, value)
             return chain.compute(key, call, ttl, tag_tuple, persistent, codec or target.codec, policy)

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tierkit._lock import lease_for
+
+if TYPE_CHECKING:
+    from tierkit._codec import Codec
 
 STALE_SUFFIX = "\x1fstale"
 """Appended to a key to name its stale copy (``\\x1f`` is the ASCII unit separator).
@@ -49,6 +53,19 @@ class Policy:
 
 
 PLAIN = Policy()
+
+
+@dataclass(frozen=True, slots=True)
+class Miss:
+    """One value to compute under a :class:`Policy`: what ``get_or_set`` / ``@cached`` were asked."""
+
+    key: str
+    factory: Callable[[], Any]
+    ttl: float | None
+    tags: Iterable[str]
+    persistent: bool
+    codec: Codec
+    policy: Policy
 
 
 @functools.lru_cache(maxsize=256)
