@@ -164,7 +164,7 @@ class Cache:
             value = self.get(key, MISSING)
             if value is not MISSING:
                 return cast(T, value)
-        policy = self.policy(lock, lock_timeout, stale_ttl, soft_timeout, early_refresh)
+        policy = self._policy(lock, lock_timeout, stale_ttl, soft_timeout, early_refresh)
         chain, codec = self._chain, self._chain.codec
         if policy.early_refresh:
             value = chain.guard.hit(Miss(key, factory, ttl, tags, persistent, codec, policy))
@@ -172,7 +172,7 @@ class Cache:
                 return cast(T, value)
         return chain.compute(key, factory, ttl, tags, persistent, codec, policy)
 
-    def policy(
+    def _policy(
         self,
         lock: bool = False,
         lock_timeout: float | None = None,
@@ -295,7 +295,7 @@ class Cache:
             value = await self._achain.get(key, MISSING)
             if value is not MISSING:
                 return cast(T, value)
-        policy = self.policy(lock, lock_timeout, stale_ttl, soft_timeout, early_refresh)
+        policy = self._policy(lock, lock_timeout, stale_ttl, soft_timeout, early_refresh)
         achain, codec = self._achain, self._chain.codec
         if policy.early_refresh:
             value = await achain.guard.hit(Miss(key, factory, ttl, tags, persistent, codec, policy))

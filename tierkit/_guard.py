@@ -264,8 +264,7 @@ class Guard:
             self._warned = True
             log.warning(
                 "tierkit: lock=True (computing %r) but no tier of this cache that stores the value can "
-                "lock (redis can; file too, for persistent=True writes): computing with single flight "
-                "within this process only (docs/stampede.md)",
+                "lock: computing with single flight within this process only (docs/stampede.md)",
                 key,
             )
 

@@ -17,6 +17,7 @@ import random
 import secrets
 import threading
 import time
+import weakref
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
@@ -104,10 +105,14 @@ class Locks:
         }
         self.blocking = any(locker.slot.blocking for locker in self.lockers)
         """Some lock tier's hooks may block: async callers run them in a worker thread."""
+        self._forked()
+        _live.add(self)
+
+    def _forked(self) -> None:
+        """Start with no lease (at build time, and in a forked child: its parent's leases are not its own)."""
         self._held: set[Lease] = set()
         self._changed = threading.Condition()
         self._renewer: threading.Thread | None = None
-        self._pid = os.getpid()
 
     def usable(self, persistent: bool) -> bool:
         """Is there a lock tier that also stores the value (``persistent``: of a persistent write)?
@@ -144,8 +149,6 @@ class Locks:
 
     def _keep(self, lease: Lease) -> None:
         with self._changed:
-            if self._pid != os.getpid():  # a forked child holds none of its parent's leases
-                self._pid, self._held, self._renewer = os.getpid(), set(), None
             self._held.add(lease)
             if self._renewer is None:
                 self._renewer = threading.Thread(target=self._renew, name="tierkit-lock-renewer", daemon=True)
@@ -181,6 +184,18 @@ class Locks:
                     )
                     with self._changed:
                         self._held.discard(lease)
+
+
+_live: weakref.WeakSet[Locks] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for locks in list(_live):
+        locks._forked()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 class Backoff:
