@@ -20,6 +20,8 @@ from tierkit._policy import Miss, Policy, make_policy
 from tierkit._types import MISSING, Clock, HealthReport, KeyReport
 
 T = TypeVar("T")
+_POLICIES_KEPT = 256
+"""Distinct ``get_or_set`` keyword combinations whose checked policy a cache remembers."""
 
 
 class Cache:
@@ -58,6 +60,7 @@ class Cache:
         # The chain's fastest read for this order, bound once: a memory hit is one call.
         self.get = self._chain.get  # type: ignore[method-assign,assignment]
         self._achain = AsyncChain(self._chain)
+        self._policies: dict[tuple[Any, ...], Policy] = {}
         self.aget = self._achain.get  # type: ignore[method-assign,assignment]
 
     @property
@@ -180,8 +183,16 @@ class Cache:
         soft_timeout: float | None = None,
         early_refresh: float | None = None,
     ) -> Policy:
-        """The checked computation policy of these keywords, with this cache's settings as defaults."""
-        return make_policy(
+        """The checked computation policy of these keywords, with this cache's settings as defaults.
+
+        Remembered per distinct keywords (a call site passes the same ones every time).
+        """
+        keywords = (lock, lock_timeout, stale_ttl, soft_timeout, early_refresh)
+        try:
+            return self._policies[keywords]
+        except (KeyError, TypeError):  # new, or unhashable (make_policy then says what is wrong)
+            pass
+        policy = make_policy(
             lock=lock,
             lock_timeout=lock_timeout,
             stale_ttl=stale_ttl,
@@ -190,6 +201,9 @@ class Cache:
             default_lock_timeout=self.settings.lock_timeout,
             default_stale_ttl=self.settings.stale_ttl,
         )
+        if len(self._policies) < _POLICIES_KEPT:
+            self._policies[keywords] = policy
+        return policy
 
     # -- removal ------------------------------------------------------------------------------
 

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from tierkit._lock import lease_for
 
@@ -55,9 +54,11 @@ class Policy:
 PLAIN = Policy()
 
 
-@dataclass(frozen=True, slots=True)
-class Miss:
-    """One value to compute under a :class:`Policy`: what ``get_or_set`` / ``@cached`` were asked."""
+class Miss(NamedTuple):
+    """One value to compute under a :class:`Policy`: what ``get_or_set`` / ``@cached`` were asked.
+
+    A tuple: an early-refresh hit builds one per call.
+    """
 
     key: str
     factory: Callable[[], Any]
@@ -68,7 +69,6 @@ class Miss:
     policy: Policy
 
 
-@functools.lru_cache(maxsize=256)
 def make_policy(
     *,
     lock: bool,
@@ -79,10 +79,7 @@ def make_policy(
     default_lock_timeout: float,
     default_stale_ttl: float | None,
 ) -> Policy:
-    """A checked :class:`Policy` from call arguments, ``None`` meaning the configured default.
-
-    Remembered per distinct arguments: a call site passes the same ones every time.
-    """
+    """A checked :class:`Policy` from call arguments, ``None`` meaning the configured default."""
     if type(lock) is not bool:
         raise TypeError(f"lock must be True or False, got {lock!r}")
     lock_timeout = default_lock_timeout if lock_timeout is None else _seconds("lock_timeout", lock_timeout)
