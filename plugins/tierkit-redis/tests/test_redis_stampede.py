@@ -12,7 +12,7 @@ import redis
 from topology_helpers import Cluster, SentinelGroup
 
 from tierkit import Cache
-from tierkit.testing import stampede
+from tierkit.testing import FakeClock, stampede
 
 
 def redis_cache(options: dict[str, Any], namespace: str, **settings: Any) -> Callable[[], Cache]:
@@ -99,3 +99,22 @@ def test_sentinel_mode_locks_on_the_master(
     options = {"sentinels": group.addresses, "service_name": group.service}
     result = stampede(redis_cache(options, namespace), processes=3, threads=10)
     assert (result.calls, result.wrong_values, result.failed_processes) == (1, 0, 0)
+
+
+def test_an_early_refresh_is_left_to_the_process_holding_the_lock(redis_url: str, namespace: str) -> None:
+    clock = FakeClock(time.time())
+    ours, theirs = (redis_cache({"url": redis_url}, namespace, clock=clock)() for _ in range(2))
+    assert ours.get_or_set("k", lambda: 1, 100, lock=True, early_refresh=0.1) == 1
+    clock.advance(95)  # the last tenth of its life
+    lease = theirs.chain.guard.locks.acquire("k", 5.0)  # another process is refreshing it
+    assert lease is not None and not isinstance(lease, str)
+    calls: list[int] = []
+    assert ours.get_or_set("k", lambda: calls.append(1) or 2, 100, lock=True, early_refresh=0.1) == 1
+    for _ in range(500):  # the refresh thread gives up on the taken lock
+        if not ours.chain.guard.claim("k"):
+            time.sleep(0.01)
+            continue
+        ours.chain.guard.unclaim("k")
+        break
+    theirs.chain.guard.locks.release(lease)
+    assert calls == [] and ours.stats()["early_refreshes"] == 0
