@@ -22,6 +22,7 @@ import weakref
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar, cast
 
+from tierkit._aguard import AsyncGuard
 from tierkit._chain import (
     Chain,
     Invalidated,
@@ -32,6 +33,7 @@ from tierkit._chain import (
     encode_all,
 )
 from tierkit._codec import Codec
+from tierkit._policy import PLAIN, Miss, Policy, stale_key
 from tierkit._types import MISSING, UNAVAILABLE, Entry, HealthReport, Unavailable, new_entry
 
 log = logging.getLogger("tierkit")
@@ -113,6 +115,8 @@ class AsyncChain:
         self._flights = weakref.WeakKeyDictionary()
         self.get: AsyncGet = self.reader(chain.codec)
         """``await get(key, default)``: the async read of this chain, memory hits served inline."""
+        self.guard = AsyncGuard(self)
+        """Cross-process lock, fail-safe and early refresh, awaited (:mod:`tierkit._aguard`)."""
 
     # -- guarded calls --------------------------------------------------------------------------
 
@@ -232,6 +236,14 @@ class AsyncChain:
 
     async def read_through(self, key: str, default: Any, start: int, codec: Codec) -> Any:
         """Ask tiers from ``start`` on, awaiting each; backfill the tiers above a hit."""
+        found = await self.find(key, start, codec)
+        if found is None:
+            self.chain.misses += 1
+            return default
+        return found[1][0]
+
+    async def find(self, key: str, start: int, codec: Codec) -> tuple[int, _Hit] | None:
+        """:meth:`Chain.find`, awaited: the first hit from tier ``start`` on, with its tier's index."""
         chain = self.chain
         slots = chain.slots
         for index in range(start, len(slots)):
@@ -239,12 +251,10 @@ class AsyncChain:
             hit = chain.accept(slot, key, await self.ask(slot, self.hooks[slot].get, key), codec, now=False)
             if hit is None:
                 continue
-            value, payload, entry = hit
             if index:
-                await self._backfill(index, {key: (value, payload, entry)})
-            return value
-        self.chain.misses += 1
-        return default
+                await self._backfill(index, {key: hit})
+            return index, hit
+        return None
 
     async def get_many(self, keys: Iterable[str], codec: Codec | None = None) -> dict[str, Any]:
         """:meth:`Chain.get_many`, awaited: values of the keys that hit, one batch per tier."""
@@ -287,10 +297,26 @@ class AsyncChain:
     # -- writes ---------------------------------------------------------------------------------
 
     async def set(
-        self, key: str, value: Any, ttl: float | None, tags: Iterable[str], persistent: bool, codec: Codec
+        self,
+        key: str,
+        value: Any,
+        ttl: float | None,
+        tags: Iterable[str],
+        persistent: bool,
+        codec: Codec,
+        stale_ttl: float | None = None,
     ) -> bool:
         """:meth:`Chain.set`, awaited: True when every tier meant to take it did."""
         check_key(key)
+        if stale_ttl:
+            batches = self.chain.stale_batches(key, value, ttl, tags, persistent, codec, stale_ttl)
+            if batches is not None:
+                stored = True
+                for slot, batch in batches:
+                    if not await self.write(slot, batch):
+                        await self.forget(slot, batch)
+                        stored = False
+                return stored
         writers, encode, tag_tuple, now, expires_at = self.chain._write_plan(ttl, tags, persistent)
         payload = encode_all(codec, {key: value}, encode).get(key)
         stored = True
@@ -341,13 +367,14 @@ class AsyncChain:
         tags: Iterable[str],
         persistent: bool,
         codec: Codec,
+        policy: Policy = PLAIN,
     ) -> Any:
         """``factory()`` (awaited if it returns an awaitable) stored under ``key``.
 
         Concurrent coroutines of this event loop asking for one key share one
         computation, a task of its own: a caller cancelled while waiting does not
         cancel it for the others; its exception reaches every waiter and nothing
-        is stored.
+        is stored.  A ``policy`` beyond the plain one runs through :mod:`tierkit._aguard`.
         """
         if key in _computing.get():
             raise RuntimeError(
@@ -361,6 +388,8 @@ class AsyncChain:
 
             async def lead() -> Any:
                 _computing.set(_computing.get() | {key})
+                if not policy.plain:
+                    return await self.guard.lead(Miss(key, factory, ttl, tags, persistent, codec, policy))
                 value = await self.read_through(
                     key, MISSING, 0, codec
                 )  # a previous leader may have stored it
@@ -381,16 +410,16 @@ class AsyncChain:
         """:meth:`Chain.delete`, awaited."""
         check_key(key)
         removed = False
+        deleted = self.chain.deleted
+        stale = stale_key(key)
         for slot in self.chain.persistent_writers:
-            outcome = await self.ask(slot, self.hooks[slot].delete, key)
+            delete = self.hooks[slot].delete
+            outcome = await self.ask(slot, delete, key)
+            removed = deleted(slot, key, outcome) or removed
             if type(outcome) is bool:
-                slot.ok()
-                slot.deletes += 1
-                removed = outcome or removed
-                continue
-            if outcome is not UNAVAILABLE:
-                slot.violated("tierkit_delete", "bool", outcome)
-            slot.remember(keys=(key,))
+                deleted(slot, stale, await self.ask(slot, delete, stale), counted=False)
+            else:  # the tier failed: do not ask again now
+                slot.remember(keys=(stale,))
         return removed
 
     async def invalidate(self, tags: Iterable[str], prefix: str | None) -> Invalidated:

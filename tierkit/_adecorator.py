@@ -10,6 +10,7 @@ from tierkit._achain import AsyncGet
 from tierkit._cache import Cache, get_cache
 from tierkit._chain import Invalidated
 from tierkit._codec import Codec
+from tierkit._policy import PLAIN, Compute, Miss
 from tierkit._types import MISSING
 
 if TYPE_CHECKING:
@@ -65,27 +66,35 @@ def cached_coroutine(
     tags: tuple[str, ...],
     persistent: bool,
     cache: Cache | None,
+    compute: Compute,
 ) -> AsyncCachedFunction[P, R]:
     """The async wrapper: a hit is the cache's async read; a miss is one shared computation."""
     bound_to: Cache | None = None
     get: AsyncGet | None = None
     codec: Codec | None = None
+    policy = PLAIN
+    early = compute.early_refresh is not None
 
     @functools.wraps(func)
     async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        nonlocal bound_to, get, codec
+        nonlocal bound_to, get, codec, policy
         key = memo.key(*args, **kwargs)
         target = cache or get_cache()
         if target is not bound_to or get is None:
             codec = memo.codec_for(target)
             get = target.achain.reader(codec)
+            policy = compute.policy_for(target)
             bound_to = target
-        value = await get(key, MISSING)
+        achain, call = target.achain, functools.partial(func, *args, **kwargs)
+        if early:
+            value = await achain.guard.hit(
+                Miss(key, call, ttl, tags, persistent, codec or target.codec, policy)
+            )
+        else:
+            value = await get(key, MISSING)
         if value is not MISSING:
             return cast(R, value)
-        result = await target.achain.compute(
-            key, lambda: func(*args, **kwargs), ttl, tags, persistent, codec or target.codec
-        )
+        result = await achain.compute(key, call, ttl, tags, persistent, codec or target.codec, policy)
         return cast(R, result)
 
     def invalidate(*args: P.args, **kwargs: P.kwargs) -> bool:

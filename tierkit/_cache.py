@@ -17,9 +17,12 @@ from tierkit._chain import Chain, Invalidated
 from tierkit._codec import Codec
 from tierkit._codecs import Codecs
 from tierkit._config import Settings, load_settings
+from tierkit._policy import Miss, Policy, make_policy
 from tierkit._types import MISSING, Clock, HealthReport, KeyReport
 
 T = TypeVar("T")
+_POLICIES_KEPT = 256
+"""Distinct ``get_or_set`` keyword combinations whose checked policy a cache remembers."""
 
 
 class Cache:
@@ -62,6 +65,7 @@ class Cache:
         # The chain's fastest read for this order, bound once: a memory hit is one call.
         self.get = self._chain.get  # type: ignore[method-assign,assignment]
         self._achain = AsyncChain(self._chain)
+        self._policies: dict[tuple[Any, ...], Policy] = {}
         self.aget = self._achain.get  # type: ignore[method-assign,assignment]
 
     @property
@@ -99,19 +103,25 @@ class Cache:
         *,
         tags: Iterable[str] = (),
         persistent: bool = False,
+        stale_ttl: float | None = None,
     ) -> bool:
         """Store ``value`` in every tier whose write policy accepts it.
 
         ``ttl`` in seconds (``None``: the configured ``default_ttl``, which may
         be no expiry); ``tags`` for :meth:`invalidate`; ``persistent=True`` also
         writes the tiers with the ``persistent`` policy (the file tier).
+        ``stale_ttl`` (``None``: the configured one; 0: none) keeps a stale copy that
+        long after the value expires, for :meth:`get_or_set` to serve when
+        recomputing fails (docs/stampede.md); ``get`` never returns it.
 
         Returns True when every such tier took the write.  False means some
         tier failed (its error is counted, never raised): it may still hold an
         older value for ``key``, so the key is removed there before that tier
         serves anything again.
         """
-        return self._chain.set(key, value, ttl, tags, persistent, self._chain.codec)
+        if stale_ttl is None:
+            stale_ttl = self.settings.stale_ttl
+        return self._chain.set(key, value, ttl, tags, persistent, self._chain.codec, stale_ttl)
 
     def set_many(
         self,
@@ -136,16 +146,69 @@ class Cache:
         *,
         tags: Iterable[str] = (),
         persistent: bool = False,
+        lock: bool = False,
+        lock_timeout: float | None = None,
+        stale_ttl: float | None = None,
+        soft_timeout: float | None = None,
+        early_refresh: float | None = None,
     ) -> T:
         """The cached value, or ``factory()`` stored and returned.
 
         Concurrent callers for the same key in this process wait for one
-        ``factory`` call (single flight) instead of stampeding.
+        ``factory`` call (single flight) instead of stampeding.  The other
+        keywords are explained in docs/stampede.md:
+
+        * ``lock=True``: one ``factory`` call across processes too (through the
+          Redis or file tier); the others wait up to ``lock_timeout`` seconds
+          (default: the ``lock_timeout`` setting) for its value, then compute it
+          themselves.
+        * ``stale_ttl``: keep the value that many seconds past its TTL, and serve
+          it when ``factory`` raises or runs longer than ``soft_timeout``
+          (the slow call goes on in the background and stores its value).
+        * ``early_refresh``: a fraction of the TTL; a hit in that last part of
+          the entry's life recomputes it in the background, once.
         """
-        value = self.get(key, MISSING)
-        if value is not MISSING:
-            return cast(T, value)
-        return self._chain.compute(key, factory, ttl, tags, persistent, self._chain.codec)
+        if early_refresh is None:
+            value = self.get(key, MISSING)
+            if value is not MISSING:
+                return cast(T, value)
+        policy = self._policy(lock, lock_timeout, stale_ttl, soft_timeout, early_refresh)
+        chain, codec = self._chain, self._chain.codec
+        if policy.early_refresh:
+            value = chain.guard.hit(Miss(key, factory, ttl, tags, persistent, codec, policy))
+            if value is not MISSING:
+                return cast(T, value)
+        return chain.compute(key, factory, ttl, tags, persistent, codec, policy)
+
+    def _policy(
+        self,
+        lock: bool = False,
+        lock_timeout: float | None = None,
+        stale_ttl: float | None = None,
+        soft_timeout: float | None = None,
+        early_refresh: float | None = None,
+    ) -> Policy:
+        """The checked computation policy of these keywords, with this cache's settings as defaults.
+
+        Remembered per distinct keywords (a call site passes the same ones every time).
+        """
+        keywords = (lock, lock_timeout, stale_ttl, soft_timeout, early_refresh)
+        try:
+            return self._policies[keywords]
+        except (KeyError, TypeError):  # new, or unhashable (make_policy then says what is wrong)
+            pass
+        policy = make_policy(
+            lock=lock,
+            lock_timeout=lock_timeout,
+            stale_ttl=stale_ttl,
+            soft_timeout=soft_timeout,
+            early_refresh=early_refresh,
+            default_lock_timeout=self.settings.lock_timeout,
+            default_stale_ttl=self.settings.stale_ttl,
+        )
+        if len(self._policies) < _POLICIES_KEPT:
+            self._policies[keywords] = policy
+        return policy
 
     # -- removal ------------------------------------------------------------------------------
 
@@ -208,9 +271,12 @@ class Cache:
         *,
         tags: Iterable[str] = (),
         persistent: bool = False,
+        stale_ttl: float | None = None,
     ) -> bool:
         """:meth:`set`, awaited."""
-        return await self._achain.set(key, value, ttl, tags, persistent, self._chain.codec)
+        if stale_ttl is None:
+            stale_ttl = self.settings.stale_ttl
+        return await self._achain.set(key, value, ttl, tags, persistent, self._chain.codec, stale_ttl)
 
     async def aset_many(
         self,
@@ -231,17 +297,30 @@ class Cache:
         *,
         tags: Iterable[str] = (),
         persistent: bool = False,
+        lock: bool = False,
+        lock_timeout: float | None = None,
+        stale_ttl: float | None = None,
+        soft_timeout: float | None = None,
+        early_refresh: float | None = None,
     ) -> T:
         """:meth:`get_or_set`, awaited; ``factory`` may be a plain or an ``async`` function.
 
         Concurrent coroutines of one event loop asking for the same cold key
         await one ``factory`` call; if it raises, every one of them gets the
-        exception and nothing is stored.
+        exception and nothing is stored (unless a stale value is served: the
+        keywords are :meth:`get_or_set`'s).
         """
-        value = await self._achain.get(key, MISSING)
-        if value is not MISSING:
-            return cast(T, value)
-        result = await self._achain.compute(key, factory, ttl, tags, persistent, self._chain.codec)
+        if early_refresh is None:
+            value = await self._achain.get(key, MISSING)
+            if value is not MISSING:
+                return cast(T, value)
+        policy = self._policy(lock, lock_timeout, stale_ttl, soft_timeout, early_refresh)
+        achain, codec = self._achain, self._chain.codec
+        if policy.early_refresh:
+            value = await achain.guard.hit(Miss(key, factory, ttl, tags, persistent, codec, policy))
+            if value is not MISSING:
+                return cast(T, value)
+        result = await achain.compute(key, factory, ttl, tags, persistent, codec, policy)
         return cast(T, result)
 
     async def adelete(self, key: str) -> bool:

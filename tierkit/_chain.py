@@ -16,6 +16,7 @@ checks are type tests, so the hit path stays a hit path.
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
@@ -29,8 +30,10 @@ from tierkit._codec import Codec
 from tierkit._config import redact
 from tierkit._events import Event, emit
 from tierkit._flight import SingleFlight
+from tierkit._guard import Guard
 from tierkit._latency import Latency
 from tierkit._pending import Pending
+from tierkit._policy import PLAIN, Miss, Policy, check_stale_ttl, stale_key
 from tierkit._sizes import estimate_size
 from tierkit._types import (
     MISSING,
@@ -412,6 +415,8 @@ class Chain:
         self._first = first if first is not None and not first.holds_bytes and not first.remote else None
         self.get: Callable[[str, Any], Any] = self.reader(codec)
         """``get(key, default)``: the fastest correct read of this chain (see the module docstring)."""
+        self.guard = Guard(self)
+        """Cross-process lock, fail-safe and early refresh of computations (:mod:`tierkit._guard`)."""
 
     # -- reads --------------------------------------------------------------------------------
 
@@ -465,18 +470,27 @@ class Chain:
 
     def read_through(self, key: str, default: Any, start: int, codec: Codec) -> Any:
         """Ask tiers from ``start`` on; backfill the tiers above a hit."""
+        found = self.find(key, start, codec)
+        if found is None:
+            self.misses += 1
+            return default
+        return found[1][0]
+
+    def find(self, key: str, start: int, codec: Codec) -> tuple[int, _Hit] | None:
+        """The first hit from tier ``start`` on, with the index of its tier, backfilled above it.
+
+        Tier misses are counted here; the chain's miss (``None``) is the caller's to count.
+        """
         slots = self.slots
         for index in range(start, len(slots)):
             slot = slots[index]
             hit = self.accept(slot, key, slot.ask(slot.get, key), codec)
             if hit is None:
                 continue
-            value, payload, entry = hit
             if index:
-                self._backfill_one(index, key, value, payload, entry)
-            return value
-        self.misses += 1
-        return default
+                self._backfill_one(index, key, *hit)
+            return index, hit
+        return None
 
     def accept(self, slot: TierSlot, key: str, entry: object, codec: Codec, now: bool = True) -> _Hit | None:
         """A tier's ``tierkit_get`` answer as a checked, decoded hit — or ``None`` (a miss, a failure,
@@ -642,15 +656,25 @@ class Chain:
     # -- writes -------------------------------------------------------------------------------
 
     def set(
-        self, key: str, value: Any, ttl: float | None, tags: Iterable[str], persistent: bool, codec: Codec
+        self,
+        key: str,
+        value: Any,
+        ttl: float | None,
+        tags: Iterable[str],
+        persistent: bool,
+        codec: Codec,
+        stale_ttl: float | None = None,
     ) -> bool:
         """The single-key write, kept apart from :meth:`set_many`: it is the common one.
 
         True when every tier meant to take it did.  A tier that did not may
         hold an older value: the key is pending removal there (see :mod:`tierkit._pending`).
+        With ``stale_ttl``, see :meth:`_set_with_stale`.
         """
         if type(key) is not str or not key or not key.isascii():
             check_key(key)
+        if stale_ttl:
+            return self._set_with_stale(key, value, ttl, tags, persistent, codec, stale_ttl)
         writers, encode, tag_tuple, now, expires_at = self._write_plan(ttl, tags, persistent)
         if encode:
             payload = codec.encode(key, value)
@@ -667,6 +691,58 @@ class Chain:
             else:
                 slot.sets += 1
         return stored
+
+    def _set_with_stale(
+        self,
+        key: str,
+        value: Any,
+        ttl: float | None,
+        tags: Iterable[str],
+        persistent: bool,
+        codec: Codec,
+        stale_ttl: float,
+    ) -> bool:
+        """:meth:`set`, plus the stale copy that outlives the value by ``stale_ttl`` (docs/stampede.md).
+
+        One batch per tier (a Redis pipeline), the value encoded once.  Without an
+        expiry nothing goes stale: the value alone is stored.
+        """
+        batches = self.stale_batches(key, value, ttl, tags, persistent, codec, stale_ttl)
+        if batches is None:
+            return self.set(key, value, ttl, tags, persistent, codec)
+        stored = True
+        for slot, batch in batches:
+            if not self.write(slot, batch):
+                slot.forget(batch)
+                stored = False
+        return stored
+
+    def stale_batches(
+        self,
+        key: str,
+        value: Any,
+        ttl: float | None,
+        tags: Iterable[str],
+        persistent: bool,
+        codec: Codec,
+        stale_ttl: float,
+    ) -> list[tuple[TierSlot, dict[str, Entry]]] | None:
+        """Per tier, the value and its stale copy; ``None`` when the value never expires."""
+        check_stale_ttl(stale_ttl)
+        writers, encode, tag_tuple, now, expires_at = self._write_plan(ttl, tags, persistent)
+        if expires_at is None:
+            return None
+        payload = codec.encode(key, value) if encode else None
+        stale_until = expires_at + stale_ttl
+        batches = []
+        for slot in writers:
+            held = payload if slot.holds_bytes else value
+            batch = {
+                key: new_entry((held, slot.cap(expires_at, now), tag_tuple)),
+                stale_key(key): new_entry((held, slot.cap(stale_until, now), tag_tuple)),
+            }
+            batches.append((slot, batch))
+        return batches
 
     def set_many(
         self, items: Mapping[str, Any], ttl: float | None, tags: Iterable[str], persistent: bool, codec: Codec
@@ -721,8 +797,15 @@ class Chain:
         tags: Iterable[str],
         persistent: bool,
         codec: Codec,
+        policy: Policy = PLAIN,
     ) -> T:
-        """``factory()`` stored under ``key``; concurrent callers in this process share one call."""
+        """``factory()`` stored under ``key``; concurrent callers in this process share one call.
+
+        A ``policy`` beyond the plain one (lock, stale, early refresh) runs through :mod:`tierkit._guard`.
+        """
+        if not policy.plain:
+            miss = Miss(key, factory, ttl, tags, persistent, codec, policy)
+            return cast(T, self._flights.run(key, functools.partial(self.guard.lead, miss)))
 
         def lead() -> T:
             value = self.read_through(key, MISSING, 0, codec)  # a previous leader may have stored it
@@ -736,20 +819,32 @@ class Chain:
     # -- removal ------------------------------------------------------------------------------
 
     def delete(self, key: str) -> bool:
-        """Remove ``key`` from every writable tier; True if any tier held it."""
+        """Remove ``key`` and its stale copy from every writable tier; True if any tier held ``key``."""
         check_key(key)
         removed = False
+        stale = stale_key(key)
         for slot in self.persistent_writers:
             outcome = slot.ask(slot.delete, key)
+            removed = self.deleted(slot, key, outcome) or removed
             if type(outcome) is bool:
-                slot.ok()
-                slot.deletes += 1
-                removed = outcome or removed
-                continue
-            if outcome is not UNAVAILABLE:
-                slot.violated("tierkit_delete", "bool", outcome)
-            slot.remember(keys=(key,))
+                self.deleted(slot, stale, slot.ask(slot.delete, stale), counted=False)
+            else:  # the tier failed: do not ask again now
+                slot.remember(keys=(stale,))
         return removed
+
+    def deleted(self, slot: TierSlot, key: str, outcome: object, counted: bool = True) -> bool:
+        """A tier's answer to ``tierkit_delete(key)``; a failure leaves the key pending removal.
+
+        ``counted``: a delete the caller asked for (not the removal of a stale copy along with it).
+        """
+        if type(outcome) is bool:
+            slot.ok()
+            slot.deletes += counted
+            return outcome
+        if outcome is not UNAVAILABLE:
+            slot.violated("tierkit_delete", "bool", outcome)
+        slot.remember(keys=(key,))
+        return False
 
     def invalidate(self, tags: Iterable[str], prefix: str | None) -> Invalidated:
         """Remove entries carrying any of ``tags`` and/or under ``prefix``; the count over tiers."""
@@ -881,6 +976,9 @@ class Chain:
             "hits": hits,
             "misses": self.misses,
             "hit_ratio": round(hits / gets, 4) if gets else None,
+            "stale_served": self.guard.stale_served,
+            "early_refreshes": self.guard.early_refreshes,
+            "lock_timeouts": self.guard.lock_timeouts,
             "tiers": tiers,
         }
 

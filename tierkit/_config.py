@@ -107,6 +107,18 @@ class Settings(BaseSettings):
         default_factory=dict, description="Per-tier settings by tier name."
     )
     default_ttl: float | None = Field(None, gt=0, description="TTL in seconds when set() is given none.")
+    lock_timeout: float = Field(
+        10.0,
+        gt=0,
+        description="Seconds a get_or_set / @cached call with lock=True waits for another process "
+        "computing the same key before computing it itself (docs/stampede.md).",
+    )
+    stale_ttl: float | None = Field(
+        None,
+        ge=0,
+        description="Seconds an expired value is kept to be served when recomputing it fails or "
+        "passes soft_timeout; the default of set, get_or_set and @cached (docs/stampede.md).",
+    )
     latency_sampling: int = Field(
         0,
         ge=0,

@@ -17,6 +17,7 @@ from tierkit._chain import Invalidated
 from tierkit._codec import AdapterCodec, Codec, JsonCodec
 from tierkit._keys import MAX_PLAIN_KEY, SIMPLE, CallKeys, Receiver, method_receiver
 from tierkit._methods import CachedMethod
+from tierkit._policy import PLAIN, Compute, Miss
 from tierkit._types import MISSING
 from tierkit.errors import ConfigError
 
@@ -152,6 +153,11 @@ def cached(
     version: str | int | None = None,
     code_hash: bool = False,
     codec: str | None = None,
+    lock: bool = False,
+    lock_timeout: float | None = None,
+    stale_ttl: float | None = None,
+    soft_timeout: float | None = None,
+    early_refresh: float | None = None,
 ) -> _Decorator:
     """Cache a function's results.
 
@@ -179,42 +185,32 @@ def cached(
     ``codec`` names the codec this function's results go through (default:
     the cache's ``codec`` setting), e.g. ``"pickle"`` for one function whose
     results JSON cannot hold (see docs/values.md).
+
+    ``lock``, ``lock_timeout``, ``stale_ttl``, ``soft_timeout`` and
+    ``early_refresh`` are :meth:`Cache.get_or_set`'s (docs/stampede.md).
     """
     tag_tuple = tuple(tags)
+    compute = Compute(lock, lock_timeout, stale_ttl, soft_timeout, early_refresh)
 
     def decorate(func: Any) -> Any:
-        target, receiver, binds = _method_parts(func)
-        _refuse_uncacheable(target)
-        if binds is None:
-            receiver = binds = method_receiver(target)
-        keys = CallKeys(
-            target,
-            namespace=namespace,
-            key=key,
-            ignore=ignore,
-            version=version,
-            code_hash=code_hash,
-            receiver=receiver,
-        )
-        wrapper = wrap(target, _Memo(target, keys, codec))
-        if binds == "static":
-            return staticmethod(wrapper)
-        return wrapper if binds is None else CachedMethod(wrapper, binds)
+        return _decorate(func, wrap, namespace, key, ignore, version, code_hash, codec)
 
     def wrap(func: Callable[P, R], memo: _Memo[P, R]) -> Any:
         if inspect.iscoroutinefunction(func):
-            return cached_coroutine(func, memo, ttl, tag_tuple, persistent, cache)  # type: ignore[arg-type]
+            return cached_coroutine(func, memo, ttl, tag_tuple, persistent, cache, compute)  # type: ignore[arg-type]
         prefix, arity, simple = memo.prefix, memo.arity, SIMPLE
         single: dict[type, dict[Any, str]] = {str: {}, int: {}}  # exact types: 1, 1.0, True differ
         # Per-cache state lives in closure cells: cheaper to read than attributes.
         bound_to: Cache | None = None
         get: Callable[[str, Any], Any] = _unbound
         bound_codec: Codec | None = None
+        policy = PLAIN
+        early = compute.early_refresh is not None
 
         @functools.wraps(func)
         def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
             # The hit path is written out here, not delegated: it is the whole cost of a hit.
-            nonlocal bound_to, get, bound_codec
+            nonlocal bound_to, get, bound_codec, policy
             if kwargs or len(args) != arity:
                 key = memo.key(*args, **kwargs)
             elif arity == 1 and type(args[0]) in single:
@@ -237,13 +233,19 @@ def cached(
             if target is not bound_to:
                 bound_codec = memo.codec_for(target)
                 get = target.chain.reader(bound_codec)
+                policy = compute.policy_for(target)
                 bound_to = target
-            value = get(key, MISSING)
-            if value is not MISSING:
-                return cast(R, value)
-            return target.chain.compute(
-                key, lambda: func(*args, **kwargs), ttl, tag_tuple, persistent, bound_codec or target.codec
-            )
+            if not early:
+                value = get(key, MISSING)
+                if value is not MISSING:
+                    return cast(R, value)
+            chain, call = target.chain, functools.partial(func, *args, **kwargs)
+            if early:
+                miss = Miss(key, call, ttl, tag_tuple, persistent, bound_codec or target.codec, policy)
+                value = chain.guard.hit(miss)
+                if value is not MISSING:
+                    return cast(R, value)
+            return chain.compute(key, call, ttl, tag_tuple, persistent, bound_codec or target.codec, policy)
 
         def invalidate(*args: P.args, **kwargs: P.kwargs) -> bool:
             return (cache or get_cache()).delete(memo.key(*args, **kwargs))
@@ -254,6 +256,37 @@ def cached(
         return cast(CachedFunction[P, R], wrapper)
 
     return cast(_Decorator, decorate)
+
+
+def _decorate(
+    func: Any,
+    wrap: Callable[[Any, _Memo[Any, Any]], Any],
+    namespace: str | None,
+    key: Callable[..., Any] | None,
+    ignore: Iterable[str],
+    version: str | int | None,
+    code_hash: bool,
+    codec: str | None,
+) -> Any:
+    """``func`` (a function, or one in a ``classmethod``/``staticmethod``) wrapped by ``wrap``
+    with its key derivation, and rebound the way it was."""
+    target, receiver, binds = _method_parts(func)
+    _refuse_uncacheable(target)
+    if binds is None:
+        receiver = binds = method_receiver(target)
+    keys = CallKeys(
+        target,
+        namespace=namespace,
+        key=key,
+        ignore=ignore,
+        version=version,
+        code_hash=code_hash,
+        receiver=receiver,
+    )
+    wrapper = wrap(target, _Memo(target, keys, codec))
+    if binds == "static":
+        return staticmethod(wrapper)
+    return wrapper if binds is None else CachedMethod(wrapper, binds)
 
 
 def _method_parts(func: Any) -> tuple[Any, Receiver | None, Receiver | Literal["static"] | None]:

@@ -278,3 +278,38 @@ async def tierkit_aclose() -> None:
 
     Called before ``tierkit_close``, which the chain then calls as usual.  Optional.
     """
+
+
+# -- optional lock hooks: one computation per cold key across processes -------------------------------
+
+
+@hookspec
+def tierkit_lock(key: str, token: str, ttl: float) -> bool:
+    """Take, or keep, the computation lock of ``key`` for the holder ``token``.
+
+    :param key: the cache key being computed (the tier adds its own namespace).
+    :param token: a random string naming the holder; the chain makes a new one
+        for each computation.
+    :param ttl: seconds the lock must outlive this call if its holder dies.
+        The chain calls again with the same ``token`` well before that, for as
+        long as the computation runs: that call must extend the lock.
+    :return: ``True`` if ``token`` holds the lock now (taken or extended),
+        ``False`` if another holder has it.  Atomic: two holders never both
+        get ``True`` (Redis: ``SET NX PX``; the file tier: an exclusive lock file).
+
+    The chain asks the lock tiers in order and uses the first that answers;
+    one that raises is a failure of the tier and the next is asked.  Optional:
+    without any tier implementing it, ``lock=True`` falls back to single flight
+    within the process (docs/stampede.md).
+    """
+
+
+@hookspec
+def tierkit_unlock(key: str, token: str) -> bool:
+    """Release the computation lock of ``key`` if ``token`` still holds it.
+
+    :return: ``True`` if it was released, ``False`` if ``token`` did not hold
+        it (it expired, and maybe another holder took it: that lock must stay).
+
+    Optional; implemented together with ``tierkit_lock``.
+    """

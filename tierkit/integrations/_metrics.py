@@ -77,6 +77,27 @@ METRICS: tuple[Metric, ...] = (
     ),
     _counter("tierkit.cache.hits", "{hit}", "Values found in some tier.", "hits", CACHE_LABELS),
     _counter("tierkit.cache.misses", "{miss}", "Values found in no tier.", "misses", CACHE_LABELS),
+    _counter(
+        "tierkit.cache.stale_served",
+        "{value}",
+        "Stale values served because recomputing raised or passed soft_timeout.",
+        "stale_served",
+        CACHE_LABELS,
+    ),
+    _counter(
+        "tierkit.cache.early_refreshes",
+        "{refresh}",
+        "Background recomputations started by a hit late in its entry's life.",
+        "early_refreshes",
+        CACHE_LABELS,
+    ),
+    _counter(
+        "tierkit.cache.lock_timeouts",
+        "{wait}",
+        "Waits for another process's computation that gave up after lock_timeout.",
+        "lock_timeouts",
+        CACHE_LABELS,
+    ),
     Metric(
         "tierkit.cache.status",
         "gauge",

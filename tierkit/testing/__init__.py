@@ -23,6 +23,9 @@ the ``second_instance`` fixture.  Optional fixtures switch on more checks:
 reports a broken backend).  Every failure says what was expected and what came back.
 
 Codec authors subclass :class:`CodecConformance` and provide a ``codec`` fixture.
+
+:func:`stampede` runs real processes against one cold key with ``lock=True`` and counts
+the factory calls: a check for tiers that implement the lock hooks.
 """
 
 from __future__ import annotations
@@ -31,12 +34,15 @@ from tierkit.testing._async import AsyncTierConformance
 from tierkit.testing._codecs import CodecConformance
 from tierkit.testing._conformance import OTHER_NAMESPACE, TierConformance
 from tierkit.testing._context import FakeClock, make_context
+from tierkit.testing._stampede import StampedeResult, stampede
 
 __all__ = [
     "OTHER_NAMESPACE",
     "AsyncTierConformance",
     "CodecConformance",
     "FakeClock",
+    "StampedeResult",
     "TierConformance",
     "make_context",
+    "stampede",
 ]

@@ -47,6 +47,7 @@ from tierkit._events import emit
 from tierkit._types import Entry, Holds, Tier, TierContext, TierHealth, WritePolicy
 from tierkit.errors import ConfigError, TierkitError
 from tierkit.hookspecs import hookimpl
+from tierkit.tiers._lockfiles import LockFiles
 
 if sys.platform != "win32":
     import fcntl
@@ -320,6 +321,7 @@ class FileTier(Tier[FileOptions]):
         self._quarantined: list[Path] = []
         self._reopened = 0
         self._writes_left = options.purge_every
+        self._lock_files = LockFiles(self._dir / "locks")
         self._writer = _Handle(self, reads_only=False)
         self._reader = _Handle(self, reads_only=True)
         self._store = self._reader.inode
@@ -621,7 +623,20 @@ class FileTier(Tier[FileOptions]):
         return TierHealth("ok", "; ".join(reasons), stats)
 
     @hookimpl
+    def tierkit_lock(self, key: str, token: str, ttl: float) -> bool:
+        """A lock file of this namespace, held with ``flock`` (:mod:`tierkit.tiers._lockfiles`).
+
+        ``ttl`` is not needed: the kernel releases the lock of a process that died.
+        """
+        return self._lock_files.lock(key, token)
+
+    @hookimpl
+    def tierkit_unlock(self, key: str, token: str) -> bool:
+        return self._lock_files.unlock(key, token)
+
+    @hookimpl
     def tierkit_close(self) -> None:
+        self._lock_files.close()
         for handle in (self._writer, self._reader):
             with handle.lock:
                 handle.close()

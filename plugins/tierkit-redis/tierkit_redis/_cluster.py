@@ -204,6 +204,9 @@ class RedisClusterTier(RedisTier):
     def tierkit_delete(self, key: str) -> bool:
         return bool(self._cluster().unlink(self._entries + key))
 
+    def _lock_client(self) -> Any:
+        return self._cluster()
+
     @hookimpl
     def tierkit_invalidate_tags(self, tags: Sequence[str]) -> int:
         """Read the tags' registries, then check and unlink the members slot by slot.

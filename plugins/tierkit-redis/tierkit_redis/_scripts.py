@@ -81,3 +81,20 @@ return removed
 KEYS: the n tag sets, then a batch of their members.  ARGV: n, then the n tag names.
 Returns the number of entries removed.
 """
+
+LOCK = """
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return 1
+end
+return 0
+"""
+"""Take the lock KEYS[1] for the token ARGV[1] for ARGV[2] ms (``SET NX PX``), or extend it if
+that token already holds it.  Returns 1 if the token holds it now, 0 if another one does."""
+
+UNLOCK = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+"""Release the lock KEYS[1] only if the token ARGV[1] holds it (an expired lock may be another's)."""

@@ -15,7 +15,7 @@ from tierkit_redis._async import AsyncRedisHooks, LoopClients, without_async_hoo
 from tierkit_redis._format import pack, unpack
 from tierkit_redis._options import Options, redacted_url
 from tierkit_redis._options import Options as RedisOptions  # the name Options is the class attribute below
-from tierkit_redis._scripts import INVALIDATE, TAGGED_SET
+from tierkit_redis._scripts import INVALIDATE, LOCK, TAGGED_SET, UNLOCK
 
 if TYPE_CHECKING:
     import redis
@@ -77,6 +77,7 @@ class RedisTier(AsyncRedisHooks, Tier[RedisOptions]):
         self._url = redacted_url(opts.url.get_secret_value()) if opts.url is not None else location(opts)
         self.key_prefix = opts.key_prefix or f"tierkit:{context.namespace}:"
         self._entries = self.key_prefix + "k:"
+        self._locks = self.key_prefix + "l:"
         self._tag_sets = self.key_prefix + "t:"
         self._clock = context.clock
         self._response_error: type[Exception] = _response_error()
@@ -200,6 +201,22 @@ class RedisTier(AsyncRedisHooks, Tier[RedisOptions]):
         for batch in _batches(client.scan_iter(match=pattern, count=1000), BATCH):
             removed += client.unlink(*batch)
         return removed
+
+    # -- computation locks (docs/stampede.md) ----------------------------------------------
+
+    def _lock_client(self) -> Any:
+        """The client lock scripts run on: the master (a cluster routes by the lock's key)."""
+        return self._client
+
+    @hookimpl
+    def tierkit_lock(self, key: str, token: str, ttl: float) -> bool:
+        """``SET NX PX`` on ``<key_prefix>l:<key>``, or extend it when ``token`` holds it."""
+        return bool(self._lock_client().eval(LOCK, 1, self._locks + key, token, max(1, ceil(ttl * 1000))))
+
+    @hookimpl
+    def tierkit_unlock(self, key: str, token: str) -> bool:
+        """Delete the lock if ``token`` still holds it (a Lua compare-and-delete)."""
+        return bool(self._lock_client().eval(UNLOCK, 1, self._locks + key, token))
 
     # -- broadcast hooks ------------------------------------------------------------------
 
