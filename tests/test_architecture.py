@@ -18,6 +18,7 @@ PLUGIN_PACKAGES = {"tierkit_redis", "tierkit_session", "redis", "streamlit"}
 def test_public_surface_is_exactly_this() -> None:
     assert len(set(tierkit.__all__)) == len(tierkit.__all__)
     assert set(tierkit.__all__) == {
+        "FOREVER",
         "MISSING",
         "AsyncCachedFunction",
         "Cache",
@@ -29,6 +30,7 @@ def test_public_surface_is_exactly_this() -> None:
         "Invalidated",
         "KeyReport",
         "NoOptions",
+        "NotACounter",
         "PluginError",
         "Settings",
         "SettingsSource",

@@ -33,6 +33,7 @@ from tierkit._latency import Latency
 from tierkit._pending import Pending
 from tierkit._sizes import estimate_size
 from tierkit._types import (
+    FOREVER,
     MISSING,
     UNAVAILABLE,
     Clock,
@@ -695,7 +696,7 @@ class Chain:
             check_ttl(ttl)
         tag_tuple = check_tags(tags) if tags else ()
         now = self.clock()
-        expires_at = None if ttl is None else now + ttl
+        expires_at = None if ttl is None or ttl == FOREVER else now + ttl
         if persistent:
             return self.persistent_writers, self.encode_persistent, tag_tuple, now, expires_at
         return self.writers, self.encode_plain, tag_tuple, now, expires_at
