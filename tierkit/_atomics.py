@@ -118,15 +118,15 @@ class _Hooks:
     def __init__(self, slot: TierSlot) -> None:
         tier = slot.tier
 
-        def bound(name: str, fallback: Callable[..., Any]) -> Callable[..., Any]:
-            hook = getattr(tier, f"tierkit_{name}", None)
+        def bound(hook_name: str, fallback: Callable[..., Any]) -> Callable[..., Any]:
+            hook = getattr(tier, hook_name, None)  # None: a tier may hide a hook it inherits
             return hook if callable(hook) else functools.partial(fallback, slot)
 
-        self.add = bound("add", _add_by_get)
-        self.incr = _counting(bound("incr", _incr_by_get))
-        self.touch = bound("touch", _touch_by_get)
-        self.has = bound("has", _has_by_get)
-        self.delete_many = bound("delete_many", _delete_each)
+        self.add = bound("tierkit_add", _add_by_get)
+        self.incr = _counting(bound("tierkit_incr", _incr_by_get))
+        self.touch = bound("tierkit_touch", _touch_by_get)
+        self.has = bound("tierkit_has", _has_by_get)
+        self.delete_many = bound("tierkit_delete_many", _delete_each)
 
 
 class Atomics:
