@@ -28,5 +28,13 @@ from __future__ import annotations
 from tierkit.testing._async import AsyncTierConformance
 from tierkit.testing._conformance import OTHER_NAMESPACE, TierConformance
 from tierkit.testing._context import FakeClock, make_context
+from tierkit.testing._processes import race_in_processes
 
-__all__ = ["OTHER_NAMESPACE", "AsyncTierConformance", "FakeClock", "TierConformance", "make_context"]
+__all__ = [
+    "OTHER_NAMESPACE",
+    "AsyncTierConformance",
+    "FakeClock",
+    "TierConformance",
+    "make_context",
+    "race_in_processes",
+]
