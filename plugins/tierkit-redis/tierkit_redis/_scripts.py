@@ -113,11 +113,11 @@ local digits = string.sub(raw, head + 1)
 if not string.match(digits, '^%-?%d+$') or #digits > 16 then
   return redis.error_reply('NOTACOUNTER the stored value is not an integer the redis tier counts')
 end
-local value = tonumber(digits) + tonumber(ARGV[2])
-if math.abs(value) > 9007199254740992 then
-  return redis.error_reply('NOTACOUNTER the result is beyond 2**53, the most a redis script counts exactly')
+local value = tonumber(digits)
+if math.abs(value) >= 9007199254740992 or math.abs(value + tonumber(ARGV[2])) >= 9007199254740992 then
+  return redis.error_reply('NOTACOUNTER the count would reach 2**53, beyond what a redis script adds exactly')
 end
-raw = string.sub(raw, 1, head) .. string.format('%.0f', value)
+raw = string.sub(raw, 1, head) .. string.format('%.0f', value + tonumber(ARGV[2]))
 redis.call('SET', KEYS[1], raw, 'KEEPTTL')
 return raw
 """

@@ -189,8 +189,8 @@ class RedisTier(AsyncRedisHooks, Tier[RedisOptions]):
 
     @hookimpl
     def tierkit_incr(self, key: str, delta: int) -> Entry | None:
-        """The counter's digits are added to on the server (header and TTL kept), up to ±2**53."""
-        if abs(delta) > EXACT:
+        """The counter's digits are added to on the server (header and TTL kept), below ±2**53."""
+        if abs(delta) >= EXACT:
             raise NotACounter(f"delta {delta} is beyond 2**53, the most the redis tier counts exactly")
         now = self._clock()
         try:
