@@ -34,11 +34,8 @@ def django_tests(cache_dir: Path) -> Path:
     if (tests / "cache" / "tests.py").exists():
         return tests
     cache_dir.mkdir(parents=True, exist_ok=True)
-    subprocess.run(
-        [sys.executable, "-m", "pip", "download", f"django=={version}", "--no-binary", ":all:", "--no-deps"]
-        + ["--quiet", "-d", str(cache_dir)],
-        check=True,
-    )
+    command = [sys.executable, "-m", "pip", "download", f"django=={version}", "--no-binary", ":all:"]
+    subprocess.run([*command, "--no-deps", "--quiet", "-d", str(cache_dir)], check=True)
     with tarfile.open(cache_dir / f"django-{version}.tar.gz") as sdist:
         members = [m for m in sdist.getmembers() if m.name.startswith(f"django-{version}/tests/cache/")]
         sdist.extractall(cache_dir, members=members, filter="data")
@@ -144,7 +141,10 @@ def run(tests_dir: Path, chain: str) -> dict[str, Any]:
     try:
         loader = unittest.TestLoader()
         suite = unittest.TestSuite(
-            [loader.loadTestsFromTestCase(TierkitCacheTests), loader.loadTestsFromTestCase(TierkitBackendTests)]
+            [
+                loader.loadTestsFromTestCase(TierkitCacheTests),
+                loader.loadTestsFromTestCase(TierkitBackendTests),
+            ]
         )
         result = unittest.TextTestRunner(stream=sys.stderr, verbosity=2).run(suite)
     finally:
@@ -185,7 +185,12 @@ def run_in_subprocess(chain: str, **env: str) -> dict[str, Any]:
     return summary
 
 
-CULLING = {"test_cull", "test_zero_cull", "test_cull_delete_when_store_empty", "test_max_entries_bounds_the_memory_tier"}
+CULLING = {
+    "test_cull",
+    "test_zero_cull",
+    "test_cull_delete_when_store_empty",
+    "test_max_entries_bounds_the_memory_tier",
+}
 """Left out where no tier is bounded by entry count, as Django does for its Redis backend."""
 
 

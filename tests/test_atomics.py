@@ -130,8 +130,12 @@ def test_incr_leaves_the_count_in_the_deepest_tier_and_drops_the_copies_above(
     assert cache.inspect("n")["memory"].status == "held"
 
 
-def test_incr_in_the_tier_that_holds_the_key_when_deeper_ones_do_not(make_cache: Callable[..., Cache]) -> None:
-    cache = make_cache(("memory", "file"), tiers={"file": {"write": "persistent", "options": {"directory": "store"}}})
+def test_incr_in_the_tier_that_holds_the_key_when_deeper_ones_do_not(
+    make_cache: Callable[..., Cache],
+) -> None:
+    cache = make_cache(
+        ("memory", "file"), tiers={"file": {"write": "persistent", "options": {"directory": "store"}}}
+    )
     cache.set("n", 1)  # memory only: the file tier takes persistent writes
     assert cache.incr("n") == 2
     assert cache.get("n") == 2
@@ -200,7 +204,9 @@ def test_touch_sets_a_new_ttl_without_changing_the_value(
     assert cache.touch("never-set", 10) is False
 
 
-def test_touch_without_ttl_applies_the_default_ttl(make_cache: Callable[..., Cache], clock: FakeClock) -> None:
+def test_touch_without_ttl_applies_the_default_ttl(
+    make_cache: Callable[..., Cache], clock: FakeClock
+) -> None:
     cache = make_cache(("memory", "file"), default_ttl=30)
     cache.set("k", 1, ttl=FOREVER)
     assert cache.touch("k") is True
@@ -253,7 +259,7 @@ def test_forever_is_no_expiry_whatever_the_default_ttl(
     clock.advance(31)
     assert cache.get("default") is None
     assert cache.get("forever") == 1
-    assert tierkit.FOREVER == float("inf")
+    assert float("inf") == tierkit.FOREVER
 
 
 def test_forever_is_still_capped_by_a_tier_max_ttl(make_cache: Callable[..., Cache]) -> None:

@@ -7,7 +7,7 @@
             "BACKEND": "tierkit.integrations.django.TierkitCache",
             "LOCATION": "myapp",  # the tierkit namespace
             "TIMEOUT": 300,
-            "OPTIONS": {"order": ["memory", "redis"], "tiers": {"memory": {"options": {"max_entries": 5000}}}},
+            "OPTIONS": {"order": ["memory", "redis"], "tiers": {"redis": {"max_ttl": 3600}}},
         }
     }
 
@@ -56,7 +56,8 @@ _lock = threading.Lock()
 
 def signing_key(secret: str | bytes) -> str:
     """The pickle signing key derived from a Django secret (HMAC-SHA256, salted for tierkit)."""
-    return salted_hmac(_SALT, "pickle signing key", secret=secret, algorithm="sha256").hexdigest()
+    digest: str = salted_hmac(_SALT, "pickle signing key", secret=secret, algorithm="sha256").hexdigest()
+    return digest
 
 
 def cache_settings(location: str, options: Mapping[str, Any]) -> Settings:
@@ -79,7 +80,8 @@ def cache_settings(location: str, options: Mapping[str, Any]) -> Settings:
         settings = load_settings(**options, codec="pickle")
     if settings.codec == "pickle" and settings.signing_key is None:
         secrets = [django_settings.SECRET_KEY, *getattr(django_settings, "SECRET_KEY_FALLBACKS", ())]
-        settings = load_settings(**{**options, "codec": "pickle"}, signing_key=[signing_key(s) for s in secrets])
+        keys = [signing_key(secret) for secret in secrets]
+        settings = load_settings(**{**options, "codec": "pickle"}, signing_key=keys)
     return settings
 
 
@@ -99,7 +101,7 @@ _EXPIRED = -1.0
 """What :meth:`TierkitCache.ttl` answers for a timeout of 0 or less: expire now."""
 
 
-class TierkitCache(BaseCache):
+class TierkitCache(BaseCache):  # type: ignore[misc]
     """``django.core.cache`` backend over a tierkit chain (see the module docstring)."""
 
     def __init__(self, location: str, params: dict[str, Any]) -> None:

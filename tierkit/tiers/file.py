@@ -140,7 +140,10 @@ the byte total *before* this row (RETURNING does not see the triggers' effect)."
 _SET_TAG = "INSERT OR IGNORE INTO tags (tag, entry_id) VALUES (?, ?)"
 _DELETE = "DELETE FROM entries WHERE key = ?"
 _DELETE_SOME = "DELETE FROM entries WHERE key IN ({})"
-_LIVE = "SELECT id, value, crc, expires_at, tags FROM entries WHERE key = ? AND (expires_at IS NULL OR expires_at > ?)"
+_LIVE = (
+    "SELECT id, value, crc, expires_at, tags FROM entries"
+    " WHERE key = ? AND (expires_at IS NULL OR expires_at > ?)"
+)
 _HAS = "SELECT 1 FROM entries WHERE key = ? AND (expires_at IS NULL OR expires_at > ?)"
 _REWRITE = "UPDATE entries SET value = ?, crc = ?, size = ? WHERE id = ?"
 _TOUCH = "UPDATE entries SET expires_at = ? WHERE key = ? AND (expires_at IS NULL OR expires_at > ?)"

@@ -45,7 +45,8 @@ _SUMMED = tuple(name for name in _INFO_FIGURES if name != "redis_version")
 
 
 ATOMIC_HOOKS = ("tierkit_add", "tierkit_incr", "tierkit_touch", "tierkit_has", "tierkit_delete_many")
-"""Hooks of :class:`RedisTier` a cluster tier does not offer yet (their scripts name keys of several slots)."""
+"""Hooks of :class:`RedisTier` a cluster tier does not offer yet: their scripts and batches
+name keys of several slots."""
 
 
 class RedisClusterTier(RedisTier):
