@@ -71,6 +71,7 @@ EXAMPLE_PAGES = (
     "plugins/testing.md",
     "plugins/hooks.md",
     "async.md",
+    "django.md",
 )
 OUTPUT_CHECKED = {"getting-started.md", "configuration.md"}
 """Pages whose ``output`` blocks are compared with what their examples print (the others' are not yet
