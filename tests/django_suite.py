@@ -129,6 +129,30 @@ def run(tests_dir: Path, chain: str) -> dict[str, Any]:
             ttls = {r.ttl for r in cache.tierkit.inspect(cache.make_key("default")).values()}
             assert all(ttl is not None and 295 < ttl <= 300 for ttl in ttls)
 
+        async def test_async_methods_use_the_async_api(self) -> None:
+            cache = caches["default"]
+            await cache.aset("a", {"v": 1})
+            assert await cache.aget("a") == {"v": 1}
+            assert await cache.aadd("a", 2) is False
+            assert await cache.aadd("b", 2) is True
+            assert await cache.aincr("b", 5) == 7
+            assert await cache.adecr("b") == 6
+            assert await cache.atouch("b", 60) is True
+            assert await cache.ahas_key("b") is True
+            assert await cache.aset_many({"c": 3, "d": 4}) == []
+            assert await cache.aget_many(["a", "c", "zz"]) == {"a": {"v": 1}, "c": 3}
+            await cache.adelete_many(["c", "d"])
+            assert await cache.ahas_key("c") is False
+            assert await cache.aget_or_set("e", 5) == 5
+            await cache.aset("f", 1, timeout=0)
+            assert await cache.aget("f", "gone") == "gone"
+            assert await cache.atouch("b", 0) is True
+            assert await cache.adelete("a") is True
+            await cache.aclear()
+            assert await cache.aget("e") is None
+            await cache.aclose()
+            assert cache.tierkit.chain.closed is False
+
         def test_max_entries_bounds_the_memory_tier(self) -> None:
             if "cull" in exclude:
                 self.skipTest("no bounded local tier in this chain")

@@ -131,68 +131,125 @@ class TierkitCache(BaseCache):  # type: ignore[misc]
         if not self.tierkit.chain.encode_persistent:
             pickle.dumps(value, pickle.HIGHEST_PROTOCOL)
 
-    def add(self, key: Any, value: Any, timeout: Any = DEFAULT_TIMEOUT, version: int | None = None) -> bool:
-        key = self.make_and_validate_key(key, version=version)
+    # Each method makes the key (KEY_PREFIX, VERSION, KEY_FUNCTION; Django's key warnings) and maps
+    # the timeout; its async twin does the same and awaits tierkit's async API, which serves a
+    # memory hit inline and never blocks the loop (Django's default runs each call in a thread).
+
+    def _write(self, key: Any, value: Any, timeout: Any, version: int | None) -> tuple[str, float]:
         self._check_picklable(value)
-        ttl = self.ttl(timeout)
+        return self.make_and_validate_key(key, version=version), self.ttl(timeout)
+
+    def _items(
+        self, data: Mapping[Any, Any], timeout: Any, version: int | None
+    ) -> tuple[dict[str, Any], dict[str, Any], float]:
+        made = {self.make_and_validate_key(key, version=version): key for key in data}
+        items = {key: data[original] for key, original in made.items()}
+        for value in items.values():
+            self._check_picklable(value)
+        return made, items, self.ttl(timeout)
+
+    def add(self, key: Any, value: Any, timeout: Any = DEFAULT_TIMEOUT, version: int | None = None) -> bool:
+        key, ttl = self._write(key, value, timeout, version)
         if ttl == _EXPIRED:
             return not self.tierkit.has(key)  # added, and expired at once
         return self.tierkit.add(key, value, ttl, persistent=True)
 
+    async def aadd(
+        self, key: Any, value: Any, timeout: Any = DEFAULT_TIMEOUT, version: int | None = None
+    ) -> bool:
+        key, ttl = self._write(key, value, timeout, version)
+        if ttl == _EXPIRED:
+            return not await self.tierkit.ahas(key)
+        return await self.tierkit.aadd(key, value, ttl, persistent=True)
+
     def get(self, key: Any, default: Any = None, version: int | None = None) -> Any:
-        key = self.make_and_validate_key(key, version=version)
-        return self.tierkit.get(key, default)
+        return self.tierkit.get(self.make_and_validate_key(key, version=version), default)
+
+    async def aget(self, key: Any, default: Any = None, version: int | None = None) -> Any:
+        return await self.tierkit.aget(self.make_and_validate_key(key, version=version), default)
 
     def set(self, key: Any, value: Any, timeout: Any = DEFAULT_TIMEOUT, version: int | None = None) -> None:
-        key = self.make_and_validate_key(key, version=version)
-        self._check_picklable(value)
-        ttl = self.ttl(timeout)
+        key, ttl = self._write(key, value, timeout, version)
         if ttl == _EXPIRED:
             self.tierkit.delete(key)
         else:
             self.tierkit.set(key, value, ttl, persistent=True)
 
-    def touch(self, key: Any, timeout: Any = DEFAULT_TIMEOUT, version: int | None = None) -> bool:
-        key = self.make_and_validate_key(key, version=version)
-        ttl = self.ttl(timeout)
+    async def aset(
+        self, key: Any, value: Any, timeout: Any = DEFAULT_TIMEOUT, version: int | None = None
+    ) -> None:
+        key, ttl = self._write(key, value, timeout, version)
         if ttl == _EXPIRED:
-            return self.tierkit.delete(key)
-        return self.tierkit.touch(key, ttl)
+            await self.tierkit.adelete(key)
+        else:
+            await self.tierkit.aset(key, value, ttl, persistent=True)
+
+    def touch(self, key: Any, timeout: Any = DEFAULT_TIMEOUT, version: int | None = None) -> bool:
+        key, ttl = self.make_and_validate_key(key, version=version), self.ttl(timeout)
+        return self.tierkit.delete(key) if ttl == _EXPIRED else self.tierkit.touch(key, ttl)
+
+    async def atouch(self, key: Any, timeout: Any = DEFAULT_TIMEOUT, version: int | None = None) -> bool:
+        key, ttl = self.make_and_validate_key(key, version=version), self.ttl(timeout)
+        return await (self.tierkit.adelete(key) if ttl == _EXPIRED else self.tierkit.atouch(key, ttl))
 
     def delete(self, key: Any, version: int | None = None) -> bool:
-        key = self.make_and_validate_key(key, version=version)
-        return self.tierkit.delete(key)
+        return self.tierkit.delete(self.make_and_validate_key(key, version=version))
+
+    async def adelete(self, key: Any, version: int | None = None) -> bool:
+        return await self.tierkit.adelete(self.make_and_validate_key(key, version=version))
 
     def has_key(self, key: Any, version: int | None = None) -> bool:
-        key = self.make_and_validate_key(key, version=version)
-        return self.tierkit.has(key)
+        return self.tierkit.has(self.make_and_validate_key(key, version=version))
+
+    async def ahas_key(self, key: Any, version: int | None = None) -> bool:
+        return await self.tierkit.ahas(self.make_and_validate_key(key, version=version))
 
     def incr(self, key: Any, delta: int = 1, version: int | None = None) -> int:
-        key = self.make_and_validate_key(key, version=version)
-        return self.tierkit.incr(key, delta)
+        return self.tierkit.incr(self.make_and_validate_key(key, version=version), delta)
+
+    async def aincr(self, key: Any, delta: int = 1, version: int | None = None) -> int:
+        return await self.tierkit.aincr(self.make_and_validate_key(key, version=version), delta)
 
     def get_many(self, keys: Iterable[Any], version: int | None = None) -> dict[Any, Any]:
         made = {self.make_and_validate_key(key, version=version): key for key in keys}
         return {made[key]: value for key, value in self.tierkit.get_many(made).items()}
 
+    async def aget_many(self, keys: Iterable[Any], version: int | None = None) -> dict[Any, Any]:
+        made = {self.make_and_validate_key(key, version=version): key for key in keys}
+        return {made[key]: value for key, value in (await self.tierkit.aget_many(made)).items()}
+
     def set_many(
         self, data: Mapping[Any, Any], timeout: Any = DEFAULT_TIMEOUT, version: int | None = None
     ) -> list[Any]:
-        made = {self.make_and_validate_key(key, version=version): key for key in data}
-        items = {key: data[original] for key, original in made.items()}
-        for value in items.values():
-            self._check_picklable(value)
-        ttl = self.ttl(timeout)
+        made, items, ttl = self._items(data, timeout, version)
         if ttl == _EXPIRED:
             self.tierkit.delete_many(items)
             return []
         return [made[key] for key in self.tierkit.set_many(items, ttl, persistent=True)]
 
+    async def aset_many(
+        self, data: Mapping[Any, Any], timeout: Any = DEFAULT_TIMEOUT, version: int | None = None
+    ) -> list[Any]:
+        made, items, ttl = self._items(data, timeout, version)
+        if ttl == _EXPIRED:
+            await self.tierkit.adelete_many(items)
+            return []
+        return [made[key] for key in await self.tierkit.aset_many(items, ttl, persistent=True)]
+
     def delete_many(self, keys: Iterable[Any], version: int | None = None) -> None:
         self.tierkit.delete_many([self.make_and_validate_key(key, version=version) for key in keys])
+
+    async def adelete_many(self, keys: Iterable[Any], version: int | None = None) -> None:
+        await self.tierkit.adelete_many([self.make_and_validate_key(key, version=version) for key in keys])
 
     def clear(self) -> None:
         self.tierkit.clear()
 
+    async def aclear(self) -> None:
+        await self.tierkit.aclear()
+
     def close(self, **kwargs: Any) -> None:
         """Nothing to release per request: the shared chain stays open for the next one."""
+
+    async def aclose(self, **kwargs: Any) -> None:
+        """As :meth:`close`."""
