@@ -30,13 +30,16 @@ def configure(url: str) -> None:
 
     os.environ["REDIS_URL"] = url  # the tierkit caches read it as any deployment would
 
-    tierkit = "tierkit.integrations.django.TierkitCache"
+    def tierkit(location: str, *order: str) -> dict[str, object]:
+        backend = "tierkit.integrations.django.TierkitCache"
+        return {"BACKEND": backend, "LOCATION": location, "OPTIONS": {"order": list(order)}}
+
     settings.configure(
         SECRET_KEY="benchmark-only-secret-" + "k3Vq" * 10,
         CACHES={
             "django": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": url},
-            "tierkit_redis": {"BACKEND": tierkit, "LOCATION": "bench-r", "OPTIONS": {"order": ["redis"]}},
-            "tierkit": {"BACKEND": tierkit, "LOCATION": "bench-mr", "OPTIONS": {"order": ["memory", "redis"]}},
+            "tierkit_redis": tierkit("bench-r", "redis"),
+            "tierkit": tierkit("bench-mr", "memory", "redis"),
         },
     )
     django.setup()
@@ -77,7 +80,8 @@ def main() -> None:
         names = ("django", "tierkit_redis", "tierkit")
         assert caches["tierkit"].tierkit.tiers == ("memory", "redis"), caches["tierkit"].tierkit.health()
         sides = {name: workloads(caches[name]) for name in names}
-        print(f"{'operation':<16}{'Django RedisCache':>19}{'tierkit: redis':>26}{'tierkit: memory+redis':>31}")
+        header = f"{'Django RedisCache':>19}{'tierkit: redis':>26}{'tierkit: memory+redis':>31}"
+        print(f"{'operation':<16}{header}")
         for operation in sides["django"]:
             _, times = interleave([side[operation] for side in sides.values()], mode)
             django, redis_only, memory_redis = (statistics.median(t) for t in times)
