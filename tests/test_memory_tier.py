@@ -17,7 +17,6 @@ def build(clock: FakeClock, **options: Any) -> MemoryTier:
 
 
 class TestMemoryConformance(TierConformance):
-    supports_batch = False  # the chain's per-key fallback is as fast as a loop here would be
     options: ClassVar[dict[str, Any]] = {}
 
     @pytest.fixture
@@ -45,6 +44,23 @@ def test_lru_evicts_least_recently_used(clock: FakeClock) -> None:
     assert tier.tierkit_get("b") is None
     assert [k for k in "acd" if tier.tierkit_get(k) is not None] == ["a", "c", "d"]
     assert tier.tierkit_stats()["evictions"] == 1
+
+
+def test_get_many_touches_hits_and_expires_like_get(clock: FakeClock) -> None:
+    tier = build(clock, max_entries=3)
+    tier.tierkit_set("a", Entry("a", None, ()))
+    tier.tierkit_set("b", Entry("b", clock() + 5, ()))
+    tier.tierkit_set("c", Entry("c", None, ("t",)))
+    found = tier.tierkit_get_many(["a", "x", "b"])
+    assert found == {"a": Entry("a", None, ()), "b": Entry("b", clock() + 5, ())}
+    # a and b were read (most recent now), so the batch evicts c (and its tag) and then a
+    tier.tierkit_set_many({"d": Entry("d", None, ()), "e": Entry("e", None, ())})
+    assert list(tier._data) == ["b", "d", "e"]
+    assert tier._tags == {}
+    assert tier.tierkit_stats()["evictions"] == 2
+    clock.advance(6)
+    assert tier.tierkit_get_many(["b", "d"]) == {"d": Entry("d", None, ())}
+    assert "b" not in tier._data
 
 
 def test_eviction_cleans_the_tag_index(clock: FakeClock) -> None:

@@ -113,13 +113,27 @@ def test_an_option_typo_lists_the_valid_options() -> None:
     with pytest.raises(ConfigError) as info:
         Cache(order=["memory"], tiers={"memory": {"options": {"max_entrys": 5}}})
     message = str(info.value)
-    assert "max_entrys: (did you mean 'max_entries'?)" in message
+    assert "max_entrys: unknown name (did you mean 'max_entries'?)" in message
     assert "valid options of kind 'memory': copy_on_read, evict_batch, max_bytes, max_entries" in message
 
 
+@pytest.mark.parametrize("source", ["keyword", "toml"])
+def test_a_setting_typo_gets_a_suggestion(
+    source: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    overrides = {"defualt_ttl": 5}
+    if source == "toml":
+        (tmp_path / "tierkit.toml").write_text("defualt_ttl = 5\n")
+        overrides = {}
+    with pytest.raises(ConfigError, match=r"defualt_ttl: unknown name \(did you mean 'default_ttl'\?\)"):
+        Cache(**overrides)
+
+
 def test_a_kind_typo_gets_a_suggestion() -> None:
-    with pytest.raises(ConfigError, match=r"unknown kind 'memroy' \(did you mean 'memory'\?\)"):
+    with pytest.raises(ConfigError, match=r"unknown kind 'memroy' \(did you mean 'memory'\?\)") as info:
         Cache(order=["memroy"])
+    assert str(info.value).endswith("Fix the name.")  # no "pip install tierkit-memroy"
 
 
 # -- the core names no plugin -----------------------------------------------------------------

@@ -35,13 +35,10 @@ def validate_options(model: type[BaseModel], raw: Mapping[str, Any], name: str, 
     try:
         return model.model_validate(dict(raw))
     except ValidationError as exc:
-        message = describe_validation_error(f"options for tier {name!r} (kind {kind!r})", exc)
-        unknown = [str(e["loc"][0]) for e in exc.errors() if e["type"] == "extra_forbidden" and e["loc"]]
         valid = sorted(model.model_fields)
-        hints = [f"  {option}:{suggest(option, valid)}" for option in unknown if suggest(option, valid)]
-        if unknown:
-            message += "\n" + "\n".join(hints) + ("\n" if hints else "")
-            message += f"  valid options of kind {kind!r}: {', '.join(valid) or 'none'}"
+        message = describe_validation_error(f"options for tier {name!r} (kind {kind!r})", exc, valid)
+        if any(error["type"] == "extra_forbidden" for error in exc.errors()):
+            message += f"\n  valid options of kind {kind!r}: {', '.join(valid) or 'none'}"
         raise ConfigError(message) from None
 
 

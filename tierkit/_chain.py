@@ -515,7 +515,8 @@ class Chain:
         codec = codec or self.codec
         wanted = dict.fromkeys(keys)
         for key in wanted:
-            check_key(key)
+            if type(key) is not str or not key or not key.isascii():  # the common key needs no call
+                check_key(key)
         found: dict[str, Any] = {}
         for index, slot in enumerate(self.slots):
             if not wanted:
@@ -545,35 +546,43 @@ class Chain:
             if entries is not UNAVAILABLE:
                 slot.violated("tierkit_get_many", "a Mapping of key to Entry", entries)
             return None
-        holds_bytes = slot.holds_bytes
-        for entry in entries.values():
+        holds_bytes, decode = slot.holds_bytes, codec.decode
+        hits: dict[str, _Hit] = {}
+        undecodable: list[tuple[str, CodecError]] = []
+        for key, entry in entries.items():
             if type(entry) is not Entry or (holds_bytes and type(entry[0]) is not bytes):
                 expected = "Entry values holding bytes" if holds_bytes else "Entry values"
                 slot.violated("tierkit_get_many", expected, entry[0] if type(entry) is Entry else entry)
                 return None
-        slot.ok()
-        hits: dict[str, _Hit] = {}
-        for key, entry in entries.items():
             if key not in wanted:
                 continue
-            if holds_bytes:
-                try:
-                    hits[key] = (codec.decode(entry[0]), entry[0], entry)
-                except CodecError as exc:
-                    self._undecodable(slot, key, exc, now)
-            else:
+            if not holds_bytes:
                 hits[key] = (entry[0], None, entry)
+                continue
+            try:
+                hits[key] = (decode(entry[0]), entry[0], entry)
+            except CodecError as exc:
+                undecodable.append((key, exc))
+        slot.ok()
+        for key, error in undecodable:
+            self._undecodable(slot, key, error, now)
         return hits
 
     def _backfill(self, index: int, hits: Mapping[str, _Hit]) -> None:
         """Copy hits from tier ``index`` into the ``always`` tiers above it, one batch per tier."""
         now = self.clock() if self._backfill_capped[index] else 0.0
         for slot in self._backfill_targets[index]:
-            batch = {}
-            for key, (value, payload, entry) in hits.items():
-                copy = self._copy_for(slot, key, value, payload, entry, now)
-                if copy is not None:
-                    batch[key] = copy
+            if slot.holds_bytes or slot.max_ttl is not None:
+                batch = {
+                    key: copy
+                    for key, (value, payload, entry) in hits.items()
+                    if (copy := self._copy_for(slot, key, value, payload, entry, now)) is not None
+                }
+            else:  # an object tier that keeps the hit's expiry: the common case, no call per key
+                batch = {}
+                for key, (value, _, entry) in hits.items():
+                    tags = entry[2]
+                    batch[key] = new_entry((value, entry[1], tags if type(tags) is tuple else tuple(tags)))
             if batch:
                 self.write(slot, batch)
 

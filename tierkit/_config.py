@@ -38,6 +38,7 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+from tierkit._contract import suggest
 from tierkit._discovery import default_order, installed_entry_points, load_tier_class
 from tierkit._types import SettingsSource, WritePolicy
 from tierkit.errors import ConfigError, PluginError
@@ -386,16 +387,23 @@ def load_settings(**overrides: Any) -> Settings:
     try:
         return Settings(**overrides)
     except ValidationError as exc:
-        message = describe_validation_error("tierkit configuration", exc)
+        message = describe_validation_error("tierkit configuration", exc, Settings.model_fields)
     raise ConfigError(message) from None  # not chained: the pydantic error holds the inputs (secrets)
 
 
-def describe_validation_error(what: str, exc: ValidationError) -> str:
-    """One readable line per problem, naming the field; input values are left out (secrets)."""
+def describe_validation_error(what: str, exc: ValidationError, known: Iterable[str] = ()) -> str:
+    """One readable line per problem, naming the field; input values are left out (secrets).
+
+    A top-level name that is not in ``known`` (a typo) gets a "did you mean".
+    """
     lines = [f"invalid {what}:"]
+    known = sorted(known)
     for error in exc.errors():
         location = ".".join(str(part) for part in error["loc"]) or "(root)"
-        lines.append(f"  {location}: {redact(error['msg'])}")
+        if error["type"] == "extra_forbidden" and len(error["loc"]) == 1 and known:
+            lines.append(f"  {location}: unknown name{suggest(location, known)}")
+        else:
+            lines.append(f"  {location}: {redact(error['msg'])}")
     return "\n".join(lines)
 
 

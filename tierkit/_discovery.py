@@ -67,10 +67,16 @@ def _distribution(ep: EntryPoint) -> tuple[str | None, str | None]:
 def unknown_kind_error(kind: str, tier_name: str) -> ConfigError:
     """The error for a configured kind that no installed distribution provides."""
     kinds = installed_entry_points()
+    hint = suggest(kind, kinds)
+    fix = (  # a near miss of an installed kind is a typo, not a plugin to install
+        "Fix the name."
+        if hint
+        else f"To use it, install the distribution that provides tier kind {kind!r} (tierkit's own "
+        f"tier plugins are named tierkit-<kind>: pip install tierkit-{kind})."
+    )
+    installed = ", ".join(kinds) or "none"
     return ConfigError(
-        f"tier {tier_name!r}: unknown kind {kind!r}{suggest(kind, kinds)}; installed kinds: "
-        f"{', '.join(kinds) or 'none'}. To use it, install the distribution that provides tier "
-        f"kind {kind!r} (tierkit's own tier plugins are named tierkit-<kind>: pip install tierkit-{kind})."
+        f"tier {tier_name!r}: unknown kind {kind!r}{hint}; installed kinds: {installed}. " + fix
     )
 
 
