@@ -105,7 +105,7 @@ def test_tiers_table_shows_distribution_version_hooks_and_validation() -> None:
     assert header.split() == ["KIND", "DISTRIBUTION", "VERSION", "HOLDS", "VALID", "CLASS"]
     session = next(line for line in lines if line.startswith("session "))
     assert session.split()[1:5] == ["tierkit-session", "0.1.0", "objects", "yes"]
-    assert any(line.split()[:3] == ["memory", "clear", "delete"] for line in lines)
+    assert any(line.split()[:4] == ["memory", "add", "clear", "delete"] for line in lines)
 
 
 def test_tiers_kind_shows_its_options() -> None:

@@ -193,3 +193,55 @@ def test_a_first_local_tier_without_a_front_door_is_checked_too(clock: FakeClock
     Misbehaving.answers["get"] = ("v", None)
     assert cache.get("k") == "from good"
     assert cache.stats()["tiers"]["bad"]["contract_errors"] == 1
+
+
+class WrongAtomics(DictTier):
+    """A dict tier whose atomic hooks answer what their contract forbids."""
+
+    @hookimpl
+    def tierkit_add(self, key: str, entry: Entry) -> bool:
+        return "yes"  # type: ignore[return-value]
+
+    @hookimpl
+    def tierkit_incr(self, key: str, delta: int) -> Entry | None:
+        return Entry("7", None, ())  # an object tier's counter must be an int
+
+    @hookimpl
+    def tierkit_touch(self, key: str, expires_at: float | None) -> bool:
+        return None  # type: ignore[return-value]
+
+    @hookimpl
+    def tierkit_has(self, key: str) -> bool:
+        return 1  # type: ignore[return-value]
+
+    @hookimpl
+    def tierkit_delete_many(self, keys: Sequence[str]) -> int:
+        return "two"  # type: ignore[return-value]
+
+
+def test_atomic_hooks_of_the_wrong_type_are_failures_of_that_tier(clock: FakeClock) -> None:
+    kinds = {**KINDS, "bad": WrongAtomics}
+    tiers = {"bad": {"kind": "bad", "breaker": {"threshold": 1000}}}
+    cache = Cache(order=["memory", "bad"], tiers=tiers, clock=clock, kinds=kinds)
+    assert cache.add("k", 1) is False, "the deciding tier did not answer: nobody won"
+    assert cache.inspect("k")["memory"].status == "absent"
+    cache.set("n", 1)
+    assert cache.incr("n") == 2  # counted where a tier could; 'bad' drops 'n' before it serves again
+    assert cache.touch("n", 10) is True
+    assert cache.has("absent") is False
+    removed = cache.delete_many(["n"])
+    assert (removed, removed.pending) == (1, ("bad",))
+    assert cache.stats()["tiers"]["bad"]["contract_errors"] == 5
+
+
+def test_the_validator_refuses_a_coroutine_for_a_sync_hook() -> None:
+    from tierkit._contract import check_tier_class
+
+    class AsyncAdd(DictTier):
+        @hookimpl
+        async def tierkit_add(self, key: str, entry: Entry) -> bool:
+            return True
+
+    assert check_tier_class(AsyncAdd) == [
+        "tierkit_add is called without await: define it with `def`, not `async def`"
+    ]

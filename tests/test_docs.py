@@ -74,6 +74,7 @@ EXAMPLE_PAGES = (
     "keys.md",
     "values.md",
     "stampede.md",
+    "django.md",
 )
 OUTPUT_CHECKED = {"getting-started.md", "configuration.md", "keys.md"}
 """Pages whose ``output`` blocks are compared with what their examples print (the others' are not yet

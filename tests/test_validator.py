@@ -114,7 +114,7 @@ def test_an_option_typo_lists_the_valid_options() -> None:
         Cache(order=["memory"], tiers={"memory": {"options": {"max_entrys": 5}}})
     message = str(info.value)
     assert "max_entrys: unknown name (did you mean 'max_entries'?)" in message
-    assert "valid options of kind 'memory': copy_on_read, max_bytes, max_entries" in message
+    assert "valid options of kind 'memory': copy_on_read, evict_batch, max_bytes, max_entries" in message
 
 
 @pytest.mark.parametrize("source", ["keyword", "toml"])

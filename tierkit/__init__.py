@@ -21,6 +21,7 @@ from tierkit._codec import Codec, register_types
 from tierkit._config import Settings, TierSettings, load_settings
 from tierkit._decorator import CachedFunction, cached
 from tierkit._types import (
+    FOREVER,
     MISSING,
     Entry,
     HealthReport,
@@ -32,12 +33,13 @@ from tierkit._types import (
     TierHealth,
     TierReport,
 )
-from tierkit.errors import CodecError, ConfigError, PluginError, TierkitError
+from tierkit.errors import CodecError, ConfigError, NotACounter, PluginError, TierkitError
 from tierkit.hookspecs import hookimpl
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "FOREVER",
     "MISSING",
     "AsyncCachedFunction",
     "Cache",
@@ -50,6 +52,7 @@ __all__ = [
     "Invalidated",
     "KeyReport",
     "NoOptions",
+    "NotACounter",
     "PluginError",
     "Settings",
     "SettingsSource",

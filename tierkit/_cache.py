@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar, cast
 
 from tierkit._achain import AsyncChain
+from tierkit._atomics import AsyncAtomics, Atomics
 from tierkit._build import build_chain
 from tierkit._chain import Chain, Invalidated
 from tierkit._codec import Codec
@@ -67,6 +68,8 @@ class Cache:
         self._achain = AsyncChain(self._chain)
         self._policies: dict[tuple[Any, ...], Policy] = {}
         self.aget = self._achain.get  # type: ignore[method-assign,assignment]
+        self._atomics = Atomics(self._chain)
+        self._aatomics = AsyncAtomics(self._atomics, self._achain.blocking)
 
     @property
     def chain(self) -> Chain:
@@ -210,11 +213,65 @@ class Cache:
             self._policies[keywords] = policy
         return policy
 
+    # -- atomic operations (tierkit._atomics: which tier decides, and the fallbacks) ------------
+
+    def add(
+        self,
+        key: str,
+        value: Any,
+        ttl: float | None = None,
+        *,
+        tags: Iterable[str] = (),
+        persistent: bool = False,
+    ) -> bool:
+        """Store ``value`` only if ``key`` is absent; True if this call stored it.
+
+        Decided atomically by the deepest tier the write goes to (Redis ``SET NX``,
+        a SQLite transaction, a lock), so of concurrent adds across processes
+        exactly one wins.  False also when that tier cannot answer (down): two
+        callers must never both believe they won.  Arguments as for :meth:`set`.
+        """
+        return self._atomics.add(key, value, ttl, tags, persistent, self._chain.codec)
+
+    def incr(self, key: str, delta: int = 1) -> int:
+        """Add ``delta`` to the integer under ``key``, atomically, and return the new value.
+
+        The entry keeps its remaining TTL and tags; a value stored with
+        ``set(key, 5)`` counts, and ``get`` returns an ``int`` afterwards.
+        Raises ``ValueError`` if ``key`` is not in the cache and
+        :class:`~tierkit.errors.NotACounter` (a ``TypeError``) if its value is
+        not an integer.
+        """
+        return self._atomics.incr(key, delta)
+
+    def decr(self, key: str, delta: int = 1) -> int:
+        """:meth:`incr` by ``-delta``."""
+        return self._atomics.incr(key, -delta)
+
+    def touch(self, key: str, ttl: float | None = None) -> bool:
+        """Give ``key`` a new TTL without rewriting its value; True if it was in the cache.
+
+        ``ttl`` as for :meth:`set` (``None``: the default TTL, ``tierkit.FOREVER``: no expiry).
+        """
+        return self._atomics.touch(key, ttl)
+
+    def has(self, key: str) -> bool:
+        """Whether ``key`` is in the cache (a cached ``None`` counts); decodes and copies nothing."""
+        return self._atomics.has(key)
+
     # -- removal ------------------------------------------------------------------------------
 
     def delete(self, key: str) -> bool:
         """Remove ``key`` from every writable tier; True if any tier held it."""
         return self._chain.delete(key)
+
+    def delete_many(self, keys: Iterable[str]) -> Invalidated:
+        """Remove ``keys`` from every writable tier, one round trip per tier.
+
+        Returns the number of entries removed, summed over tiers, with
+        ``pending`` naming the tiers it could not reach now (as :meth:`invalidate`).
+        """
+        return self._atomics.delete_many(keys)
 
     def invalidate(self, *, tags: Iterable[str] = (), prefix: str | None = None) -> Invalidated:
         """Remove entries carrying any of ``tags`` and/or whose key starts with ``prefix``.
@@ -322,6 +379,39 @@ class Cache:
                 return cast(T, value)
         result = await achain.compute(key, factory, ttl, tags, persistent, codec, policy)
         return cast(T, result)
+
+    async def aadd(
+        self,
+        key: str,
+        value: Any,
+        ttl: float | None = None,
+        *,
+        tags: Iterable[str] = (),
+        persistent: bool = False,
+    ) -> bool:
+        """:meth:`add`, awaited."""
+        atomics = self._atomics
+        return await self._aatomics.run(atomics.add, key, value, ttl, tags, persistent, self._chain.codec)
+
+    async def aincr(self, key: str, delta: int = 1) -> int:
+        """:meth:`incr`, awaited."""
+        return await self._aatomics.run(self._atomics.incr, key, delta)
+
+    async def adecr(self, key: str, delta: int = 1) -> int:
+        """:meth:`decr`, awaited."""
+        return await self._aatomics.run(self._atomics.incr, key, -delta)
+
+    async def atouch(self, key: str, ttl: float | None = None) -> bool:
+        """:meth:`touch`, awaited."""
+        return await self._aatomics.run(self._atomics.touch, key, ttl)
+
+    async def ahas(self, key: str) -> bool:
+        """:meth:`has`, awaited."""
+        return await self._aatomics.run(self._atomics.has, key)
+
+    async def adelete_many(self, keys: Iterable[str]) -> Invalidated:
+        """:meth:`delete_many`, awaited."""
+        return await self._aatomics.run(self._atomics.delete_many, list(keys))
 
     async def adelete(self, key: str) -> bool:
         """:meth:`delete`, awaited."""

@@ -36,6 +36,7 @@ from tierkit._pending import Pending
 from tierkit._policy import PLAIN, Miss, Policy, check_stale_ttl, stale_key
 from tierkit._sizes import estimate_size
 from tierkit._types import (
+    FOREVER,
     MISSING,
     UNAVAILABLE,
     Clock,
@@ -784,7 +785,7 @@ class Chain:
             check_ttl(ttl)
         tag_tuple = check_tags(tags) if tags else ()
         now = self.clock()
-        expires_at = None if ttl is None else now + ttl
+        expires_at = None if ttl is None or ttl == FOREVER else now + ttl
         if persistent:
             return self.persistent_writers, self.encode_persistent, tag_tuple, now, expires_at
         return self.writers, self.encode_plain, tag_tuple, now, expires_at

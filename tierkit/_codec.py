@@ -797,6 +797,11 @@ def signing_keys(setting: SecretStr | Sequence[SecretStr] | None) -> list[bytes]
     return keys
 
 
+class UnpicklableValue(TypeError, pickle.PicklingError):
+    """A value the pickle codec cannot pickle: a ``TypeError`` like every codec refusal, and a
+    ``pickle.PicklingError`` as callers of pickling caches (Django's) expect."""
+
+
 class PickleCodec(Codec):
     """pickle, signed with HMAC-SHA256 so a tampered payload is rejected (opt-in).
 
@@ -822,10 +827,12 @@ class PickleCodec(Codec):
         ]
 
     def encode(self, key: str, value: Any) -> bytes:
+        if type(value) is int and _INT_MIN <= value <= _INT_MAX:
+            return b"%d" % value  # plain JSON, as the JSON codec writes it: a counter incr can count
         try:
             body = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
         except Exception as exc:
-            raise TypeError(
+            raise UnpicklableValue(
                 f"cannot cache key {key!r}: value of type {_dotted(type(value))} cannot be pickled: {exc}"
             ) from None
         return b"p" + hmac.new(self._keys[0], body, hashlib.sha256).digest() + body

@@ -96,8 +96,11 @@ def _check_hook(cls: type, name: str) -> list[str]:
         return [f"{name} is not marked @tierkit.hookimpl, so tierkit would never call it"]
     if not callable(method):
         return [f"{name} must be a method"]
-    if name.removeprefix(_PREFIX + "a") in ASYNC_HOOKS and not inspect.iscoroutinefunction(method):
+    is_async = name.removeprefix(_PREFIX + "a") in ASYNC_HOOKS
+    if is_async and not inspect.iscoroutinefunction(method):
         return [f"{name} is an async hook: define it with `async def` (or drop it to use {_sync_twin(name)})"]
+    if not is_async and inspect.iscoroutinefunction(method):
+        return [f"{name} is called without await: define it with `def`, not `async def`"]
     try:
         params = [p for p in inspect.signature(method).parameters if p != "self"]
     except (TypeError, ValueError):

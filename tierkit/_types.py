@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 import functools
+import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -58,6 +59,11 @@ class _Missing:
 
 MISSING: Final = _Missing()
 """Pass it as ``get``'s ``default`` to tell a miss (then returned) from a cached ``None``."""
+
+
+FOREVER: Final = math.inf
+"""``ttl=tierkit.FOREVER``: the entry never expires, whatever ``default_ttl`` says
+(``ttl=None`` means *use the default*).  Each tier's ``max_ttl`` still caps it."""
 
 
 class Entry(NamedTuple):

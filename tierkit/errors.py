@@ -32,3 +32,12 @@ class CodecError(TierkitError):
     def __init__(self, message: str, *, corrupt: bool = True) -> None:
         super().__init__(message)
         self.corrupt = corrupt
+
+
+class NotACounter(TierkitError, TypeError):
+    """``incr``/``decr`` met a value that is not an integer counter.
+
+    A tier's ``tierkit_incr`` raises it (the chain passes it to the caller
+    instead of counting a failure of the tier); ``Cache.incr`` raises it with
+    the key named.  A ``TypeError``, as ``"text" + 1`` would be.
+    """

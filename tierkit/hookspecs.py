@@ -118,6 +118,83 @@ def tierkit_delete(key: str) -> bool:
     """
 
 
+# -- optional atomic operations (docs/plugins: "Atomic operations") ----------------------------------
+
+
+@hookspec
+def tierkit_add(key: str, entry: Entry) -> bool:
+    """Store ``entry`` only if ``key`` holds no live entry, atomically.
+
+    Atomic against every other writer of the same storage — other threads and,
+    for a shared tier, other processes: of concurrent adds of one key, exactly
+    one returns ``True`` (SQLite ``BEGIN IMMEDIATE``, Redis ``SET NX`` or a
+    script, a lock for in-process tiers).  An entry that has expired on the
+    tier's clock counts as absent.
+
+    :param key: the cache key.
+    :param entry: as for ``tierkit_set``.
+    :return: ``True`` if this call stored it, ``False`` if a live entry was there.
+
+    Optional: without it the chain reads then writes (``tierkit_get``, then
+    ``tierkit_set``), which is *not* atomic: two processes may both win.
+    """
+
+
+@hookspec
+def tierkit_incr(key: str, delta: int) -> Entry | None:
+    """Add ``delta`` to the integer under ``key``, atomically; keep its deadline and tags.
+
+    An object tier holds the counter as an ``int``; a byte tier holds it as the
+    ASCII decimal digits the JSON codec writes for an ``int`` (``b"-12"``), and
+    must write the result the same way (every codec decodes plain JSON).
+
+    :param key: the cache key.
+    :param delta: a non-zero or zero ``int`` (may be negative).
+    :return: the updated :class:`~tierkit.Entry` (its value the new ``int``, or
+        its digits for a byte tier), or ``None`` when there is no live entry.
+    :raises tierkit.errors.NotACounter: the value is not an integer (or, for a
+        tier that cannot count it exactly, out of its range).  The chain passes
+        it to the caller; any other exception is a failure of the tier.
+
+    Optional: without it the chain reads, adds and rewrites, which is *not*
+    atomic against other writers.
+    """
+
+
+@hookspec
+def tierkit_touch(key: str, expires_at: float | None) -> bool:
+    """Give the live entry under ``key`` a new deadline without rewriting its value.
+
+    :param expires_at: the new absolute deadline (already capped by the tier's
+        ``max_ttl``), or ``None`` for no expiry.
+    :return: ``True`` if a live entry was there (and now has the new deadline).
+
+    Optional: without it the chain reads the entry and writes it back with the
+    new deadline, which is *not* atomic against other writers.
+    """
+
+
+@hookspec
+def tierkit_has(key: str) -> bool:
+    """Whether ``key`` holds a live entry — without reading its value when the tier can.
+
+    :return: ``True`` for a live entry (a cached ``None`` included).
+
+    Optional: without it the chain calls ``tierkit_get`` (and decodes nothing).
+    """
+
+
+@hookspec
+def tierkit_delete_many(keys: Sequence[str]) -> int:
+    """Remove several keys in one round trip.
+
+    :param keys: distinct keys.
+    :return: how many of them held an entry, as an ``int``.
+
+    Optional: without it the chain calls ``tierkit_delete`` once per key.
+    """
+
+
 @hookspec
 def tierkit_invalidate_tags(tags: Sequence[str]) -> int:
     """Remove every entry carrying at least one of ``tags``.

@@ -186,6 +186,30 @@ class UnsafeConcurrentInvalidation(DiskcacheTier):
         return removed
 
 
+class RacyAdd(DiskcacheTier):
+    """``add`` checks, then writes in another round trip: two threads may both win."""
+
+    @tierkit.hookimpl
+    def tierkit_add(self, key: str, entry: Entry) -> bool:
+        if self.tierkit_get(key) is not None:
+            return False
+        time.sleep(0.005)  # a slow round trip to the store
+        self.tierkit_set(key, entry)
+        return True
+
+
+class IncrDropsTheDeadline(DiskcacheTier):
+    """``incr`` rewrites the counter without its deadline: it then never expires."""
+
+    @tierkit.hookimpl
+    def tierkit_incr(self, key: str, delta: int) -> Entry | None:
+        entry = super().tierkit_incr(key, delta)
+        if entry is not None:
+            entry = Entry(entry.value, None, entry.tags)
+            self.tierkit_set(key, entry)
+        return entry
+
+
 class TypoTolerantOptions(DiskcacheOptions):
     model_config = ConfigDict(extra="ignore", frozen=True)
 

@@ -12,6 +12,7 @@ threads and processes see an entry and its index change together.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -177,6 +178,45 @@ class DiskcacheTier(tierkit.Tier):
     def names(self, start: str) -> Iterator[str]:
         """The stored names beginning with ``start``."""
         return (name for name in self.cache.iterkeys() if isinstance(name, str) and name.startswith(start))
+
+    # -- atomic operations: each one diskcache transaction, so across processes too ---
+
+    @tierkit.hookimpl
+    def tierkit_add(self, key: str, entry: Entry) -> bool:
+        with self.cache.transact(retry=True):
+            if self.tierkit_get(key) is not None:
+                return False
+            self.store(key, entry)
+            return True
+
+    @tierkit.hookimpl
+    def tierkit_incr(self, key: str, delta: int) -> Entry | None:
+        with self.cache.transact(retry=True):
+            entry = self.tierkit_get(key)
+            if entry is None:
+                return None
+            if not re.fullmatch(rb"-?[0-9]{1,20}", entry.value):
+                raise tierkit.NotACounter("the stored value is not an integer")
+            updated = Entry(b"%d" % (int(entry.value) + delta), entry.expires_at, entry.tags)
+            self.cache.set(self._entries + key, encode(updated))
+            return updated
+
+    @tierkit.hookimpl
+    def tierkit_touch(self, key: str, expires_at: float | None) -> bool:
+        with self.cache.transact(retry=True):
+            entry = self.tierkit_get(key)
+            if entry is not None:
+                self.cache.set(self._entries + key, encode(Entry(entry.value, expires_at, entry.tags)))
+            return entry is not None
+
+    @tierkit.hookimpl
+    def tierkit_has(self, key: str) -> bool:
+        return self.tierkit_get(key) is not None
+
+    @tierkit.hookimpl
+    def tierkit_delete_many(self, keys: Sequence[str]) -> int:
+        with self.cache.transact(retry=True):
+            return sum(self.remove(key) for key in keys)
 
     # -- broadcast hooks -------------------------------------------------------------
 

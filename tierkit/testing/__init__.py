@@ -34,6 +34,7 @@ from tierkit.testing._async import AsyncTierConformance
 from tierkit.testing._codecs import CodecConformance
 from tierkit.testing._conformance import OTHER_NAMESPACE, TierConformance
 from tierkit.testing._context import FakeClock, make_context
+from tierkit.testing._processes import race_in_processes
 from tierkit.testing._stampede import StampedeResult, stampede
 
 __all__ = [
@@ -44,5 +45,6 @@ __all__ = [
     "StampedeResult",
     "TierConformance",
     "make_context",
+    "race_in_processes",
     "stampede",
 ]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextvars
 import functools
 import threading
 import time
@@ -15,6 +14,7 @@ import pytest
 from tierkit import hookspecs
 from tierkit._contract import check_tier_class
 from tierkit._types import Entry, TierHealth
+from tierkit.testing._atomic_conformance import AtomicConformance
 from tierkit.testing._context import FakeClock
 from tierkit.testing._expect import (
     expect,
@@ -26,15 +26,17 @@ from tierkit.testing._expect import (
     expect_tags,
     fail,
 )
+from tierkit.testing._threads import _join, _run_threads, _start_thread
 
 OTHER_NAMESPACE = "conformance-other"
 """The namespace the suite passes to ``make_tier`` for a neighbour of the tier under test."""
 
-_THREAD_TIMEOUT = 120.0
 
-
-class TierConformance:
+class TierConformance(AtomicConformance):
     """The behaviour every tier owes the chain, as pytest tests.
+
+    The checks of the optional atomic hooks (:mod:`tierkit.testing._atomic_conformance`)
+    run for the hooks the tier has and are skipped, with the reason, for the others.
 
     Subclass it and provide a ``tier`` fixture that builds your tier with a
     context from :func:`make_context` using the ``clock`` fixture.  The other
@@ -461,44 +463,3 @@ class TierConformance:
                 spared, doomed = f"spared{worker}:{n}", f"doomed{worker}:{n}"
                 self.expect_value(tier, spared, n, f"{spared!r}, set with tag 't' then without it {what}")
                 expect_miss(tier.tierkit_get(key=doomed), f"{doomed!r}, set with tag 't' {what}")
-
-
-class _Worker(threading.Thread):
-    """A thread running in a copy of the test's context (a bound session stays bound),
-    keeping what it raised."""
-
-    def __init__(self, target: Callable[[], None]) -> None:
-        super().__init__(daemon=True)
-        self._context = contextvars.copy_context()
-        self._work = target
-        self.error: BaseException | None = None
-
-    def run(self) -> None:
-        try:
-            self._context.run(self._work)
-        except BaseException as exc:
-            self.error = exc
-
-
-def _start_thread(target: Callable[[], None]) -> _Worker:
-    worker = _Worker(target)
-    worker.start()
-    return worker
-
-
-def _join(workers: list[_Worker]) -> None:
-    """Wait for ``workers``; re-raise the first error one of them raised."""
-    deadline = time.monotonic() + _THREAD_TIMEOUT
-    for worker in workers:
-        worker.join(max(0.0, deadline - time.monotonic()))
-    stuck = [worker.name for worker in workers if worker.is_alive()]
-    expect(not stuck, f"threads after {_THREAD_TIMEOUT:g} s", "all finished", stuck)
-    errors = [worker.error for worker in workers if worker.error is not None]
-    if errors:
-        raise AssertionError(
-            f"{len(errors)} of {len(workers)} threads failed; the first: {errors[0]}"
-        ) from errors[0]
-
-
-def _run_threads(targets: list[Callable[[], None]]) -> None:
-    _join([_start_thread(target) for target in targets])

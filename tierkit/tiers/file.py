@@ -43,6 +43,7 @@ import orjson
 import platformdirs
 from pydantic import BaseModel, ConfigDict, Field
 
+from tierkit._atomics import counter_payload, counter_value
 from tierkit._events import emit
 from tierkit._types import Entry, Holds, Tier, TierContext, TierHealth, WritePolicy
 from tierkit.errors import ConfigError, TierkitError
@@ -139,6 +140,14 @@ _SET = (
 the byte total *before* this row (RETURNING does not see the triggers' effect)."""
 _SET_TAG = "INSERT OR IGNORE INTO tags (tag, entry_id) VALUES (?, ?)"
 _DELETE = "DELETE FROM entries WHERE key = ?"
+_DELETE_SOME = "DELETE FROM entries WHERE key IN ({})"
+_LIVE = (
+    "SELECT id, value, crc, expires_at, tags FROM entries"
+    " WHERE key = ? AND (expires_at IS NULL OR expires_at > ?)"
+)
+_HAS = "SELECT 1 FROM entries WHERE key = ? AND (expires_at IS NULL OR expires_at > ?)"
+_REWRITE = "UPDATE entries SET value = ?, crc = ?, size = ? WHERE id = ?"
+_TOUCH = "UPDATE entries SET expires_at = ? WHERE key = ? AND (expires_at IS NULL OR expires_at > ?)"
 _DELETE_CORRUPT = "DELETE FROM entries WHERE id = ?"
 _COUNT_CORRUPT = "UPDATE meta SET corrupt = corrupt + 1 WHERE id = 0"
 _DELETE_TAGGED = "DELETE FROM entries WHERE id IN (SELECT entry_id FROM tags WHERE tag IN ({}))"
@@ -567,6 +576,62 @@ class FileTier(Tier[FileOptions]):
     def tierkit_delete(self, key: str) -> bool:
         with self._writer as conn:
             return conn.execute(_DELETE, (key,)).rowcount > 0
+
+    # -- atomic operations: each one SQLite transaction (BEGIN IMMEDIATE), so across processes
+
+    @hookimpl
+    def tierkit_add(self, key: str, entry: Entry) -> bool:
+        """First writer wins: the check and the insert are one write transaction."""
+        value, expires_at, tags = entry
+        size = len(value)
+        with self._writer as conn:
+            with _transaction(conn):
+                if conn.execute(_HAS, (key, self._clock())).fetchone() is not None:
+                    return False
+                if size > self._max_bytes:
+                    conn.execute(_DELETE, (key,))
+                    return True  # absent, so added, but too large to keep (as set does)
+                row = (key, value, crc32(value), size, expires_at, _tags_blob(tags))
+                rowid, before = conn.execute(_SET, row).fetchone()
+                if tags:
+                    conn.executemany(_SET_TAG, [(tag, rowid) for tag in tags])
+            self._after_write(conn, 1, before + size)
+        return True
+
+    @hookimpl
+    def tierkit_incr(self, key: str, delta: int) -> Entry | None:
+        """Read, add and rewrite the value in one write transaction; deadline and tags untouched."""
+        with self._writer as conn, _transaction(conn):
+            row = conn.execute(_LIVE, (key, self._clock())).fetchone()
+            if row is None:
+                return None
+            rowid, value, crc, expires_at, tags = row
+            if type(value) is not bytes or crc32(value) != crc:
+                conn.execute(_DELETE_CORRUPT, (rowid,))
+                conn.execute(_COUNT_CORRUPT)
+                return None
+            payload = counter_payload(counter_value(value) + delta)
+            conn.execute(_REWRITE, (payload, crc32(payload), len(payload), rowid))
+        return Entry(payload, expires_at, tuple(orjson.loads(tags)) if tags is not None else ())
+
+    @hookimpl
+    def tierkit_touch(self, key: str, expires_at: float | None) -> bool:
+        """Only the ``expires_at`` column is rewritten, never the value."""
+        with self._writer as conn:
+            return conn.execute(_TOUCH, (expires_at, key, self._clock())).rowcount > 0
+
+    @hookimpl
+    def tierkit_has(self, key: str) -> bool:
+        with self._reader as conn:
+            return conn.execute(_HAS, (key, self._clock())).fetchone() is not None
+
+    @hookimpl
+    def tierkit_delete_many(self, keys: Sequence[str]) -> int:
+        removed = 0
+        with self._writer as conn, _transaction(conn):
+            for sql, chunk in _in_chunks(_DELETE_SOME, keys):
+                removed += conn.execute(sql, chunk).rowcount
+        return removed
 
     @hookimpl
     def tierkit_invalidate_tags(self, tags: Sequence[str]) -> int:

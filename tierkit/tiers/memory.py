@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from tierkit._sizes import estimate_size
 from tierkit._types import Entry, FrontDoor, HitCounter, Tier, TierContext, TierHealth
+from tierkit.errors import NotACounter
 from tierkit.hookspecs import hookimpl
 
 
@@ -25,6 +26,12 @@ class MemoryOptions(BaseModel):
         None,
         gt=0,
         description="Also evict above this estimated size (deep sys.getsizeof); off by default.",
+    )
+    evict_batch: int = Field(
+        1,
+        gt=0,
+        description="Least-recently-used entries evicted at once when max_entries is exceeded "
+        "(Django's CULL_FREQUENCY maps here: max_entries // CULL_FREQUENCY).",
     )
     copy_on_read: bool = Field(
         False,
@@ -49,6 +56,7 @@ class MemoryTier(Tier[MemoryOptions]):
     def __init__(self, options: MemoryOptions, context: TierContext) -> None:
         super().__init__(options, context)
         self._max_entries = options.max_entries
+        self._evict_batch = options.evict_batch
         self._max_bytes = options.max_bytes
         self._copy = options.copy_on_read
         self._clock = context.clock
@@ -145,6 +153,51 @@ class MemoryTier(Tier[MemoryOptions]):
             self._remove(key)
             return True
 
+    # -- atomic operations: each under the lock every write holds ---------------------------
+
+    @hookimpl
+    def tierkit_add(self, key: str, entry: Entry) -> bool:
+        if self._copy:
+            entry = Entry(copy.deepcopy(entry[0]), entry[1], entry[2])
+        with self._lock:
+            if self._live(key) is not None:
+                return False
+            self._store(key, entry)
+            self._evict()
+            return True
+
+    @hookimpl
+    def tierkit_incr(self, key: str, delta: int) -> Entry | None:
+        with self._lock:
+            entry = self._live(key)
+            if entry is None:
+                return None
+            value = entry[0]
+            if type(value) is not int:
+                raise NotACounter(f"the stored value is a {type(value).__name__}, not an int")
+            updated = Entry(value + delta, entry[1], entry[2])
+            self._data[key] = updated  # same key, tags and (about) size: the indexes stay right
+            return updated
+
+    @hookimpl
+    def tierkit_touch(self, key: str, expires_at: float | None) -> bool:
+        with self._lock:
+            entry = self._live(key)
+            if entry is None:
+                return False
+            self._data[key] = Entry(entry[0], expires_at, entry[2])
+            return True
+
+    @hookimpl
+    def tierkit_has(self, key: str) -> bool:
+        entry = self._data.get(key)
+        return entry is not None and (entry[1] is None or entry[1] > self._clock())
+
+    @hookimpl
+    def tierkit_delete_many(self, keys: Sequence[str]) -> int:
+        with self._lock:
+            return self._remove_all(keys)
+
     @hookimpl
     def tierkit_invalidate_tags(self, tags: Sequence[str]) -> int:
         with self._lock:
@@ -189,6 +242,15 @@ class MemoryTier(Tier[MemoryOptions]):
 
     # -- under self._lock ---------------------------------------------------------
 
+    def _live(self, key: str) -> Entry | None:
+        """The unexpired entry under ``key`` (an expired one is removed), or ``None``."""
+        entry = self._data.get(key)
+        if entry is not None and entry[1] is not None and entry[1] <= self._clock():
+            self._remove(key)
+            self._expired += 1
+            return None
+        return entry
+
     def _store(self, key: str, entry: Entry) -> None:
         data = self._data
         old = data.pop(key, None)  # pop, then insert: a rewrite becomes the most recent entry
@@ -227,8 +289,10 @@ class MemoryTier(Tier[MemoryOptions]):
     def _evict(self) -> None:
         """Drop least-recently-used entries until both bounds hold."""
         data, max_bytes, max_entries = self._data, self._max_bytes, self._max_entries
+        excess = len(data) - max_entries
+        if excess > 0:  # over the count: at least evict_batch at once (Django's culling), never the newest
+            excess = max(excess, min(self._evict_batch, len(data) - 1))
         if max_bytes is None:  # a count bound only: pop the excess in one loop (a get_many backfill)
-            excess = len(data) - max_entries
             if excess > 0:
                 popitem, forget = data.popitem, self._forget
                 for _ in range(excess):
@@ -238,7 +302,7 @@ class MemoryTier(Tier[MemoryOptions]):
                 self._evictions += excess
             return
         evicted = 0
-        while len(data) > max_entries or self._bytes > max_bytes:
+        while evicted < excess or self._bytes > max_bytes:
             key, entry = data.popitem(last=False)
             self._forget(key, entry)
             evicted += 1

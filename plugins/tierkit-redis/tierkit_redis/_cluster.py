@@ -44,6 +44,11 @@ _SUMMED = tuple(name for name in _INFO_FIGURES if name != "redis_version")
 """The single-server INFO figures that add up over the masters."""
 
 
+ATOMIC_HOOKS = ("tierkit_add", "tierkit_incr", "tierkit_touch", "tierkit_has", "tierkit_delete_many")
+"""Hooks of :class:`RedisTier` a cluster tier does not offer yet: their scripts and batches
+name keys of several slots."""
+
+
 class RedisClusterTier(RedisTier):
     """A :class:`RedisTier` whose keys spread over the masters of a Redis Cluster.
 
@@ -61,6 +66,8 @@ class RedisClusterTier(RedisTier):
                 "choose another namespace or set key_prefix"
             )
         self._registries = self.key_prefix + "r:"
+        for hook in ATOMIC_HOOKS:  # single-server scripts: the chain's documented fallbacks serve instead
+            setattr(self, hook, None)
 
     def _connect(self, opts: RedisOptions) -> None:
         self._cluster_client: Any = None  # a RedisCluster; redis-py's cluster API is untyped

@@ -35,6 +35,20 @@ def pack(value: bytes, expires_at: float | None, tags: tuple[str, ...]) -> bytes
     return b"".join((_pack_head(VERSION, deadline, len(block)), block, value))
 
 
+_DEADLINE = struct.Struct("<Bd")
+DEADLINE_SIZE = _DEADLINE.size
+"""Bytes at the start of a stored value that say whose it is and until when it lives."""
+
+
+def is_live(head: bytes, now: float) -> bool:
+    """Whether a stored value starting with ``head`` (at least :data:`DEADLINE_SIZE` bytes) is ours
+    and unexpired at ``now``: what ``has`` asks without fetching the value."""
+    if len(head) < DEADLINE_SIZE:
+        return False
+    version, expires_at = _DEADLINE.unpack_from(head)
+    return bool(version == VERSION and expires_at > now)
+
+
 def unpack(raw: bytes, now: float) -> Entry | None:
     """The entry in ``raw``, or ``None`` if it has expired at ``now`` or is not ours."""
     try:

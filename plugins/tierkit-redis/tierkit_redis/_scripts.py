@@ -98,3 +98,67 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) 
 return 0
 """
 """Release the lock KEYS[1] only if the token ARGV[1] holds it (an expired lock may be another's)."""
+
+_LIVE = """
+local raw = redis.call('GET', KEYS[1])
+if not raw or #raw < 11 then return false end
+local version, deadline, tags_len = struct.unpack('<BdH', raw)
+if version ~= 1 or deadline <= tonumber(ARGV[1]) then return false end
+"""
+"""Shared head of the scripts below: ``raw`` is the live entry (header: :mod:`tierkit_redis._format`),
+or the script answers nil.  ARGV[1]: now, on the chain's clock."""
+
+ADD = (
+    """
+local raw = redis.call('GET', KEYS[1])
+if raw and #raw >= 11 then
+  local version, deadline = struct.unpack('<Bd', raw)
+  if version == 1 and deadline > tonumber(ARGV[3]) then return 0 end
+end"""
+    + TAGGED_SET
+)
+"""``TAGGED_SET`` unless a live entry is there: 1 if stored, 0 if not (first writer wins).
+
+KEYS: the entry, then its tag sets.  ARGV: the stored bytes, the TTL in ms (0 = none), now.
+"""
+
+INCR = (
+    _LIVE
+    + """
+local head = 11 + tags_len
+local digits = string.sub(raw, head + 1)
+if not string.match(digits, '^%-?%d+$') or #digits > 16 then
+  return redis.error_reply('NOTACOUNTER the stored value is not an integer the redis tier counts')
+end
+local value = tonumber(digits)
+if math.abs(value) >= 9007199254740992 or math.abs(value + tonumber(ARGV[2])) >= 9007199254740992 then
+  return redis.error_reply('NOTACOUNTER the count would reach 2**53, beyond what a redis script adds exactly')
+end
+raw = string.sub(raw, 1, head) .. string.format('%.0f', value + tonumber(ARGV[2]))
+redis.call('SET', KEYS[1], raw, 'KEEPTTL')
+return raw
+"""
+)
+"""Add ARGV[2] to the counter (decimal digits) of a live entry, keeping its header and TTL.
+
+KEYS: the entry.  ARGV: now, delta.  Returns the new stored bytes, nil if no live entry.
+"""
+
+TOUCH = (
+    _LIVE
+    + """
+local ttl = tonumber(ARGV[3])
+raw = struct.pack('<Bd', 1, ttl == 0 and math.huge or tonumber(ARGV[2])) .. string.sub(raw, 10)
+if ttl > 0 then
+  redis.call('SET', KEYS[1], raw, 'PX', ttl)
+else
+  redis.call('SET', KEYS[1], raw)
+end
+return raw
+"""
+)
+"""Give a live entry a new deadline in its header and in Redis, without sending its value.
+
+KEYS: the entry.  ARGV: now, the new deadline, the TTL in ms (0 = none).  Returns the
+rewritten bytes (so the caller can extend its tag sets), nil if no live entry.
+"""

@@ -10,17 +10,19 @@ from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 from pydantic import BaseModel
 
-from tierkit import ConfigError, Entry, Tier, TierContext, TierHealth, hookimpl
+from tierkit import ConfigError, Entry, NotACounter, Tier, TierContext, TierHealth, hookimpl
 from tierkit_redis._async import AsyncRedisHooks, LoopClients, without_async_hooks
-from tierkit_redis._format import pack, unpack
+from tierkit_redis._format import DEADLINE_SIZE, is_live, pack, unpack
 from tierkit_redis._options import Options, redacted_url
 from tierkit_redis._options import Options as RedisOptions  # the name Options is the class attribute below
-from tierkit_redis._scripts import INVALIDATE, LOCK, TAGGED_SET, UNLOCK
+from tierkit_redis._scripts import ADD, INCR, INVALIDATE, LOCK, REGISTER, TAGGED_SET, TOUCH, UNLOCK
 
 if TYPE_CHECKING:
     import redis
     from redis.sentinel import Sentinel
 
+EXACT = 2**53
+"""Largest counter a Lua script (double-precision numbers) adds exactly."""
 BATCH = 500
 """Keys per UNLINK, or per invalidation script, when invalidating or clearing."""
 
@@ -167,6 +169,74 @@ class RedisTier(AsyncRedisHooks, Tier[RedisOptions]):
     @hookimpl
     def tierkit_delete(self, key: str) -> bool:
         return bool(self._client.unlink(self._entries + key))
+
+    # -- atomic operations: one script each, atomic on the server ------------------------
+
+    def _lifetime(self, expires_at: float | None, now: float) -> int:
+        """Milliseconds left until ``expires_at`` (0: no expiry, negative: already past)."""
+        return 0 if expires_at is None else ceil((expires_at - now) * 1000) or -1
+
+    @hookimpl
+    def tierkit_add(self, key: str, entry: Entry) -> bool:
+        """First writer wins across processes: the liveness check and the write are one script."""
+        value, expires_at, tags = entry
+        now = self._clock()
+        ttl = self._lifetime(expires_at, now)
+        if ttl < 0:
+            return not self.tierkit_has(key)  # absent: added, and expired at once
+        tag_sets = [self._tag_sets + tag for tag in tags]
+        data = pack(value, expires_at, tags)
+        return bool(self._client.eval(ADD, 1 + len(tag_sets), self._entries + key, *tag_sets, data, ttl, now))
+
+    @hookimpl
+    def tierkit_incr(self, key: str, delta: int) -> Entry | None:
+        """The counter's digits are added to on the server (header and TTL kept), below ±2**53."""
+        if abs(delta) >= EXACT:
+            raise NotACounter(f"delta {delta} is beyond 2**53, the most the redis tier counts exactly")
+        now = self._clock()
+        try:
+            raw = self._client.eval(INCR, 1, self._entries + key, now, delta)
+        except self._response_error as exc:
+            message = str(exc)
+            if message.startswith("NOTACOUNTER "):
+                raise NotACounter(message.removeprefix("NOTACOUNTER ")) from None
+            raise
+        return None if raw is None else unpack(raw, now)
+
+    @hookimpl
+    def tierkit_touch(self, key: str, expires_at: float | None) -> bool:
+        """The header's deadline and the key's expiry are rewritten on the server; the value is not sent."""
+        now = self._clock()
+        name = self._entries + key
+        ttl = self._lifetime(expires_at, now)
+        if ttl < 0:
+            return bool(self._client.unlink(name))
+        raw = self._client.eval(TOUCH, 1, name, now, expires_at or 0, ttl)
+        if raw is None:
+            return False
+        entry = unpack(raw, now)
+        if entry is not None and entry.tags:  # its tag sets must live as long as it does
+            tag_sets = [self._tag_sets + tag for tag in entry.tags]
+            self._client.eval(REGISTER, len(tag_sets), *tag_sets, name, ttl)
+        return True
+
+    @hookimpl
+    def tierkit_has(self, key: str) -> bool:
+        """Reads the first bytes of the value (whose it is, its deadline), never the value."""
+        try:
+            head = self._reader.getrange(self._entries + key, 0, DEADLINE_SIZE - 1)
+        except self._response_error as exc:
+            if str(exc).startswith("WRONGTYPE"):
+                return False
+            raise
+        return is_live(cast(bytes, head), self._clock())
+
+    @hookimpl
+    def tierkit_delete_many(self, keys: Sequence[str]) -> int:
+        if not keys:
+            return 0
+        entries = self._entries
+        return int(self._client.unlink(*(entries + key for key in keys)))
 
     @hookimpl
     def tierkit_invalidate_tags(self, tags: Sequence[str]) -> int:

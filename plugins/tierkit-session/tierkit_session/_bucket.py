@@ -7,7 +7,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from tierkit import Entry
+from tierkit import Entry, NotACounter
 
 
 class Bucket:
@@ -59,15 +59,63 @@ class Bucket:
     def set_many(self, entries: Iterable[tuple[str, Entry]], max_entries: int) -> None:
         """Store entries (each becomes most recently used), then evict down to ``max_entries``."""
         with self.lock:
-            for key, entry in entries:
-                if key in self.entries:
-                    self._remove(key)
-                self.entries[key] = entry
-                for tag in entry.tags:
-                    self.tag_index.setdefault(tag, set()).add(key)
-            while len(self.entries) > max_entries:
-                self._remove(next(iter(self.entries)))
-                self.evictions += 1
+            self._store(entries, max_entries)
+
+    def _store(self, entries: Iterable[tuple[str, Entry]], max_entries: int) -> None:
+        """:meth:`set_many` with the lock held."""
+        for key, entry in entries:
+            if key in self.entries:
+                self._remove(key)
+            self.entries[key] = entry
+            for tag in entry.tags:
+                self.tag_index.setdefault(tag, set()).add(key)
+        while len(self.entries) > max_entries:
+            self._remove(next(iter(self.entries)))
+            self.evictions += 1
+
+    def add(self, key: str, entry: Entry, clock: Callable[[], float], max_entries: int) -> bool:
+        """Store ``entry`` unless a live one is there, under the lock; True if stored."""
+        with self.lock:
+            if self._live(key, clock) is not None:
+                return False
+            self._store(((key, entry),), max_entries)
+            return True
+
+    def incr(self, key: str, delta: int, clock: Callable[[], float]) -> Entry | None:
+        """Add ``delta`` to the ``int`` under ``key``, under the lock; deadline and tags kept."""
+        with self.lock:
+            entry = self._live(key, clock)
+            if entry is None:
+                return None
+            if type(entry.value) is not int:
+                raise NotACounter(f"the stored value is a {type(entry.value).__name__}, not an int")
+            updated = Entry(entry.value + delta, entry.expires_at, entry.tags)
+            self.entries[key] = updated
+            return updated
+
+    def touch(self, key: str, expires_at: float | None, clock: Callable[[], float]) -> bool:
+        """Give the live entry under ``key`` a new deadline, under the lock."""
+        with self.lock:
+            entry = self._live(key, clock)
+            if entry is None:
+                return False
+            self.entries[key] = Entry(entry.value, expires_at, entry.tags)
+            return True
+
+    def delete_many(self, keys: Iterable[str]) -> int:
+        with self.lock:
+            held = [key for key in keys if key in self.entries]
+            for key in held:
+                self._remove(key)
+            return len(held)
+
+    def _live(self, key: str, clock: Callable[[], float]) -> Entry | None:
+        """The unexpired entry under ``key`` (an expired one is removed); the caller holds the lock."""
+        entry = self.entries.get(key)
+        if entry is not None and entry.expires_at is not None and entry.expires_at <= clock():
+            self._remove(key)
+            return None
+        return entry
 
     def delete(self, key: str) -> bool:
         with self.lock:

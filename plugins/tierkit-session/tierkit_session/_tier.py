@@ -120,6 +120,33 @@ class SessionTier(Tier[SessionOptions]):
         bucket = self._bucket()
         return bucket is not None and bucket.delete(key)
 
+    # -- atomic operations, under the bucket's lock (one session's threads: Streamlit has several)
+
+    @hookimpl
+    def tierkit_add(self, key: str, entry: Entry) -> bool:
+        bucket = self._bucket_for_write()
+        return bucket is not None and bucket.add(key, entry, self._clock, self._max_entries)
+
+    @hookimpl
+    def tierkit_incr(self, key: str, delta: int) -> Entry | None:
+        bucket = self._bucket()
+        return None if bucket is None else bucket.incr(key, delta, self._clock)
+
+    @hookimpl
+    def tierkit_touch(self, key: str, expires_at: float | None) -> bool:
+        bucket = self._bucket()
+        return bucket is not None and bucket.touch(key, expires_at, self._clock)
+
+    @hookimpl
+    def tierkit_has(self, key: str) -> bool:
+        bucket = self._bucket()
+        return bucket is not None and bucket.get(key, self._clock) is not None
+
+    @hookimpl
+    def tierkit_delete_many(self, keys: Sequence[str]) -> int:
+        bucket = self._bucket()
+        return 0 if bucket is None else bucket.delete_many(keys)
+
     @hookimpl
     def tierkit_invalidate_tags(self, tags: Sequence[str]) -> int:
         bucket = self._bucket()
