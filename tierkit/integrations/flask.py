@@ -102,6 +102,7 @@ class Tierkit:
         *,
         vary: Iterable[str] = (),
         tags: Iterable[str] = (),
+        persistent: bool = False,
         key_prefix: str = "flask:view:",
         statuses: Iterable[int] = (200,),
     ) -> Callable[[F], F]:
@@ -112,7 +113,8 @@ class Tierkit:
         responses with a status in ``statuses`` and without ``Cache-Control:
         private`` / ``no-store`` are stored; ``Set-Cookie`` is never stored.  A
         request with ``Cache-Control: no-cache`` gets a fresh response, one with
-        ``no-store`` leaves the cache untouched.
+        ``no-store`` leaves the cache untouched.  ``ttl``, ``tags`` and
+        ``persistent`` are those of :meth:`tierkit.Cache.set`.
         """
         vary, tags, statuses = tuple(vary), tuple(tags), frozenset(statuses)
 
@@ -140,7 +142,7 @@ class Tierkit:
                     parts = StoredResponse.capture(
                         response.status_code, response.headers.items(), response.get_data(), ttl
                     )
-                    cache.set(key, parts.to_value(), ttl, tags=tags)
+                    cache.set(key, parts.to_value(), ttl, tags=tags, persistent=persistent)
                 return response
 
             return cast(F, wrapper)
