@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
@@ -23,7 +23,7 @@ def response_key(
     path: str,
     query: Iterable[tuple[str, str]],
     vary: Sequence[str] = (),
-    headers: Mapping[str, str] | None = None,
+    header: Callable[[str], str | None] = lambda name: None,
 ) -> str:
     """The cache key of a response: path, the query string sorted, and the ``vary`` headers' values.
 
@@ -31,8 +31,7 @@ def response_key(
     """
     key = f"{prefix}{path}?{urlencode(sorted(query))}"
     if vary:
-        get = (headers or {}).get
-        key += "|" + "|".join(f"{name.lower()}={get(name) or ''}" for name in vary)
+        key += "|" + urlencode([(name.lower(), header(name) or "") for name in vary])
     return key
 
 

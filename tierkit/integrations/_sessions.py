@@ -11,11 +11,38 @@ from __future__ import annotations
 import secrets
 import threading
 from collections import OrderedDict
-from collections.abc import MutableMapping
-from typing import Any
+from collections.abc import Callable, Iterator, MutableMapping
+from contextlib import AbstractContextManager, ExitStack, contextmanager
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from tierkit._cache import Cache
+
+Binder = Callable[[MutableMapping[str, Any]], "AbstractContextManager[Any] | None"]
 
 SID_KEY = "tierkit_sid"
 """Key of the session id inside the framework's session."""
+
+
+def session_binders(cache: Cache) -> tuple[Binder, ...]:
+    """The ``bind_session`` of each tier class of ``cache``'s chain that keeps per-user sessions."""
+    binders: list[Binder] = []
+    for slot in cache.chain.slots:
+        bind = getattr(type(slot.tier), "bind_session", None)  # optional: tiers of 0.1.0 have none
+        if bind is not None and bind({}) is not None and bind not in binders:
+            binders.append(bind)
+    return tuple(binders)
+
+
+@contextmanager
+def bound(binders: tuple[Binder, ...], store: MutableMapping[str, Any]) -> Iterator[None]:
+    """Every binder's binding of ``store``, for the duration of the block."""
+    with ExitStack() as stack:
+        for bind in binders:
+            binding = bind(store)
+            if binding is not None:
+                stack.enter_context(binding)
+        yield
 
 
 class SessionStores:

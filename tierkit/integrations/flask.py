@@ -18,7 +18,7 @@ from tierkit._config import Settings
 from tierkit._contract import suggest
 from tierkit.errors import ConfigError
 from tierkit.integrations._http import StoredResponse, bypasses_cache, response_key, storable
-from tierkit.integrations._sessions import SessionStores
+from tierkit.integrations._sessions import Binder, SessionStores, bound, session_binders
 
 __all__ = ["CONFIG_PREFIX", "Tierkit", "settings_from_config"]
 
@@ -70,16 +70,15 @@ class Tierkit:
     def init_app(self, app: flask.Flask) -> None:
         cache = self._cache if self._cache is not None else Cache(**settings_from_config(app.config))
         app.extensions["tierkit"] = cache
-        binding = app.config.get("TIERKIT_SESSION_BINDING", EXTENSION_KEYS["TIERKIT_SESSION_BINDING"])
-        if binding and any(slot.kind == "session" for slot in cache.chain.slots):
-            self._bind_sessions(app, SessionStores(app.config.get("TIERKIT_MAX_SESSIONS", 10_000)))
+        binders = session_binders(cache)
+        if binders and app.config.get("TIERKIT_SESSION_BINDING", EXTENSION_KEYS["TIERKIT_SESSION_BINDING"]):
+            max_sessions = app.config.get("TIERKIT_MAX_SESSIONS", EXTENSION_KEYS["TIERKIT_MAX_SESSIONS"])
+            self._bind_sessions(app, binders, SessionStores(max_sessions))
 
     @staticmethod
-    def _bind_sessions(app: flask.Flask, stores: SessionStores) -> None:
-        from tierkit_session import bind  # the chain has a session tier, so its plugin is installed
-
+    def _bind_sessions(app: flask.Flask, binders: tuple[Binder, ...], stores: SessionStores) -> None:
         def bind_session_store() -> None:
-            flask.g._tierkit_binding = binding = bind(stores.for_session(flask.session))
+            flask.g._tierkit_binding = binding = bound(binders, stores.for_session(flask.session))
             binding.__enter__()
 
         def unbind_session_store(error: BaseException | None) -> None:
@@ -126,7 +125,7 @@ class Tierkit:
                     return flask.make_response(view(*args, **kwargs))
                 cache = self.cache
                 key = response_key(
-                    key_prefix, request.path, request.args.items(multi=True), vary, request.headers
+                    key_prefix, request.path, request.args.items(multi=True), vary, request.headers.get
                 )
                 skip_lookup, skip_store = bypasses_cache(request.headers.get("Cache-Control"))
                 if not skip_lookup:
