@@ -8,6 +8,7 @@ default JSON one included — and any tier.
 from __future__ import annotations
 
 import hashlib
+import math
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -127,4 +128,26 @@ class StoredResponse:
 
     def max_age(self) -> int | None:
         """Seconds this response stays fresh from now (``None``: no expiry)."""
-        return None if self.expires_at is None else max(0, int(self.expires_at - time.time()))
+        return None if self.expires_at is None else max(0, math.ceil(self.expires_at - time.time()))
+
+
+@dataclass(frozen=True)
+class ResponsePolicy:
+    """How one view's responses are cached: the arguments of the integrations' view decorators."""
+
+    ttl: float | None
+    vary: tuple[str, ...]
+    tags: tuple[str, ...]
+    persistent: bool
+    key_prefix: str
+    statuses: frozenset[int]
+
+    def key(self, path: str, query: Iterable[tuple[str, str]], header: Callable[[str], str | None]) -> str:
+        return response_key(self.key_prefix, path, query, self.vary, header)
+
+    def capture(self, status: int, headers: Iterable[tuple[str, str]], body: bytes) -> StoredResponse | None:
+        """The response to store, or ``None`` when it must not be stored for other clients."""
+        headers = list(headers)
+        if not storable(status, headers, self.statuses):
+            return None
+        return StoredResponse.capture(status, headers, body, self.ttl)

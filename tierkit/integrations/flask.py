@@ -17,7 +17,7 @@ from tierkit._cache import Cache
 from tierkit._config import Settings
 from tierkit._contract import suggest
 from tierkit.errors import ConfigError
-from tierkit.integrations._http import StoredResponse, bypasses_cache, response_key, storable
+from tierkit.integrations._http import ResponsePolicy, StoredResponse, bypasses_cache
 from tierkit.integrations._sessions import Binder, SessionStores, bound, session_binders
 
 __all__ = ["CONFIG_PREFIX", "Tierkit", "settings_from_config"]
@@ -115,7 +115,7 @@ class Tierkit:
         ``no-store`` leaves the cache untouched.  ``ttl``, ``tags`` and
         ``persistent`` are those of :meth:`tierkit.Cache.set`.
         """
-        vary, tags, statuses = tuple(vary), tuple(tags), frozenset(statuses)
+        policy = ResponsePolicy(ttl, tuple(vary), tuple(tags), persistent, key_prefix, frozenset(statuses))
 
         def decorate(view: F) -> F:
             @functools.wraps(view)
@@ -124,24 +124,19 @@ class Tierkit:
                 if request.method not in ("GET", "HEAD"):
                     return flask.make_response(view(*args, **kwargs))
                 cache = self.cache
-                key = response_key(
-                    key_prefix, request.path, request.args.items(multi=True), vary, request.headers.get
-                )
+                key = policy.key(request.path, request.args.items(multi=True), request.headers.get)
                 skip_lookup, skip_store = bypasses_cache(request.headers.get("Cache-Control"))
                 if not skip_lookup:
                     stored = StoredResponse.from_value(cache.get(key))
                     if stored is not None:
                         return flask.Response(stored.body, stored.status, list(stored.headers))
                 response = flask.make_response(view(*args, **kwargs))
-                if (
-                    not skip_store
-                    and not response.direct_passthrough
-                    and storable(response.status_code, response.headers.items(), statuses)
-                ):
-                    parts = StoredResponse.capture(
-                        response.status_code, response.headers.items(), response.get_data(), ttl
+                if not skip_store and not response.direct_passthrough:
+                    parts = policy.capture(
+                        response.status_code, response.headers.items(), response.get_data()
                     )
-                    cache.set(key, parts.to_value(), ttl, tags=tags, persistent=persistent)
+                    if parts is not None:
+                        cache.set(key, parts.to_value(), ttl, tags=policy.tags, persistent=persistent)
                 return response
 
             return cast(F, wrapper)
