@@ -272,6 +272,18 @@ class Tier(Generic[OptionsT]):
         return None
 
     @classmethod
+    def default_namespace(cls) -> str | None:
+        """Optional: the namespace for a configuration that sets none, derived from the host app.
+
+        Asked of the tier kinds of the order, in order; the first answer wins.
+        The session plugin answers under Streamlit with one derived from the
+        main script's path, so two apps sharing a Redis server or a cache
+        directory do not share entries by default.  It must be cheap and
+        raise nothing.  Default ``None``: the namespace stays ``"default"``.
+        """
+        return None
+
+    @classmethod
     def settings_sources(cls) -> Sequence[SettingsSource]:
         """Extra places :attr:`settings_aliases` variables are read from.
 

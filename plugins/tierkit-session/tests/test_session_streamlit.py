@@ -116,3 +116,51 @@ def test_real_streamlit_script_run() -> None:
     assert (at.session_state["runs_seen"], at.session_state["health"]) == (1, "ok")
     at.run()
     assert at.session_state["runs_seen"] == 2
+
+
+def _run_context(monkeypatch: pytest.MonkeyPatch, script: str) -> None:
+    monkeypatch.setattr(
+        threading.current_thread(), _CTX_ATTR, types.SimpleNamespace(main_script_path=script), raising=False
+    )
+
+
+def test_each_streamlit_app_gets_its_own_default_namespace(
+    fake_streamlit: types.ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import tierkit
+
+    _run_context(monkeypatch, "/srv/sales/app.py")
+    sales = tierkit.Cache(order=["memory", "session"]).settings.namespace
+    assert tierkit.Cache(order=["memory", "session"]).settings.namespace == sales  # stable per app
+    _run_context(monkeypatch, "/srv/stock/app.py")
+    stock = tierkit.Cache(order=["memory", "session"]).settings.namespace
+    assert sales != stock
+    assert sales.startswith("st-app-") and stock.startswith("st-app-")
+    assert tierkit.Cache(order=["memory", "session"], namespace="shared").settings.namespace == "shared"
+
+
+def test_namespace_stays_default_outside_a_script_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    import tierkit
+
+    monkeypatch.delitem(sys.modules, "streamlit", raising=False)
+    assert tierkit.Cache(order=["memory", "session"]).settings.namespace == "default"
+
+
+def test_real_streamlit_apps_get_different_namespaces(tmp_path: Any) -> None:
+    """Two app scripts run by the real Streamlit runtime: the default cache of each has its own namespace."""
+    app_test = pytest.importorskip("streamlit.testing.v1").AppTest
+    script = (
+        "import streamlit as st\n"
+        "import tierkit\n"
+        "st.session_state['ns'] = tierkit.Cache().settings.namespace\n"
+    )
+    namespaces = []
+    for name in ("sales", "stock"):
+        path = tmp_path / name / "streamlit_app.py"
+        path.parent.mkdir()
+        path.write_text(script)
+        at = app_test.from_file(str(path)).run()
+        assert not at.exception
+        namespaces.append(at.session_state["ns"])
+    assert namespaces[0] != namespaces[1]
+    assert all(ns.startswith("st-streamlit_app-") for ns in namespaces)

@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from tierkit import Entry, SettingsSource, Tier, TierContext, TierHealth, hookimpl
 from tierkit_session._binding import bind, current_session
 from tierkit_session._bucket import Bucket
+from tierkit_session._namespace import streamlit_namespace
 from tierkit_session._streamlit import StreamlitSecrets
 
 NO_SESSION = "no active session: wrap requests in tierkit_session.bind(mapping) or run under Streamlit"
@@ -52,6 +53,11 @@ class SessionTier(Tier[SessionOptions]):
     blocking = False  # a dict in the bound session: the async API calls it inline
     default_write = "always"
     default_rank = 300  # after memory and redis, before file
+
+    @classmethod
+    def default_namespace(cls) -> str | None:
+        """Under Streamlit, one namespace per app, from its main script's path (else no opinion)."""
+        return streamlit_namespace()
 
     @classmethod
     def bind_session(cls, session: MutableMapping[str, Any]) -> AbstractContextManager[Any]:
