@@ -1,9 +1,8 @@
 """Streamlit detection.
 
-streamlit is an optional extra, not installed for these tests, so the
-detection is tested against stand-in ``streamlit`` modules placed in
-``sys.modules`` that mimic the two attributes it reads.  The last test runs
-the real thing through ``streamlit.testing`` when streamlit is installed.
+The detection is tested against stand-in ``streamlit`` modules placed in
+``sys.modules`` that mimic the two attributes it reads; the tests marked "real"
+run the real thing through ``streamlit.testing`` (streamlit is in the test extra).
 """
 
 from __future__ import annotations
