@@ -110,7 +110,7 @@ def test_real_streamlit_script_run() -> None:
         st.session_state["runs_seen"] = runs
         st.session_state["health"] = tier.tierkit_health().status
 
-    at = app_test.from_function(app).run()
+    at = app_test.from_function(app, default_timeout=60).run()
     assert not at.exception
     assert (at.session_state["runs_seen"], at.session_state["health"]) == (1, "ok")
     at.run()
@@ -158,7 +158,7 @@ def test_real_streamlit_apps_get_different_namespaces(tmp_path: Any) -> None:
         path = tmp_path / name / "streamlit_app.py"
         path.parent.mkdir()
         path.write_text(script)
-        at = app_test.from_file(str(path)).run()
+        at = app_test.from_file(str(path), default_timeout=60).run()
         assert not at.exception
         namespaces.append(at.session_state["ns"])
     assert namespaces[0] != namespaces[1]
