@@ -177,3 +177,18 @@ def test_app_factory_pattern_and_a_given_cache() -> None:
     ext.init_app(app)
     with app.app_context():
         assert ext.cache is cache
+
+
+def test_a_tier_written_for_0_1_needs_no_session_binding() -> None:
+    """Tiers without the optional bind_session capability: nothing is bound, the app works."""
+    from tests.compat.dict_tier_v0_1 import DictTier
+
+    app = flask.Flask(__name__)
+    Tierkit(app, cache=tierkit.Cache(order=["memory", "dict"], kinds={"dict": DictTier}))
+
+    @app.get("/")
+    def root() -> str:
+        return "ok"
+
+    assert app.test_client().get("/").text == "ok"
+    assert "tierkit.sessions" not in app.extensions

@@ -163,3 +163,11 @@ def test_real_streamlit_apps_get_different_namespaces(tmp_path: Any) -> None:
         namespaces.append(at.session_state["ns"])
     assert namespaces[0] != namespaces[1]
     assert all(ns.startswith("st-streamlit_app-") for ns in namespaces)
+
+
+def test_an_invalid_derived_namespace_names_the_tier_kind(monkeypatch: pytest.MonkeyPatch) -> None:
+    import tierkit
+
+    monkeypatch.setattr(SessionTier, "default_namespace", classmethod(lambda cls: "not a namespace!"))
+    with pytest.raises(tierkit.PluginError, match=r"'session': default_namespace\(\) gave an invalid"):
+        tierkit.Cache(order=["memory", "session"])
