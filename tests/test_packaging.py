@@ -37,7 +37,12 @@ def test_make_dist_installs_with_no_index(tmp_path: Path) -> None:
     if shutil.which("make") is None:
         pytest.fail("make is needed to build dist/")
     dist = tmp_path / "dist"
-    subprocess.run(["make", "-C", str(ROOT), "dist", f"DIST={dist}"], check=True, capture_output=True)
+    # -o: never reinstall the running .venv, even if pyproject.toml is newer than its stamp
+    subprocess.run(
+        ["make", "-C", str(ROOT), "-o", ".venv/.installed", "dist", f"DIST={dist}"],
+        check=True,
+        capture_output=True,
+    )
     names = {path.name.split("-")[0] for path in dist.glob("*.whl")}
     assert {"tierkit", "tierkit_redis", "tierkit_session", "pydantic", "redis"} <= names
 

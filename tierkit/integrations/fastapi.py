@@ -27,7 +27,7 @@ from tierkit.integrations._http import (
     etag_matches,
     etag_of,
 )
-from tierkit.integrations._sessions import SessionStores, bound, session_binders
+from tierkit.integrations._sessions import Binder, SessionStores, bound, session_binders
 
 __all__ = ["CacheDep", "TierkitSessionMiddleware", "cache_lifespan", "cache_response", "get_cache"]
 
@@ -81,6 +81,7 @@ class TierkitSessionMiddleware:
     def __init__(self, app: ASGIApp, max_sessions: int = 10_000) -> None:
         self.app = app
         self.stores = SessionStores(max_sessions)
+        self._binders: tuple[Cache, tuple[Binder, ...]] | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -91,8 +92,10 @@ class TierkitSessionMiddleware:
                 "TierkitSessionMiddleware needs starlette's SessionMiddleware to run first: "
                 "add it after TierkitSessionMiddleware (middleware added last runs first)"
             )
-        binders = session_binders(get_cache(Request(scope)))
-        with bound(binders, self.stores.for_session(scope["session"])):
+        cache = get_cache(Request(scope))
+        if self._binders is None or self._binders[0] is not cache:
+            self._binders = (cache, session_binders(cache))  # once per cache, not per request
+        with bound(self._binders[1], self.stores.for_session(scope["session"])):
             await self.app(scope, receive, send)
 
 
