@@ -43,6 +43,7 @@ dist: $(STAMP)
 	rm -rf $(DIST)
 	$(BIN)/python -m pip wheel --quiet --no-deps --wheel-dir $(DIST) . plugins/tierkit-session plugins/tierkit-redis
 	$(BIN)/python -m pip wheel --quiet --wheel-dir $(DIST) --find-links $(DIST) 'tierkit[redis,session]'
+	rm -rf build plugins/*/build  # setuptools' scratch space in the source tree
 
 # Run the fault suite (tests/faults) and render its results into docs/reliability.md.
 reliability: $(STAMP)

@@ -156,7 +156,7 @@ def test_config_keys_map_onto_settings() -> None:
         {
             "TIERKIT_NAMESPACE": "shop",
             "TIERKIT_DEFAULT_TTL": 30,
-            "TIERKIT_SESSION_BINDING": False,
+            "TIERKIT_BIND_SESSIONS": False,
             "DEBUG": True,
         }
     ) == {"namespace": "shop", "default_ttl": 30}

@@ -108,7 +108,7 @@ class Settings(BaseSettings):
     namespace: str = Field(
         "default",
         description="Keeps caches sharing a server or a directory apart. Unset, a tier kind of the order "
-        "may derive it from the app (the session plugin does under Streamlit: from the main script).",
+        "may derive one from the host app (Tier.default_namespace).",
     )
     order: Annotated[list[str] | None, NoDecode] = Field(
         None,

@@ -25,7 +25,7 @@ __all__ = ["CONFIG_PREFIX", "Tierkit", "settings_from_config"]
 CONFIG_PREFIX = "TIERKIT_"
 """``app.config`` keys with this prefix configure the extension: ``TIERKIT_NAMESPACE`` → ``namespace``."""
 
-EXTENSION_KEYS = {"TIERKIT_SESSION_BINDING": True, "TIERKIT_MAX_SESSIONS": 10_000}
+EXTENSION_KEYS = {"TIERKIT_BIND_SESSIONS": True, "TIERKIT_MAX_SESSIONS": 10_000}
 """Keys of the extension itself (with their defaults), not of :class:`~tierkit.Settings`."""
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -56,7 +56,7 @@ class Tierkit:
 
     ``init_app`` builds the app's :class:`~tierkit.Cache` from its ``TIERKIT_…``
     config keys (or takes ``cache=``) and, when the chain has a session tier,
-    binds each request to that user's session store (``TIERKIT_SESSION_BINDING``,
+    binds each request to that user's session store (``TIERKIT_BIND_SESSIONS``,
     default on; ``TIERKIT_MAX_SESSIONS`` stores are kept, least recently used go
     first).  The session id lives in ``flask.session``, so the app needs a
     ``secret_key``.  :meth:`cached` caches views.
@@ -71,7 +71,7 @@ class Tierkit:
         cache = self._cache if self._cache is not None else Cache(**settings_from_config(app.config))
         app.extensions["tierkit"] = cache
         binders = session_binders(cache)
-        if binders and app.config.get("TIERKIT_SESSION_BINDING", EXTENSION_KEYS["TIERKIT_SESSION_BINDING"]):
+        if binders and app.config.get("TIERKIT_BIND_SESSIONS", EXTENSION_KEYS["TIERKIT_BIND_SESSIONS"]):
             max_sessions = app.config.get("TIERKIT_MAX_SESSIONS", EXTENSION_KEYS["TIERKIT_MAX_SESSIONS"])
             self._bind_sessions(app, binders, SessionStores(max_sessions))
 
