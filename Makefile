@@ -5,8 +5,9 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+DIST   ?= dist
 
-.PHONY: install demo test lint docs bench reliability clean
+.PHONY: install demo test lint docs bench reliability dist clean
 
 $(STAMP): pyproject.toml plugins/tierkit-session/pyproject.toml plugins/tierkit-redis/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -35,10 +36,19 @@ docs: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks
 
+# Wheels of tierkit, of each plugin, and of everything they depend on (for this platform and
+# Python), so that `pip install --no-index --find-links dist "tierkit[redis,session]"` works
+# on a machine without index access.  Building needs the index once (setuptools, dependencies).
+dist: $(STAMP)
+	rm -rf $(DIST)
+	$(BIN)/python -m pip wheel --quiet --no-deps --wheel-dir $(DIST) . plugins/tierkit-session plugins/tierkit-redis
+	$(BIN)/python -m pip wheel --quiet --wheel-dir $(DIST) --find-links $(DIST) 'tierkit[redis,session]'
+	rm -rf build plugins/*/build  # setuptools' scratch space in the source tree
+
 # Run the fault suite (tests/faults) and render its results into docs/reliability.md.
 reliability: $(STAMP)
 	$(BIN)/python -m pytest tests/faults -q --ignore=tests/faults/test_reliability_page.py
 	$(BIN)/python -m tests.faults.report
 
 clean:
-	rm -rf $(VENV) site .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) site dist .mypy_cache .ruff_cache .hypothesis

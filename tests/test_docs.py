@@ -20,6 +20,8 @@ Markers, as HTML comments the rendered page does not show:
 
 * ``<!-- docs-test: skip <reason> -->`` before a block leaves it out (code that needs
   Streamlit or a web framework, placeholders such as ``<password>``);
+* ``<!-- docs-test: file <reason> -->`` before a ``python`` block writes it to its path without running it
+  as part of the section's script (an app that another block runs its own way, e.g. Streamlit's ``AppTest``);
 * ``<!-- docs-test: needs flask -->`` in a section skips it unless the module imports
   (framework examples; optional dependencies are not installed for the test suite);
 * ``<!-- docs-test: redis -->`` in a section runs it against a real Redis: a private
@@ -75,6 +77,9 @@ EXAMPLE_PAGES = (
     "values.md",
     "stampede.md",
     "django.md",
+    "flask.md",
+    "fastapi.md",
+    "streamlit.md",
 )
 OUTPUT_CHECKED = {"getting-started.md", "configuration.md", "keys.md"}
 """Pages whose ``output`` blocks are compared with what their examples print (the others' are not yet
@@ -86,7 +91,7 @@ NOT_FILES = {"text", "output"}
 _FENCE = re.compile(r"^(?P<indent>[ \t]*)(?P<fence>```+|~~~+)\s*(?P<lang>[\w+-]*)(?P<attrs>.*)$")
 _TITLE = re.compile(r'title="(?P<title>[^"]+)"')
 _HEADING = re.compile(r"^#{1,6}\s+(?P<text>.+?)\s*#*\s*$")
-_MARKER = re.compile(r"^\s*<!--\s*docs-test:\s*(?P<what>skip|redis|needs)\b\s*(?P<reason>.*?)\s*-->\s*$")
+_MARKER = re.compile(r"^\s*<!--\s*docs-test:\s*(?P<what>skip|redis|needs|file)\b\s*(?P<reason>.*?)\s*-->\s*$")
 _TAB = re.compile(r'^\s*===\+?\s+"(?P<title>[^"]+)"\s*$')
 _EXPORT = re.compile(r"^(?:\$\s+)?export\s+(?P<name>[A-Za-z_][A-Za-z0-9_]*)=(?P<value>.*)$")
 
@@ -310,6 +315,7 @@ class Block:
     code: str
     line: int
     skip: str | None = None
+    file_only: bool = False
 
 
 @dataclass
@@ -338,6 +344,7 @@ def parse_page(page: str) -> list[Section]:
     sections = [Section(page, "(top)", 1)]
     heading_text = "(top)"
     pending_skip: str | None = None
+    pending_file = False
     i = 0
     while i < len(lines):
         line = lines[i]
@@ -348,6 +355,8 @@ def parse_page(page: str) -> list[Section]:
         if marker:
             if marker["what"] == "skip":
                 pending_skip = marker["reason"] or "marked skip"
+            elif marker["what"] == "file":
+                pending_file = True
             elif marker["what"] == "needs":
                 sections[-1].needs_modules += marker["reason"].split()
             else:
@@ -373,9 +382,10 @@ def parse_page(page: str) -> list[Section]:
                     code="\n".join(body) + "\n",
                     line=start,
                     skip=pending_skip,
+                    file_only=pending_file,
                 )
             )
-            pending_skip = None
+            pending_skip, pending_file = None, False
         i += 1
     return sections
 
@@ -531,7 +541,7 @@ def test_example_runs(
             path = isolated_config / block.title
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(code)
-        if block.lang == "python":
+        if block.lang == "python" and not block.file_only:
             script += [""] * (block.line - len(script))
             script += code.splitlines()
     if script:

@@ -27,7 +27,15 @@ from typing import Annotated, Any, Literal
 
 import orjson
 from dotenv import dotenv_values
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     DotEnvSettingsSource,
@@ -97,7 +105,11 @@ class Settings(BaseSettings):
         hide_input_in_errors=True,  # inputs may be secrets
     )
 
-    namespace: str = Field("default", description="Keeps caches sharing a server or a directory apart.")
+    namespace: str = Field(
+        "default",
+        description="Keeps caches sharing a server or a directory apart. Unset, a tier kind of the order "
+        "may derive one from the host app (Tier.default_namespace).",
+    )
     order: Annotated[list[str] | None, NoDecode] = Field(
         None,
         description="Tier names, fastest first. Default: every installed kind with a default_rank, "
@@ -153,6 +165,14 @@ class Settings(BaseSettings):
         if not _NAME.fullmatch(value):
             raise ValueError("must be 1-64 characters of letters, digits, '_', '.', '-'")
         return value
+
+    @model_validator(mode="after")
+    def _host_namespace(self) -> Settings:
+        if "namespace" not in self.model_fields_set:
+            derived = host_namespace(self.tier_names())
+            if derived is not None:
+                self.namespace = derived
+        return self
 
     @field_validator("order", mode="before")
     @classmethod
@@ -236,6 +256,18 @@ def plugin_declarations(kinds: Iterable[str]) -> PluginDeclarations:
         for _, cls in _tier_classes(installed_entry_points()):
             sources.extend(s for s in cls.settings_sources() if s not in sources)
     return PluginDeclarations(aliases, sources)
+
+
+def host_namespace(kinds: Iterable[str]) -> str | None:
+    """The first namespace a tier class of ``kinds`` derives from the host app, if any."""
+    for kind, cls in _tier_classes(kinds):
+        derive = getattr(cls, "default_namespace", None)  # optional: tiers of 0.1.0 have none
+        namespace = derive() if derive is not None else None
+        if namespace is not None:
+            if not isinstance(namespace, str) or not _NAME.fullmatch(namespace):
+                raise PluginError(f"tier kind {kind!r}: default_namespace() gave an invalid namespace")
+            return namespace
+    return None
 
 
 def _tier_classes(kinds: Iterable[str]) -> list[tuple[str, Any]]:

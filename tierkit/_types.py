@@ -6,7 +6,8 @@ import enum
 import functools
 import math
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, MutableMapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Final, Generic, Literal, NamedTuple, Protocol, TypeVar
 
@@ -262,6 +263,29 @@ class Tier(Generic[OptionsT]):
         order and in an explicit one alike, so that one configuration serves a
         laptop without Redis and a deployment with ``REDIS_URL``.  (An unknown
         *kind* in an explicit order is a ``ConfigError``.)
+        """
+        return None
+
+    @classmethod
+    def bind_session(cls, session: MutableMapping[str, Any]) -> AbstractContextManager[Any] | None:
+        """Optional, for tiers that keep entries in the current user's session: a context manager
+        that makes ``session`` (a per-user store of Python objects) current while it is entered.
+
+        The web-framework integrations (:mod:`tierkit.integrations.flask`,
+        :mod:`tierkit.integrations.fastapi`) enter it around each request.
+        Default ``None``: the tier has no per-user session, nothing is bound.
+        """
+        return None
+
+    @classmethod
+    def default_namespace(cls) -> str | None:
+        """Optional: the namespace for a configuration that sets none, derived from the host app.
+
+        Asked of the tier kinds of the order, in order; the first answer wins.
+        The session plugin answers under Streamlit with one derived from the
+        main script's path, so two apps sharing a Redis server or a cache
+        directory do not share entries by default.  It must be cheap and
+        raise nothing.  Default ``None``: the namespace stays ``"default"``.
         """
         return None
 

@@ -1,9 +1,8 @@
 """Streamlit detection.
 
-streamlit is an optional extra, not installed for these tests, so the
-detection is tested against stand-in ``streamlit`` modules placed in
-``sys.modules`` that mimic the two attributes it reads.  The last test runs
-the real thing through ``streamlit.testing`` when streamlit is installed.
+The detection is tested against stand-in ``streamlit`` modules placed in
+``sys.modules`` that mimic the two attributes it reads; the tests marked "real"
+run the real thing through ``streamlit.testing`` (streamlit is in the test extra).
 """
 
 from __future__ import annotations
@@ -111,8 +110,64 @@ def test_real_streamlit_script_run() -> None:
         st.session_state["runs_seen"] = runs
         st.session_state["health"] = tier.tierkit_health().status
 
-    at = app_test.from_function(app).run()
+    at = app_test.from_function(app, default_timeout=60).run()
     assert not at.exception
     assert (at.session_state["runs_seen"], at.session_state["health"]) == (1, "ok")
     at.run()
     assert at.session_state["runs_seen"] == 2
+
+
+def _run_context(monkeypatch: pytest.MonkeyPatch, script: str) -> None:
+    monkeypatch.setattr(
+        threading.current_thread(), _CTX_ATTR, types.SimpleNamespace(main_script_path=script), raising=False
+    )
+
+
+def test_each_streamlit_app_gets_its_own_default_namespace(
+    fake_streamlit: types.ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import tierkit
+
+    _run_context(monkeypatch, "/srv/sales/app.py")
+    sales = tierkit.Cache(order=["memory", "session"]).settings.namespace
+    assert tierkit.Cache(order=["memory", "session"]).settings.namespace == sales  # stable per app
+    _run_context(monkeypatch, "/srv/stock/app.py")
+    stock = tierkit.Cache(order=["memory", "session"]).settings.namespace
+    assert sales != stock
+    assert sales.startswith("st-app-") and stock.startswith("st-app-")
+    assert tierkit.Cache(order=["memory", "session"], namespace="shared").settings.namespace == "shared"
+
+
+def test_namespace_stays_default_outside_a_script_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    import tierkit
+
+    monkeypatch.delitem(sys.modules, "streamlit", raising=False)
+    assert tierkit.Cache(order=["memory", "session"]).settings.namespace == "default"
+
+
+def test_real_streamlit_apps_get_different_namespaces(tmp_path: Any) -> None:
+    """Two app scripts run by the real Streamlit runtime: the default cache of each has its own namespace."""
+    app_test = pytest.importorskip("streamlit.testing.v1").AppTest
+    script = (
+        "import streamlit as st\n"
+        "import tierkit\n"
+        "st.session_state['ns'] = tierkit.Cache().settings.namespace\n"
+    )
+    namespaces = []
+    for name in ("sales", "stock"):
+        path = tmp_path / name / "streamlit_app.py"
+        path.parent.mkdir()
+        path.write_text(script)
+        at = app_test.from_file(str(path), default_timeout=60).run()
+        assert not at.exception
+        namespaces.append(at.session_state["ns"])
+    assert namespaces[0] != namespaces[1]
+    assert all(ns.startswith("st-streamlit_app-") for ns in namespaces)
+
+
+def test_an_invalid_derived_namespace_names_the_tier_kind(monkeypatch: pytest.MonkeyPatch) -> None:
+    import tierkit
+
+    monkeypatch.setattr(SessionTier, "default_namespace", classmethod(lambda cls: "not a namespace!"))
+    with pytest.raises(tierkit.PluginError, match=r"'session': default_namespace\(\) gave an invalid"):
+        tierkit.Cache(order=["memory", "session"])

@@ -49,7 +49,10 @@ class StreamlitSecrets:
     def __call__(self) -> dict[str, Any]:
         if streamlit_session_state() is not None:
             secrets = sys.modules["streamlit"].secrets
-            return {key: secrets[key] for key in secrets}
+            try:
+                return {key: secrets[key] for key in secrets}
+            except FileNotFoundError:  # an app with no secrets at all (Streamlit's error subclasses it)
+                return {}
         for path in secrets_files():
             try:
                 text = path.read_text()

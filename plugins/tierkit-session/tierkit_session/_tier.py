@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping, MutableMapping, Sequence
+from contextlib import AbstractContextManager
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from tierkit import Entry, SettingsSource, Tier, TierContext, TierHealth, hookimpl
-from tierkit_session._binding import current_session
+from tierkit_session._binding import bind, current_session
 from tierkit_session._bucket import Bucket
+from tierkit_session._namespace import streamlit_namespace
 from tierkit_session._streamlit import StreamlitSecrets
 
 NO_SESSION = "no active session: wrap requests in tierkit_session.bind(mapping) or run under Streamlit"
@@ -51,6 +53,16 @@ class SessionTier(Tier[SessionOptions]):
     blocking = False  # a dict in the bound session: the async API calls it inline
     default_write = "always"
     default_rank = 300  # after memory and redis, before file
+
+    @classmethod
+    def default_namespace(cls) -> str | None:
+        """Under Streamlit, one namespace per app, from its main script's path (else no opinion)."""
+        return streamlit_namespace()
+
+    @classmethod
+    def bind_session(cls, session: MutableMapping[str, Any]) -> AbstractContextManager[Any]:
+        """:func:`tierkit_session.bind`: how the web-framework integrations bind each request."""
+        return bind(session)
 
     @classmethod
     def settings_sources(cls) -> tuple[SettingsSource, ...]:
