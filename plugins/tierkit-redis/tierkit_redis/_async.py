@@ -30,7 +30,8 @@ def connect_async(options: Options) -> redis.asyncio.Redis:
     """A ``redis.asyncio`` client for ``options`` (connects lazily, in the running loop).
 
     Coroutines are not bounded the way threads are: past ``max_connections`` a
-    call waits for a free connection (up to ``socket_timeout``) instead of failing.
+    call waits for a free connection (up to ``socket_timeout``) instead of failing
+    (:class:`~tierkit_redis._apool.WaitingConnectionPool`).
     The driver's version is given, not looked up: redis-py would otherwise read
     its package metadata from disk for every new connection, on the loop.
     """
@@ -41,6 +42,7 @@ def connect_async(options: Options) -> redis.asyncio.Redis:
     from redis.driver_info import DriverInfo
     from redis.exceptions import ConnectionError as RedisConnectionError
 
+    from tierkit_redis._apool import WaitingConnectionPool
     from tierkit_redis._client import _client_kwargs
 
     if options.url is None:
@@ -48,8 +50,9 @@ def connect_async(options: Options) -> redis.asyncio.Redis:
     url, kwargs = options.url.get_secret_value(), _client_kwargs(options)
     kwargs["retry"] = Retry(NoBackoff(), options.retries, supported_errors=(RedisConnectionError,))
     kwargs["driver_info"] = DriverInfo(name="redis-py", lib_version=redis.__version__)
-    pool = redis.asyncio.BlockingConnectionPool.from_url(url, timeout=options.socket_timeout, **kwargs)
+    pool = WaitingConnectionPool.from_url(url, wait_timeout=options.socket_timeout, **kwargs)
     return redis.asyncio.Redis(connection_pool=pool)
+
 
 
 def without_async_hooks(tier: object) -> None:
