@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from tierkit import Entry, hookimpl
 from tierkit.hookspecs import ASYNC_HOOKS
-from tierkit_redis._format import unpack
+from tierkit_redis._format import unpack, unpack_many
 from tierkit_redis._options import Options
 from tierkit_redis._scripts import INVALIDATE
 
@@ -121,17 +121,8 @@ class AsyncRedisHooks:
         if not keys:
             return {}
         entries = self._entries
-        raws = cast(
-            "list[bytes | None]", await self._aclients.current().mget([entries + key for key in keys])
-        )
-        now = self._clock()
-        found: dict[str, Entry] = {}
-        for key, raw in zip(keys, raws, strict=True):
-            if raw is not None:
-                entry = unpack(raw, now)
-                if entry is not None:
-                    found[key] = entry
-        return found
+        raws = await self._aclients.current().mget([entries + key for key in keys])
+        return unpack_many(keys, cast("list[bytes | None]", raws), self._clock())
 
     @hookimpl
     async def tierkit_aset(self, key: str, entry: Entry) -> None:

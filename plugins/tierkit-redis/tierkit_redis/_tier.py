@@ -12,7 +12,7 @@ from pydantic import BaseModel
 
 from tierkit import ConfigError, Entry, Tier, TierContext, TierHealth, hookimpl
 from tierkit_redis._async import AsyncRedisHooks, LoopClients, without_async_hooks
-from tierkit_redis._format import pack, unpack
+from tierkit_redis._format import pack, unpack, unpack_many
 from tierkit_redis._options import Options, redacted_url
 from tierkit_redis._options import Options as RedisOptions  # the name Options is the class attribute below
 from tierkit_redis._scripts import INVALIDATE, TAGGED_SET
@@ -122,15 +122,8 @@ class RedisTier(AsyncRedisHooks, Tier[RedisOptions]):
         if not keys:
             return {}
         entries = self._entries
-        raws = cast("list[bytes | None]", self._reader.mget([entries + key for key in keys]))
-        now = self._clock()
-        found: dict[str, Entry] = {}
-        for key, raw in zip(keys, raws, strict=True):
-            if raw is not None:
-                entry = unpack(raw, now)
-                if entry is not None:
-                    found[key] = entry
-        return found
+        raws = self._reader.mget([entries + key for key in keys])
+        return unpack_many(keys, cast("list[bytes | None]", raws), self._clock())
 
     @hookimpl
     def tierkit_set(self, key: str, entry: Entry) -> None:
