@@ -1,4 +1,4 @@
-"""An async connection pool that waits for a free connection only when it has none."""
+"""Async connection pools that wait for a free connection only when they have none."""
 
 from __future__ import annotations
 
@@ -7,12 +7,13 @@ import collections
 from typing import Any
 
 import redis.asyncio
+from redis.asyncio.sentinel import SentinelConnectionPool
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import MaxConnectionsError
 
 
-class WaitingConnectionPool(redis.asyncio.ConnectionPool):
-    """``redis.asyncio.ConnectionPool`` that, past ``max_connections``, waits up to ``wait_timeout``.
+class Waiting(redis.asyncio.ConnectionPool):
+    """A ``redis.asyncio`` pool that, past ``max_connections``, waits up to ``wait_timeout``.
 
     redis-py's ``BlockingConnectionPool`` waits too, but takes an ``asyncio.Condition``
     and opens a timeout scope on every call, which cost about 15 % of an async
@@ -28,7 +29,7 @@ class WaitingConnectionPool(redis.asyncio.ConnectionPool):
     async def get_connection(self, *args: Any, **kwargs: Any) -> Any:
         """A connection from the pool; past the limit, the next one released (or ``ConnectionError``)."""
         try:
-            return await super().get_connection()
+            return await super().get_connection()  # type: ignore[no-untyped-call]
         except MaxConnectionsError:
             pass
         loop = asyncio.get_running_loop()
@@ -36,7 +37,7 @@ class WaitingConnectionPool(redis.asyncio.ConnectionPool):
         while True:
             await self._wait(loop, deadline)
             try:
-                return await super().get_connection()
+                return await super().get_connection()  # type: ignore[no-untyped-call]
             except MaxConnectionsError:
                 continue  # another caller took it first: wait for the next release
 
@@ -67,3 +68,11 @@ class WaitingConnectionPool(redis.asyncio.ConnectionPool):
             if not waiter.done():
                 waiter.set_result(None)
                 return
+
+
+class WaitingConnectionPool(Waiting):
+    """A single server's pool."""
+
+
+class WaitingSentinelConnectionPool(Waiting, SentinelConnectionPool):
+    """The pool of a master (or replicas) that the Sentinels name."""

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, cast
 from pydantic import BaseModel
 
 from tierkit import ConfigError, Entry, Tier, TierContext, TierHealth, hookimpl
-from tierkit_redis._async import AsyncRedisHooks, LoopClients, without_async_hooks
+from tierkit_redis._async import AsyncRedisHooks, LoopClients
 from tierkit_redis._format import pack, unpack, unpack_many
 from tierkit_redis._options import Options, redacted_url
 from tierkit_redis._options import Options as RedisOptions  # the name Options is the class attribute below
@@ -83,8 +83,6 @@ class RedisTier(AsyncRedisHooks, Tier[RedisOptions]):
         self._server_version: str | None = None
         self._connect(opts)
         self._aclients = LoopClients(opts)
-        if opts.cluster or opts.sentinels:  # no async client for these yet: sync hooks in a thread
-            without_async_hooks(self)
 
     def _connect(self, opts: RedisOptions) -> None:
         """Make the clients: one server, or the master (and replicas) a Sentinel names."""
