@@ -30,7 +30,7 @@ HEAL_WITHIN = 15.0
 
 def scaled_tier(clock: FakeClock, **options: object) -> RedisTier:
     context = make_context(clock, name="redis", namespace=f"aso-{uuid.uuid4().hex[:12]}")
-    return RedisTier(Options(socket_timeout=2, connect_timeout=2, **options), context)  # type: ignore[arg-type]
+    return RedisTier(Options(socket_timeout=2, connect_timeout=2, **options), context)
 
 
 class TestRedisClusterAsyncConformance(AsyncTierConformance):
