@@ -113,7 +113,7 @@ async def test_200_coroutines_on_one_cold_key_run_the_factory_once(
 async def test_past_max_connections_calls_wait_for_a_free_connection(
     redis_url: str, make_cache: Callable[..., Cache]
 ) -> None:
-    cache = make_cache(redis_url, order=("redis",), max_connections=2, socket_timeout=2)
+    cache = make_cache(redis_url, order=("redis",), max_connections=2, socket_timeout=2, connect_timeout=2)
     assert await cache.aset_many({f"k{n}": n for n in range(50)}) == []
     assert await asyncio.gather(*(cache.aget(f"k{n}") for n in range(50))) == list(range(50))
     assert await asyncio.gather(*(cache.aget_many([f"k{n}"]) for n in range(50))) == [
