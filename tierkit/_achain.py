@@ -30,6 +30,7 @@ from tierkit._chain import (
     _Hit,
     check_invalidation,
     check_key,
+    check_keys,
     encode_all,
 )
 from tierkit._codec import Codec
@@ -261,8 +262,7 @@ class AsyncChain:
         chain = self.chain
         codec = codec or chain.codec
         wanted = dict.fromkeys(keys)
-        for key in wanted:
-            check_key(key)
+        check_keys(wanted)
         found: dict[str, Any] = {}
         for index, slot in enumerate(chain.slots):
             if not wanted:
@@ -274,9 +274,13 @@ class AsyncChain:
             slot.hits += len(hits)
             slot.misses += len(wanted) - len(hits)
             if hits:
-                found.update((key, hit[0]) for key, hit in hits.items())
+                for key, hit in hits.items():
+                    found[key] = hit[0]
                 if index:
                     await self._backfill(index, hits)
+                if len(hits) == len(wanted):
+                    wanted = {}
+                    break
                 wanted = {key: None for key in wanted if key not in hits}
         chain.misses += len(wanted)
         return found

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import operator
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -528,9 +529,7 @@ class Chain:
         """Values of the keys that hit (misses are absent), one batch per tier."""
         codec = codec or self.codec
         wanted = dict.fromkeys(keys)
-        for key in wanted:
-            if type(key) is not str or not key or not key.isascii():  # the common key needs no call
-                check_key(key)
+        check_keys(wanted)
         found: dict[str, Any] = {}
         for index, slot in enumerate(self.slots):
             if not wanted:
@@ -560,26 +559,29 @@ class Chain:
             if entries is not UNAVAILABLE:
                 slot.violated("tierkit_get_many", "a Mapping of key to Entry", entries)
             return None
-        holds_bytes, decode = slot.holds_bytes, codec.decode
-        hits: dict[str, _Hit] = {}
-        undecodable: list[tuple[str, CodecError]] = []
-        for key, entry in entries.items():
-            if type(entry) is not Entry or (holds_bytes and type(entry[0]) is not bytes):
-                expected = "Entry values holding bytes" if holds_bytes else "Entry values"
-                slot.violated("tierkit_get_many", expected, entry[0] if type(entry) is Entry else entry)
-                return None
-            if key not in wanted:
-                continue
-            if not holds_bytes:
-                hits[key] = (entry[0], None, entry)
-                continue
-            try:
-                hits[key] = (decode(entry[0]), entry[0], entry)
-            except CodecError as exc:
-                undecodable.append((key, exc))
+        holds_bytes = slot.holds_bytes
+        values = entries.values()
+        if {*map(type, values)} - _ENTRY or (holds_bytes and {*map(type, map(_first, values))} - _BYTES):
+            for entry in values:  # find the culprit, to name it
+                if type(entry) is not Entry or (holds_bytes and type(entry[0]) is not bytes):
+                    expected = "Entry values holding bytes" if holds_bytes else "Entry values"
+                    slot.violated("tierkit_get_many", expected, entry[0] if type(entry) is Entry else entry)
+                    return None
         slot.ok()
-        for key, error in undecodable:
-            self._undecodable(slot, key, error, now)
+        hits: dict[str, _Hit] = {}
+        if not holds_bytes:
+            for key, entry in entries.items():
+                if key in wanted:
+                    hits[key] = (entry[0], None, entry)
+            return hits
+        decode = codec.decode
+        for key, entry in entries.items():
+            if key in wanted:
+                payload = entry[0]
+                try:
+                    hits[key] = (decode(payload), payload, entry)
+                except CodecError as exc:
+                    self._undecodable(slot, key, exc, now)
         return hits
 
     def _backfill(self, index: int, hits: Mapping[str, _Hit]) -> None:
@@ -1055,6 +1057,20 @@ def check_key(key: Any) -> None:
     if type(key) is not str or not key:
         raise TypeError(f"cache keys must be non-empty str, got {key!r} ({type(key).__name__})")
     check_text(key, "cache key")
+
+
+def check_keys(keys: Mapping[Any, Any]) -> None:
+    """:func:`check_key` for each key of ``keys``; the common case (non-empty ASCII str) checked in C."""
+    if {*map(type, keys)} <= _STR and "" not in keys and "".join(keys).isascii():
+        return
+    for key in keys:
+        check_key(key)
+
+
+_STR = frozenset((str,))
+_ENTRY = frozenset((Entry,))
+_BYTES = frozenset((bytes,))
+_first = operator.itemgetter(0)
 
 
 def check_text(text: str, what: str) -> None:

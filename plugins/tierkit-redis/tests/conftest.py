@@ -6,7 +6,8 @@
 * ``tls_files`` (session): a self-signed CA, a server certificate it signed, and an
   unrelated CA, made with ``openssl``.
 * ``redis_cluster`` (session) and ``make_cluster``: Redis Clusters of 3 masters with a
-  replica each; ``make_sentinels``: a master, a replica and 3 Sentinels.
+  replica each; ``redis_sentinels`` (session) and ``make_sentinels``: a master, a replica
+  and 3 Sentinels.
 
 Without a redis-server binary (and, for ``redis_url``, without the variable) the
 tests skip with the reason; under ``CI=true`` they fail instead.
@@ -88,6 +89,17 @@ def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]
         yield cluster.start()
     finally:
         cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_sentinels(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SentinelGroup]:
+    """A Sentinel group shared by the session's tests that do not break it (each uses its own prefix)."""
+    _need_topology_tools()
+    group = SentinelGroup(tmp_path_factory.mktemp("sentinels"))
+    try:
+        yield group.start()
+    finally:
+        group.stop()
 
 
 @pytest.fixture

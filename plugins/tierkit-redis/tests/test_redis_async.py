@@ -29,8 +29,11 @@ __all__ = ["silent_listener"]  # a fixture, used below
 
 TIMEOUT = 0.25
 LAG_LIMIT = 0.100
-"""Well under one timeout.  Issue 11's target is 20 ms; on this 2-core machine under load, opening
-new connections stalled the loop 30-400 ms, so 20 ms is not yet shown and the limit is not it."""
+"""Well under one timeout.  Issue 11's target is 20 ms: met on an otherwise idle 2-core machine
+(p99 1-8 ms, no callback over 8 ms in asyncio debug mode), but with other processes competing for
+the cores an idle 5 ms ticker alone lags 7-15 ms at p99 and this scenario 12-58 ms, mostly the
+scheduler's and the burst of sockets closed when ~64 calls time out together; so the test holds
+"far below a timeout", not 20 ms."""
 
 
 @pytest.fixture
@@ -105,6 +108,37 @@ async def test_200_coroutines_on_one_cold_key_run_the_factory_once(
     await cache.aclear(["memory"])
     assert await cache.aget("cold") == {"v": 1}  # stored in Redis too
     await cache.aclose()
+
+
+async def test_past_max_connections_calls_wait_for_a_free_connection(
+    redis_url: str, make_cache: Callable[..., Cache]
+) -> None:
+    cache = make_cache(redis_url, order=("redis",), max_connections=2, socket_timeout=2, connect_timeout=2)
+    assert await cache.aset_many({f"k{n}": n for n in range(50)}) == []
+    assert await asyncio.gather(*(cache.aget(f"k{n}") for n in range(50))) == list(range(50))
+    assert await asyncio.gather(*(cache.aget_many([f"k{n}"]) for n in range(50))) == [
+        {f"k{n}": n} for n in range(50)
+    ]
+    assert cache.stats()["tiers"]["redis"]["errors"] == 0
+    pool = cache.chain.slots[0].tier._aclients.current().connection_pool  # type: ignore[attr-defined]
+    assert len(pool._in_use_connections) + len(pool._available_connections) <= 2
+    await cache.aclose()
+
+
+async def test_a_waiter_cancelled_after_its_wake_up_passes_it_on(redis_url: str) -> None:
+    from tierkit_redis._apool import WaitingConnectionPool
+
+    pool = WaitingConnectionPool.from_url(redis_url, max_connections=1, wait_timeout=5)
+    held = await pool.get_connection()
+    first = asyncio.create_task(pool.get_connection())
+    second = asyncio.create_task(pool.get_connection())
+    await asyncio.sleep(0.01)  # both wait
+    await pool.release(held)  # wakes `first` ...
+    first.cancel()  # ... which is cancelled before it runs: `second` must get the connection
+    connection = await asyncio.wait_for(second, 5)
+    assert first.cancelled()
+    await pool.release(connection)
+    await pool.disconnect()
 
 
 def test_each_event_loop_gets_its_own_client(redis_url: str, make_cache: Callable[..., Cache]) -> None:

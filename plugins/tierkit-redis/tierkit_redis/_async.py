@@ -3,8 +3,9 @@
 A ``redis.asyncio`` connection belongs to the event loop it was opened in, so
 the tier keeps one client per running loop (:class:`LoopClients`): an app's
 loop, a test client's loop and ``asyncio.run`` calls each get their own pool,
-with the sync client's URL, TLS, ACL user, timeouts and pool size.  Only the
-standalone-server client exists for now (cluster and sentinel: later).
+with the sync client's URL, TLS, ACL user, timeouts and pool size
+(:mod:`tierkit_redis._aclient`): one server, a Sentinel-managed master, or a
+cluster (whose hooks :class:`~tierkit_redis._cluster.RedisClusterTier` adapts).
 """
 
 from __future__ import annotations
@@ -15,81 +16,55 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
 from tierkit import Entry, hookimpl
-from tierkit.hookspecs import ASYNC_HOOKS
-from tierkit_redis._format import unpack
+from tierkit_redis._format import unpack, unpack_many
 from tierkit_redis._options import Options
 from tierkit_redis._scripts import INVALIDATE
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    import redis.asyncio
-
-
-def connect_async(options: Options) -> redis.asyncio.Redis:
-    """A ``redis.asyncio`` client for ``options`` (connects lazily, in the running loop).
-
-    Coroutines are not bounded the way threads are: past ``max_connections`` a
-    call waits for a free connection (up to ``socket_timeout``) instead of failing.
-    The driver's version is given, not looked up: redis-py would otherwise read
-    its package metadata from disk for every new connection, on the loop.
-    """
-    import redis
-    import redis.asyncio
-    from redis.asyncio.retry import Retry
-    from redis.backoff import NoBackoff
-    from redis.driver_info import DriverInfo
-    from redis.exceptions import ConnectionError as RedisConnectionError
-
-    from tierkit_redis._client import _client_kwargs
-
-    if options.url is None:
-        raise ValueError("url is not set")
-    url, kwargs = options.url.get_secret_value(), _client_kwargs(options)
-    kwargs["retry"] = Retry(NoBackoff(), options.retries, supported_errors=(RedisConnectionError,))
-    kwargs["driver_info"] = DriverInfo(name="redis-py", lib_version=redis.__version__)
-    pool = redis.asyncio.BlockingConnectionPool.from_url(url, timeout=options.socket_timeout, **kwargs)
-    return redis.asyncio.Redis(connection_pool=pool)
-
-
-def without_async_hooks(tier: object) -> None:
-    """Hide the async hooks on ``tier``: the async API then runs its sync hooks in a worker thread.
-
-    For the cluster and Sentinel clients, which have no async twin here yet.
-    """
-    for name in ASYNC_HOOKS:
-        setattr(tier, f"tierkit_a{name}", None)
+    from tierkit_redis._aclient import AsyncClients
 
 
 class LoopClients:
-    """One ``redis.asyncio`` client per event loop, made on first use in that loop."""
+    """The ``redis.asyncio`` clients of each event loop, made on first use in that loop."""
 
     def __init__(self, options: Options) -> None:
         self._options = options
-        self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, redis.asyncio.Redis] = (
+        self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncClients] = (
             weakref.WeakKeyDictionary()
         )
         self._last: tuple[asyncio.AbstractEventLoop | None, Any] = (None, None)
 
-    def current(self) -> redis.asyncio.Redis:
-        """The running loop's client (the last loop's is remembered: the common case is one loop)."""
+    def of_loop(self) -> AsyncClients:
+        """The running loop's clients (the last loop's are remembered: the common case is one loop)."""
         loop = asyncio.get_running_loop()
-        last_loop, client = self._last
+        last_loop, clients = self._last
         if loop is not last_loop:
-            client = self._clients.get(loop)
-            if client is None:
-                client = self._clients[loop] = connect_async(self._options)
-            self._last = (loop, client)
-        return cast("redis.asyncio.Redis", client)
+            clients = self._clients.get(loop)
+            if clients is None:
+                from tierkit_redis._aclient import connect_async
+
+                clients = self._clients[loop] = connect_async(self._options)
+            self._last = (loop, clients)
+        return cast("AsyncClients", clients)
+
+    def current(self) -> Any:
+        """The running loop's client for writes (and reads, unless they go to replicas)."""
+        return self.of_loop().write
+
+    def reader(self) -> Any:
+        """The running loop's client for reads."""
+        return self.of_loop().read
 
     async def aclose(self) -> None:
-        """Close the running loop's client (the others belong to loops that must close their own)."""
+        """Close the running loop's clients (the others belong to loops that must close their own)."""
         loop = asyncio.get_running_loop()
-        client = self._clients.pop(loop, None)
+        clients = self._clients.pop(loop, None)
         if self._last[0] is loop:
             self._last = (None, None)
-        if client is not None:
-            await client.aclose()
+        if clients is not None:
+            await clients.aclose()
 
 
 class AsyncRedisHooks:
@@ -106,7 +81,7 @@ class AsyncRedisHooks:
     @hookimpl
     async def tierkit_aget(self, key: str) -> Entry | None:
         try:
-            raw = cast("bytes | None", await self._aclients.current().get(self._entries + key))
+            raw = cast("bytes | None", await self._aclients.reader().get(self._entries + key))
         except self._response_error as exc:
             if str(exc).startswith("WRONGTYPE"):
                 return None  # another program's value type under our prefix: a miss
@@ -118,17 +93,8 @@ class AsyncRedisHooks:
         if not keys:
             return {}
         entries = self._entries
-        raws = cast(
-            "list[bytes | None]", await self._aclients.current().mget([entries + key for key in keys])
-        )
-        now = self._clock()
-        found: dict[str, Entry] = {}
-        for key, raw in zip(keys, raws, strict=True):
-            if raw is not None:
-                entry = unpack(raw, now)
-                if entry is not None:
-                    found[key] = entry
-        return found
+        raws = await self._aclients.reader().mget([entries + key for key in keys])
+        return unpack_many(keys, cast("list[bytes | None]", raws), self._clock())
 
     @hookimpl
     async def tierkit_aset(self, key: str, entry: Entry) -> None:

@@ -72,6 +72,19 @@ def connect_cluster(options: Options) -> RedisCluster:
 
 
 def _connect_sentinel(options: Options) -> Clients:
+    addresses, sentinel_kwargs, kwargs = sentinel_settings(options)
+    sentinel: Any = Sentinel(addresses, sentinel_kwargs=sentinel_kwargs, **kwargs)  # type: ignore[no-untyped-call]
+    master: redis.Redis = sentinel.master_for(options.service_name)
+    reader: redis.Redis = sentinel.slave_for(options.service_name) if options.read_from_replicas else master
+    return Clients(master, reader, sentinel)
+
+
+def sentinel_settings(options: Options) -> tuple[list[tuple[str, int]], dict[str, Any], dict[str, Any]]:
+    """The Sentinels' addresses, their connection settings, and the master's and replicas' settings.
+
+    Shared by the sync and async Sentinel clients: the url gives the servers' user,
+    password, database and TLS; ``sentinel_password`` the Sentinels' own.
+    """
     kwargs = _client_kwargs(options)
     sentinel_kwargs: dict[str, Any] = {
         "socket_connect_timeout": options.connect_timeout,
@@ -88,10 +101,7 @@ def _connect_sentinel(options: Options) -> Clients:
     if options.sentinel_password is not None:
         sentinel_kwargs["password"] = options.sentinel_password.get_secret_value()
     addresses = [sentinel_address(address) for address in options.sentinels or ()]
-    sentinel: Any = Sentinel(addresses, sentinel_kwargs=sentinel_kwargs, **kwargs)  # type: ignore[no-untyped-call]
-    master: redis.Redis = sentinel.master_for(options.service_name)
-    reader: redis.Redis = sentinel.slave_for(options.service_name) if options.read_from_replicas else master
-    return Clients(master, reader, sentinel)
+    return addresses, sentinel_kwargs, kwargs
 
 
 def _client_kwargs(options: Options) -> dict[str, Any]:

@@ -10,7 +10,8 @@ slot.  A Lua script may touch only one slot, so the tag index is kept per slot:
   entry is always reachable from it; it only grows (at most one member per slot) and
   expires with its longest-lived entry.
 
-Batches (``get_many``, ``set_many``, invalidation) send one pipeline per node.  A node
+Batches (``get_many``, ``set_many``, invalidation) send one pipeline per node.  The async
+hooks run the same steps on ``redis.asyncio``'s cluster client (one per event loop).  A node
 that cannot be reached costs only its own keys: ``get_many`` returns what the other
 shards hold (and raises only when no shard answered); writes and invalidations go to
 every reachable shard, then raise so the chain counts the failure.  Each failure makes
@@ -20,15 +21,16 @@ replica takes over without a restart.
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Generator, Iterable, Mapping, Sequence
 from contextlib import suppress
 from math import ceil
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from tierkit import ConfigError, Entry, TierContext, TierHealth, hookimpl
-from tierkit_redis._format import pack, unpack
+from tierkit_redis._format import pack, unpack_many
 from tierkit_redis._options import Options as RedisOptions
 from tierkit_redis._scripts import INVALIDATE, REGISTER, TAGGED_SET
 from tierkit_redis._slots import key_slot, slot_tag
@@ -39,6 +41,11 @@ if TYPE_CHECKING:
 
 REFRESH_INTERVAL = 0.25
 """Seconds between two re-reads of the slot map after failures."""
+
+T = TypeVar("T")
+Steps = Generator[Any, Any, T]
+"""Pipelines to execute one after the other (each receives the previous one's replies): the
+logic of a multi-step write or invalidation, run by :func:`_drive` (sync) or :func:`_adrive`."""
 
 _SUMMED = tuple(name for name in _INFO_FIGURES if name != "redis_version")
 """The single-server INFO figures that add up over the masters."""
@@ -94,11 +101,22 @@ class RedisClusterTier(RedisTier):
 
     def _refresh(self, cluster: Any) -> None:
         """Re-read the slot map after a failure (a failover moves slots to a promoted replica)."""
-        now = time.monotonic()
-        if now - self._refreshed >= REFRESH_INTERVAL:
-            self._refreshed = now
+        if self._refresh_due():
             with suppress(Exception):  # no node answers: the next call tries again
                 cluster.nodes_manager.initialize()
+
+    async def _arefresh(self, cluster: Any) -> None:
+        """:meth:`_refresh` of a ``redis.asyncio`` cluster client."""
+        if self._refresh_due():
+            with suppress(Exception):
+                await cluster.nodes_manager.initialize()
+
+    def _refresh_due(self) -> bool:
+        now = time.monotonic()
+        if now - self._refreshed < REFRESH_INTERVAL:
+            return False
+        self._refreshed = now
+        return True
 
     # -- data hooks -------------------------------------------------------------------
 
@@ -112,19 +130,22 @@ class RedisClusterTier(RedisTier):
         names = {entries + key: key for key in keys}
         groups = self._by_node(cluster, names)
         replies, failures = _mget_per_node(cluster, groups.values())
-        found: dict[str, Entry] = {}
-        now = self._clock()
-        for slots, raws_per_slot in replies:
-            for slot_names, raws in zip(slots.values(), raws_per_slot, strict=True):
-                for name, raw in zip(slot_names, raws, strict=True):
-                    if raw is not None:
-                        entry = unpack(raw, now)
-                        if entry is not None:
-                            found[names[name]] = entry
+        found = self._found(names, replies)
         if failures:
             self._refresh(cluster)
             if not replies:
                 raise failures[0]
+        return found
+
+    def _found(self, names: Mapping[str, str], replies: Iterable[tuple[Any, Any]]) -> dict[str, Entry]:
+        """The live entries in MGET ``replies`` (``(slots, values per slot)`` per node), by key."""
+        found: dict[str, Entry] = {}
+        now = self._clock()
+        for slots, raws_per_slot in replies:
+            for slot_names, raws in zip(slots.values(), raws_per_slot, strict=True):
+                found.update(
+                    (names[name], entry) for name, entry in unpack_many(slot_names, raws, now).items()
+                )
         return found
 
     def _by_node(
@@ -159,6 +180,14 @@ class RedisClusterTier(RedisTier):
     def _store(self, entries: Mapping[str, Entry], batch: bool) -> None:
         """Register the tags' slots, then write the entries (pipelined per node when ``batch``)."""
         cluster = self._cluster()
+        if batch:
+            _drive(self._store_steps(entries, cluster.pipeline), lambda pipe: self._execute(cluster, pipe))
+        else:  # commands sent one by one as they are queued
+            _drive(self._store_steps(entries, lambda: cluster), lambda _: None)
+
+    def _store_steps(self, entries: Mapping[str, Entry], pipeline: Callable[[], Any]) -> Steps[None]:
+        """The commands storing ``entries``: every tag registry first (an entry is never indexed
+        where no registry points), then the entries; each step a ``pipeline()`` to execute."""
         now = self._clock()
         writes: list[tuple[str, bytes | None, int, list[str]]] = []  # name, data (None: unlink), …
         registrations: dict[tuple[str, str], int] = {}
@@ -180,24 +209,22 @@ class RedisClusterTier(RedisTier):
                     longest = 0 if ttl == 0 or known == 0 else max(ttl, known or 0)
                     registrations[(tag, hashtag)] = longest
             writes.append((name, data, ttl, tag_sets))
-        target: Any = cluster.pipeline() if batch else cluster
         if registrations:
+            target = pipeline()
             for (tag, hashtag), lifetime in registrations.items():
                 target.execute_command("EVAL", REGISTER, 1, self._registries + tag, hashtag, lifetime)
-            if batch:  # every registry first: an entry is never indexed where no registry points
-                self._execute(cluster, target)
-                target = cluster.pipeline()
+            yield target
+        target = pipeline()
         for name, stored, lifetime, tag_sets in writes:
             if stored is None:
-                target.unlink(name)
+                target.execute_command("UNLINK", name)  # an async cluster pipeline's unlink() is a coroutine
             elif tag_sets:
                 target.execute_command(
                     "EVAL", TAGGED_SET, 1 + len(tag_sets), name, *tag_sets, stored, lifetime
                 )
             else:
                 target.set(name, stored, px=lifetime or None)
-        if batch:
-            self._execute(cluster, target)
+        yield target
 
     def _execute(self, cluster: Any, pipe: Any) -> list[Any]:
         """Run a cluster pipeline (one round trip per node); re-read the slot map if it failed."""
@@ -216,27 +243,28 @@ class RedisClusterTier(RedisTier):
 
     @hookimpl
     def tierkit_invalidate_tags(self, tags: Sequence[str]) -> int:
-        """Read the tags' registries, then check and unlink the members slot by slot.
-
-        Three pipelined steps, each one round trip per node involved: the registries,
-        the members of each slot's tag sets, then the :data:`INVALIDATE` script per slot
-        (the same script as on one server: it keeps entries rewritten without the tag).
-        """
+        """Read the tags' registries, then check and unlink the members slot by slot."""
         if not tags:
             return 0
         cluster = self._cluster()
-        pipe = cluster.pipeline()
+        return _drive(self._invalidation(tags, cluster.pipeline), lambda pipe: self._execute(cluster, pipe))
+
+    def _invalidation(self, tags: Sequence[str], pipeline: Callable[[], Any]) -> Steps[int]:
+        """Three pipelined steps, each one round trip per node involved: the registries,
+        the members of each slot's tag sets, then the :data:`INVALIDATE` script per slot
+        (the same script as on one server: it keeps entries rewritten without the tag)."""
+        pipe = pipeline()
         for tag in tags:
             pipe.smembers(self._registries + tag)
-        hashtags = sorted({h.decode() for found in self._execute(cluster, pipe) for h in found})
+        hashtags = sorted({h.decode() for found in (yield pipe) for h in found})
         if not hashtags:
             return 0
         tag_sets = {h: [f"{self._tag_sets}{{{h}}}:{tag}" for tag in tags] for h in hashtags}
-        pipe = cluster.pipeline()
+        pipe = pipeline()
         for hashtag in hashtags:
             pipe.execute_command("SUNION", *tag_sets[hashtag])
-        members = self._execute(cluster, pipe)
-        pipe = cluster.pipeline()
+        members = yield pipe
+        pipe = pipeline()
         queued = False
         for hashtag, names in zip(hashtags, members, strict=True):
             sets = tag_sets[hashtag]
@@ -245,7 +273,7 @@ class RedisClusterTier(RedisTier):
                     "EVAL", INVALIDATE, len(sets) + len(names_batch), *sets, *names_batch, len(tags), *tags
                 )
                 queued = True
-        return sum(self._execute(cluster, pipe)) if queued else 0
+        return sum((yield pipe)) if queued else 0
 
     def _unlink_matching(self, pattern: str) -> int:
         """SCAN every master; UNLINK what matches, one key per command (keys differ in slot)."""
@@ -264,6 +292,77 @@ class RedisClusterTier(RedisTier):
                 failures.append(exc)
         if failures:
             self._refresh(cluster)
+            raise failures[0]
+        return removed
+
+    # -- async data hooks: the same steps on the running loop's redis.asyncio cluster client --------
+
+    async def _acluster(self) -> Any:
+        """The running loop's cluster client, its slot map read on first use."""
+        return await self._aclients.current().initialize()
+
+    async def _aexecute(self, cluster: Any, pipe: Any) -> list[Any]:
+        try:
+            return await pipe.execute()  # type: ignore[no-any-return]
+        except Exception:
+            await self._arefresh(cluster)
+            raise
+
+    @hookimpl
+    async def tierkit_aget_many(self, keys: Sequence[str]) -> Mapping[str, Entry]:
+        """The MGETs of each node in one pipeline, the nodes concurrently; a failing shard costs its keys."""
+        if not keys:
+            return {}
+        cluster = await self._acluster()
+        names = {self._entries + key: key for key in keys}
+        groups = [slots for _, slots in self._by_node(cluster, names).values()]
+        answers = await asyncio.gather(*(_amget(cluster, slots) for slots in groups), return_exceptions=True)
+        replies, failures = [], []
+        for slots, answer in zip(groups, answers, strict=True):
+            if isinstance(answer, Exception):
+                failures.append(answer)
+            elif isinstance(answer, BaseException):
+                raise answer  # cancelled
+            else:
+                replies.append((slots, answer))
+        found = self._found(names, replies)
+        if failures:
+            await self._arefresh(cluster)
+            if not replies:
+                raise failures[0]
+        return found
+
+    @hookimpl
+    async def tierkit_aset_many(self, entries: Mapping[str, Entry]) -> None:
+        if entries:
+            cluster = await self._acluster()
+            await _adrive(self._store_steps(entries, cluster.pipeline), lambda p: self._aexecute(cluster, p))
+
+    @hookimpl
+    async def tierkit_ainvalidate_tags(self, tags: Sequence[str]) -> int:
+        if not tags:
+            return 0
+        cluster = await self._acluster()
+        return await _adrive(self._invalidation(tags, cluster.pipeline), lambda p: self._aexecute(cluster, p))
+
+    async def _unlink_matching_async(self, pattern: str) -> int:
+        """SCAN every master; UNLINK what matches, pipelined (the keys differ in slot)."""
+        cluster = await self._acluster()
+        removed = 0
+        failures: list[BaseException] = []
+        for node in cluster.get_primaries():
+            try:
+                batch: list[Any] = []
+                async for name in cluster.scan_iter(match=pattern, count=1000, target_nodes=node):
+                    batch.append(name)
+                    if len(batch) == BATCH:
+                        removed += await _aunlink(cluster, batch)
+                        batch = []
+                removed += await _aunlink(cluster, batch)
+            except Exception as exc:  # the other masters are still cleared
+                failures.append(exc)
+        if failures:
+            await self._arefresh(cluster)
             raise failures[0]
         return removed
 
@@ -354,6 +453,43 @@ class RedisClusterTier(RedisTier):
     def tierkit_close(self) -> None:
         if self._cluster_client is not None:
             self._cluster_client.close()
+
+
+def _drive(steps: Steps[T], execute: Callable[[Any], Any]) -> T:
+    """Run ``steps``, executing each pipeline it yields with ``execute``."""
+    replies = None
+    try:
+        while True:
+            replies = execute(steps.send(replies))
+    except StopIteration as done:
+        return done.value  # type: ignore[no-any-return]
+
+
+async def _adrive(steps: Steps[T], execute: Callable[[Any], Awaitable[Any]]) -> T:
+    """:func:`_drive`, awaiting each pipeline."""
+    replies = None
+    try:
+        while True:
+            replies = await execute(steps.send(replies))
+    except StopIteration as done:
+        return done.value  # type: ignore[no-any-return]
+
+
+async def _amget(cluster: Any, slots: Mapping[int, list[str]]) -> list[list[bytes | None]]:
+    """One node's MGETs (one per slot), in one pipeline: one round trip."""
+    pipe = cluster.pipeline()
+    for names in slots.values():
+        pipe.execute_command("MGET", *names)
+    return await pipe.execute()  # type: ignore[no-any-return]
+
+
+async def _aunlink(cluster: Any, names: list[Any]) -> int:
+    if not names:
+        return 0
+    pipe = cluster.pipeline()
+    for name in names:
+        pipe.execute_command("UNLINK", name)  # its unlink() is a coroutine (it splits across slots)
+    return sum(await pipe.execute())
 
 
 def _mget_per_node(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import struct
+from collections.abc import Iterable
 
 from tierkit import Entry
 
@@ -64,6 +65,30 @@ def unpack(raw: bytes, now: float) -> Entry | None:
     end = HEADER_SIZE + tags_len
     tags = _tags(raw, HEADER_SIZE, end)
     return None if tags is None else _entry(Entry, (raw[end:], expires_at, tags))
+
+
+def unpack_many(keys: Iterable[str], raws: Iterable[bytes | None], now: float) -> dict[str, Entry]:
+    """The live entries among ``raws`` (an MGET's answer for ``keys``), by key.
+
+    :func:`unpack` with its common case inlined: an untagged value is one
+    header read and one slice, the tags parsing is called only for tagged ones.
+    """
+    found: dict[str, Entry] = {}
+    head, entry = _unpack_head, _entry
+    for key, raw in zip(keys, raws, strict=True):
+        if raw is None:
+            continue
+        try:
+            version, expires_at, tags_len = head(raw)
+        except struct.error:
+            continue
+        if tags_len or version != VERSION or expires_at <= now:
+            found_entry = unpack(raw, now)
+            if found_entry is not None:
+                found[key] = found_entry
+            continue
+        found[key] = entry(Entry, (raw[HEADER_SIZE:], None if expires_at == _NO_EXPIRY else expires_at, ()))
+    return found
 
 
 def _tags(raw: bytes, pos: int, end: int) -> tuple[str, ...] | None:

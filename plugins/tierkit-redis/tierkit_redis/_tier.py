@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING, Any, ClassVar, cast
 from pydantic import BaseModel
 
 from tierkit import ConfigError, Entry, NotACounter, Tier, TierContext, TierHealth, hookimpl
-from tierkit_redis._async import AsyncRedisHooks, LoopClients, without_async_hooks
-from tierkit_redis._format import DEADLINE_SIZE, is_live, pack, unpack
+from tierkit_redis._async import AsyncRedisHooks, LoopClients
+from tierkit_redis._format import DEADLINE_SIZE, is_live, pack, unpack, unpack_many
 from tierkit_redis._options import Options, redacted_url
 from tierkit_redis._options import Options as RedisOptions  # the name Options is the class attribute below
 from tierkit_redis._scripts import ADD, INCR, INVALIDATE, LOCK, REGISTER, TAGGED_SET, TOUCH, UNLOCK
@@ -86,8 +86,6 @@ class RedisTier(AsyncRedisHooks, Tier[RedisOptions]):
         self._server_version: str | None = None
         self._connect(opts)
         self._aclients = LoopClients(opts)
-        if opts.cluster or opts.sentinels:  # no async client for these yet: sync hooks in a thread
-            without_async_hooks(self)
 
     def _connect(self, opts: RedisOptions) -> None:
         """Make the clients: one server, or the master (and replicas) a Sentinel names."""
@@ -125,15 +123,8 @@ class RedisTier(AsyncRedisHooks, Tier[RedisOptions]):
         if not keys:
             return {}
         entries = self._entries
-        raws = cast("list[bytes | None]", self._reader.mget([entries + key for key in keys]))
-        now = self._clock()
-        found: dict[str, Entry] = {}
-        for key, raw in zip(keys, raws, strict=True):
-            if raw is not None:
-                entry = unpack(raw, now)
-                if entry is not None:
-                    found[key] = entry
-        return found
+        raws = self._reader.mget([entries + key for key in keys])
+        return unpack_many(keys, cast("list[bytes | None]", raws), self._clock())
 
     @hookimpl
     def tierkit_set(self, key: str, entry: Entry) -> None:
