@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Callable, Iterator
 
@@ -179,6 +180,22 @@ def test_user_hash_tags_keep_their_keys_together_and_indexed(cluster_tier: Redis
     cluster_tier.tierkit_set_many(stored)
     assert cluster_tier.tierkit_get_many(list(stored)) == stored
     assert cluster_tier.tierkit_invalidate_tags(["u42"]) == 3
+
+
+def test_atomic_operations_keep_entries_indexed_on_every_shard(cluster_tier: RedisTier) -> None:
+    """add, incr, touch, has and delete_many run on the key's own shard (scripts with the entry's
+    tag sets in its slot); what add and touch index, tag invalidation still finds everywhere."""
+    keys = [f"atomic:{i}" for i in range(40)]  # spread over every master
+    assert all(cluster_tier.tierkit_add(key, entry(b"1", "batch")) for key in keys)
+    assert not any(cluster_tier.tierkit_add(key, entry(b"2", "batch")) for key in keys)
+    counted = cluster_tier.tierkit_incr(keys[0], 41)
+    assert counted is not None and counted.value == b"42" and counted.tags == ("batch",)
+    assert all(cluster_tier.tierkit_touch(key, time.time() + 600) for key in keys)
+    assert all(cluster_tier.tierkit_has(key) for key in keys)
+    assert cluster_tier.tierkit_delete_many(keys[:10]) == 10
+    assert not cluster_tier.tierkit_has(keys[0])
+    assert cluster_tier.tierkit_invalidate_tags(["batch"]) == 30
+    assert cluster_tier.tierkit_get_many(keys) == {}
 
 
 def test_a_cache_on_the_cluster_shares_values_between_instances(redis_cluster: Cluster) -> None:

@@ -51,11 +51,6 @@ _SUMMED = tuple(name for name in _INFO_FIGURES if name != "redis_version")
 """The single-server INFO figures that add up over the masters."""
 
 
-ATOMIC_HOOKS = ("tierkit_add", "tierkit_incr", "tierkit_touch", "tierkit_has", "tierkit_delete_many")
-"""Hooks of :class:`RedisTier` a cluster tier does not offer yet: their scripts and batches
-name keys of several slots."""
-
-
 class RedisClusterTier(RedisTier):
     """A :class:`RedisTier` whose keys spread over the masters of a Redis Cluster.
 
@@ -73,8 +68,6 @@ class RedisClusterTier(RedisTier):
                 "choose another namespace or set key_prefix"
             )
         self._registries = self.key_prefix + "r:"
-        for hook in ATOMIC_HOOKS:  # single-server scripts: the chain's documented fallbacks serve instead
-            setattr(self, hook, None)
 
     def _connect(self, opts: RedisOptions) -> None:
         self._cluster_client: Any = None  # a RedisCluster; redis-py's cluster API is untyped
@@ -203,7 +196,7 @@ class RedisClusterTier(RedisTier):
             tag_sets: list[str] = []
             if tags:
                 hashtag = slot_tag(key_slot(name.encode()))
-                tag_sets = [f"{self._tag_sets}{{{hashtag}}}:{tag}" for tag in tags]
+                tag_sets = self._tag_set_names(name, tags)
                 for tag in tags:
                     known = registrations.get((tag, hashtag))
                     longest = 0 if ttl == 0 or known == 0 else max(ttl, known or 0)
@@ -238,8 +231,20 @@ class RedisClusterTier(RedisTier):
     def tierkit_delete(self, key: str) -> bool:
         return bool(self._cluster().unlink(self._entries + key))
 
-    def _lock_client(self) -> Any:
+    def _routed(self) -> Any:
         return self._cluster()
+
+    def _reading(self) -> Any:
+        return self._cluster()
+
+    def _tag_set_names(self, name: str, tags: Iterable[str]) -> list[str]:
+        hashtag = slot_tag(key_slot(name.encode()))  # in the entry's slot: one script writes both
+        return [f"{self._tag_sets}{{{hashtag}}}:{tag}" for tag in tags]
+
+    def _register_tags(self, name: str, tags: Sequence[str], ttl: int) -> None:
+        cluster, hashtag = self._cluster(), slot_tag(key_slot(name.encode()))
+        for tag in tags:
+            cluster.execute_command("EVAL", REGISTER, 1, self._registries + tag, hashtag, ttl)
 
     @hookimpl
     def tierkit_invalidate_tags(self, tags: Sequence[str]) -> int:

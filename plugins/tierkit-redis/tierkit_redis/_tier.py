@@ -175,9 +175,11 @@ class RedisTier(AsyncRedisHooks, Tier[RedisOptions]):
         ttl = self._lifetime(expires_at, now)
         if ttl < 0:
             return not self.tierkit_has(key)  # absent: added, and expired at once
-        tag_sets = [self._tag_sets + tag for tag in tags]
+        name = self._entries + key
+        tag_sets = self._tag_set_names(name, tags)
+        self._register_tags(name, tags, ttl)
         data = pack(value, expires_at, tags)
-        return bool(self._client.eval(ADD, 1 + len(tag_sets), self._entries + key, *tag_sets, data, ttl, now))
+        return bool(self._routed().eval(ADD, 1 + len(tag_sets), name, *tag_sets, data, ttl, now))
 
     @hookimpl
     def tierkit_incr(self, key: str, delta: int) -> Entry | None:
@@ -186,7 +188,7 @@ class RedisTier(AsyncRedisHooks, Tier[RedisOptions]):
             raise NotACounter(f"delta {delta} is beyond 2**53, the most the redis tier counts exactly")
         now = self._clock()
         try:
-            raw = self._client.eval(INCR, 1, self._entries + key, now, delta)
+            raw = self._routed().eval(INCR, 1, self._entries + key, now, delta)
         except self._response_error as exc:
             message = str(exc)
             if message.startswith("NOTACOUNTER "):
@@ -200,22 +202,24 @@ class RedisTier(AsyncRedisHooks, Tier[RedisOptions]):
         now = self._clock()
         name = self._entries + key
         ttl = self._lifetime(expires_at, now)
+        client = self._routed()
         if ttl < 0:
-            return bool(self._client.unlink(name))
-        raw = self._client.eval(TOUCH, 1, name, now, expires_at or 0, ttl)
+            return bool(client.unlink(name))
+        raw = client.eval(TOUCH, 1, name, now, expires_at or 0, ttl)
         if raw is None:
             return False
         entry = unpack(raw, now)
         if entry is not None and entry.tags:  # its tag sets must live as long as it does
-            tag_sets = [self._tag_sets + tag for tag in entry.tags]
-            self._client.eval(REGISTER, len(tag_sets), *tag_sets, name, ttl)
+            tag_sets = self._tag_set_names(name, entry.tags)
+            self._register_tags(name, entry.tags, ttl)
+            client.eval(REGISTER, len(tag_sets), *tag_sets, name, ttl)
         return True
 
     @hookimpl
     def tierkit_has(self, key: str) -> bool:
         """Reads the first bytes of the value (whose it is, its deadline), never the value."""
         try:
-            head = self._reader.getrange(self._entries + key, 0, DEADLINE_SIZE - 1)
+            head = self._reading().getrange(self._entries + key, 0, DEADLINE_SIZE - 1)
         except self._response_error as exc:
             if str(exc).startswith("WRONGTYPE"):
                 return False
@@ -227,7 +231,7 @@ class RedisTier(AsyncRedisHooks, Tier[RedisOptions]):
         if not keys:
             return 0
         entries = self._entries
-        return int(self._client.unlink(*(entries + key for key in keys)))
+        return int(self._routed().unlink(*(entries + key for key in keys)))  # a cluster splits it by slot
 
     @hookimpl
     def tierkit_invalidate_tags(self, tags: Sequence[str]) -> int:
@@ -263,21 +267,33 @@ class RedisTier(AsyncRedisHooks, Tier[RedisOptions]):
             removed += client.unlink(*batch)
         return removed
 
-    # -- computation locks (docs/stampede.md) ----------------------------------------------
+    def _tag_set_names(self, name: str, tags: Iterable[str]) -> list[str]:
+        """The sets that index the entry ``name`` by ``tags`` (a cluster keeps them in its slot)."""
+        return [self._tag_sets + tag for tag in tags]
 
-    def _lock_client(self) -> Any:
-        """The client lock scripts run on: the master (a cluster routes by the lock's key)."""
+    def _register_tags(self, name: str, tags: Sequence[str], ttl: int) -> None:
+        """Before a script indexes ``name`` by ``tags``: nothing to do on one server (a cluster
+        records in each tag's registry which slot holds a set of it)."""
+
+    def _routed(self) -> Any:
+        """The client single-key commands and scripts run on: the master (a cluster routes by key)."""
         return self._client
+
+    def _reading(self) -> Any:
+        """The client reads go to (replicas, when configured)."""
+        return self._reader
+
+    # -- computation locks (docs/stampede.md) ----------------------------------------------
 
     @hookimpl
     def tierkit_lock(self, key: str, token: str, ttl: float) -> bool:
         """``SET NX PX`` on ``<key_prefix>l:<key>``, or extend it when ``token`` holds it."""
-        return bool(self._lock_client().eval(LOCK, 1, self._locks + key, token, max(1, ceil(ttl * 1000))))
+        return bool(self._routed().eval(LOCK, 1, self._locks + key, token, max(1, ceil(ttl * 1000))))
 
     @hookimpl
     def tierkit_unlock(self, key: str, token: str) -> bool:
         """Delete the lock if ``token`` still holds it (a Lua compare-and-delete)."""
-        return bool(self._lock_client().eval(UNLOCK, 1, self._locks + key, token))
+        return bool(self._routed().eval(UNLOCK, 1, self._locks + key, token))
 
     # -- broadcast hooks ------------------------------------------------------------------
 
