@@ -233,6 +233,7 @@ class AsyncChain:
         """Ask tiers from ``start`` on, awaiting each; backfill the tiers above a hit."""
         chain = self.chain
         slots = chain.slots
+        stamp = chain.stamp()
         for index in range(start, len(slots)):
             slot = slots[index]
             hit = chain.accept(slot, key, await self.ask(slot, self.hooks[slot].get, key), codec, now=False)
@@ -240,7 +241,7 @@ class AsyncChain:
                 continue
             value, payload, entry = hit
             if index:
-                await self._backfill(index, {key: (value, payload, entry)})
+                await self._backfill(index, {key: (value, payload, entry)}, stamp)
             return value
         self.chain.misses += 1
         return default
@@ -253,6 +254,7 @@ class AsyncChain:
         for key in wanted:
             check_key(key)
         found: dict[str, Any] = {}
+        stamp = chain.stamp()
         for index, slot in enumerate(chain.slots):
             if not wanted:
                 break
@@ -265,13 +267,16 @@ class AsyncChain:
             if hits:
                 found.update((key, hit[0]) for key, hit in hits.items())
                 if index:
-                    await self._backfill(index, hits)
+                    await self._backfill(index, hits, stamp)
                 wanted = {key: None for key in wanted if key not in hits}
         chain.misses += len(wanted)
         return found
 
-    async def _backfill(self, index: int, hits: Mapping[str, _Hit]) -> None:
-        """Copy hits from tier ``index`` into the ``always`` tiers above it, one batch per tier."""
+    async def _backfill(self, index: int, hits: Mapping[str, _Hit], stamp: int) -> None:
+        """Copy hits from tier ``index`` into the ``always`` tiers above it, one batch per tier.
+
+        With a backplane, local tiers are written inline under its lock (:meth:`Chain.write_local`).
+        """
         chain = self.chain
         now = chain.clock() if chain._backfill_capped[index] else 0.0
         for slot in chain._backfill_targets[index]:
@@ -281,7 +286,13 @@ class AsyncChain:
                 if copy is not None:
                     batch[key] = copy
             if batch:
-                await self.write(slot, batch)
+                await self._write(slot, batch, stamp)
+
+    async def _write(self, slot: TierSlot, batch: Mapping[str, Entry], stamp: int | None) -> bool:
+        """:meth:`write`, or :meth:`Chain.write_local` for a local tier while a backplane runs."""
+        if self.chain.backplane is not None and not slot.remote:
+            return self.chain.write_local(slot, batch, stamp)
+        return await self.write(slot, batch)
 
     # -- writes ---------------------------------------------------------------------------------
 
@@ -296,9 +307,10 @@ class AsyncChain:
         for slot in writers:
             exp = expires_at if slot.max_ttl is None else slot.cap(expires_at, now)
             entry = new_entry((payload if slot.holds_bytes else value, exp, tag_tuple))
-            if not await self.write(slot, {key: entry}):
+            if not await self._write(slot, {key: entry}, None):
                 await self.forget(slot, (key,))
                 stored = False
+        self.chain.announce(("keys", (key,)))
         return stored
 
     async def set_many(
@@ -314,9 +326,11 @@ class AsyncChain:
             exp = slot.cap(expires_at, now)
             source = payloads if slot.holds_bytes else items
             batch = {key: new_entry((value, exp, tag_tuple)) for key, value in source.items()}
-            if not await self.write(slot, batch):
+            if not await self._write(slot, batch, None):
                 await self.forget(slot, batch)
                 missed.update(dict.fromkeys(batch))
+        if items:
+            self.chain.announce(("keys", tuple(items)))
         return list(missed)
 
     async def write(self, slot: TierSlot, batch: Mapping[str, Entry]) -> bool:
@@ -390,6 +404,7 @@ class AsyncChain:
             if outcome is not UNAVAILABLE:
                 slot.violated("tierkit_delete", "bool", outcome)
             slot.remember(keys=(key,))
+        self.chain.announce(("keys", (key,)))
         return removed
 
     async def invalidate(self, tags: Iterable[str], prefix: str | None) -> Invalidated:
@@ -416,13 +431,16 @@ class AsyncChain:
                 removed += count or 0
             if not reached:
                 pending.append(slot.name)
+        self.chain.announce_invalidation(tag_tuple, prefix)
         return Invalidated(removed, tuple(pending))
 
     async def clear(self, names: Sequence[str] | None) -> None:
         """:meth:`Chain.clear`, awaited."""
-        for slot in self.chain.to_clear(names):
+        cleared = self.chain.to_clear(names)
+        for slot in cleared:
             if await self.call(slot, self.hooks[slot].clear) is UNAVAILABLE:
                 slot.remember_clear()
+        self.chain.announce_clear(cleared)
 
     # -- control plane --------------------------------------------------------------------------
 

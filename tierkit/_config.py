@@ -23,7 +23,7 @@ import tomllib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import orjson
 from dotenv import dotenv_values
@@ -113,6 +113,12 @@ class Settings(BaseSettings):
         description="Time one tier call in this many, per tier, into latency histograms "
         "(stats()['tiers'][name]['latency'], Prometheus); 0 (default) times nothing. "
         "Hits served by the memory tier's front door are never timed.",
+    )
+    backplane: Literal["auto", "off"] = Field(
+        "auto",
+        description="'auto' (default): when the chain has a tier offering a backplane (Redis), changes "
+        "made by any process reach every other process's local tiers within milliseconds "
+        "(docs/coherence.md); 'off': local copies live until their TTL.",
     )
     codec: str = Field(
         "json",
