@@ -147,7 +147,7 @@ def test_another_program_may_publish_and_garbage_is_ignored(
     redis_url: str, cache: Cache, peer: Peer
 ) -> None:
     cache.set("k", "v")
-    wait_until(lambda: peer.call("get", "k") == "v", "the peer to cache k")
+    wait_until(lambda: peer.call("get", "k") == "v" and peer.call("memory_holds", "k"), "the peer to cache k")
     admin = redis.Redis.from_url(redis_url)
     channel = peer.backplane()["channel"]
     for garbage in (b"not json", b'{"o": "x"}', b'{"o": "x", "keys": [1]}', b'{"o": "x", "prefix": []}'):
