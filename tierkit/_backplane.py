@@ -97,29 +97,60 @@ def decode(data: bytes) -> tuple[str, Op] | None:
     return None
 
 
+Mark = tuple[str, int]
+"""Where a place stands in an :class:`InvalidationLog`: (the log's id, the last number applied)."""
+
+
 class InvalidationLog:
     """The recent invalidations, numbered, for tiers whose copies live in many places (sessions).
 
-    Such a tier remembers, per place, the number it is synced to and applies
-    :meth:`since` before serving from it; a place too far behind gets a clear.
+    Such a tier (one with a ``follow_invalidations(log)`` method) keeps, per place,
+    the :attr:`mark` it is synced to and calls :meth:`catch_up` before serving from
+    a place whose mark ``is not`` the log's.  A place too far behind — or synced to
+    another log (a session pickled in another process) — gets a clear.
     """
 
     def __init__(self) -> None:
-        self.seq = 0
+        self._lock = threading.Lock()
         self._ops: deque[tuple[int, Op]] = deque(maxlen=LOG_LENGTH)
+        self.seq = 0
+        self.mark: Mark = (os.urandom(8).hex(), 0)
 
     def append(self, op: Op) -> None:
-        self.seq += 1
-        self._ops.append((self.seq, op))
+        with self._lock:
+            self.seq += 1
+            self._ops.append((self.seq, op))
+            self.mark = (self.mark[0], self.seq)
 
-    def since(self, seq: int) -> list[Op]:
-        """What happened after ``seq``: the ops, or one clear when they are no longer all kept."""
-        ops = self._ops
-        if seq >= self.seq:
-            return []
-        if not ops or ops[0][0] > seq + 1:
-            return [("clear", ())]
-        return [op for number, op in list(ops) if number > seq]
+    def renew(self) -> None:
+        """A new identity and lock (a forked child's log diverges from its parent's)."""
+        self._lock = threading.Lock()
+        self.mark = (os.urandom(8).hex(), self.seq)
+
+    def catch_up(
+        self,
+        mark: Mark | None,
+        delete: Callable[[str], Any],
+        invalidate_tags: Callable[[list[str]], Any],
+        invalidate_prefix: Callable[[str], Any],
+        clear: Callable[[], Any],
+    ) -> Mark:
+        """Apply what happened after ``mark`` through the place's hooks; the mark to keep.
+
+        ``mark=None``: a new, empty place (nothing to apply).
+        """
+        with self._lock:
+            now = self.mark
+            ops = self._ops
+            if mark is None or mark == now:
+                return now
+            if mark[0] != now[0] or not ops or ops[0][0] > mark[1] + 1:
+                missed: list[Op] = [("clear", ())]
+            else:
+                missed = [op for number, op in ops if number > mark[1]]
+        for op in missed:
+            apply_op(op, delete, invalidate_tags, invalidate_prefix, clear)
+        return now
 
 
 def apply_op(op: Op, delete: Callable[[str], Any], tags: Callable[[list[str]], Any],
@@ -165,6 +196,10 @@ class Backplane:
         self._pid = 0
         self._coarse = 0  # log.seq of the last invalidation that names no single key (tags, prefix, clear)
         self._keys: dict[str, int] = {}
+        for slot in self.local:
+            follow = getattr(slot.tier, "follow_invalidations", None)
+            if follow is not None:
+                follow(self.log)
         self.transport = transport
         transport.subscribe(self)
         _live.add(self)
@@ -316,6 +351,7 @@ class Backplane:
         self.suspended = True
         self.state = "connecting"
         self.subscriptions = 0
+        self.log.renew()
         with self.lock:
             self._drop_local()
         self.transport = self._connect()

@@ -207,3 +207,34 @@ def test_cluster_backplane_survives_losing_its_node(make_cluster: Callable[[], C
     wait_until(lambda: reader.call("get", "k") == 2, "the change to reach the reader")
     reader.stop()
     writer.close()
+
+
+def test_changes_reach_every_session_when_it_is_next_used(redis_url: str, namespace: str) -> None:
+    tierkit_session = pytest.importorskip("tierkit_session")
+    options = {"url": redis_url}
+    tiers = {"redis": {"options": options}}
+    writer = Cache(namespace=namespace, order=["memory", "redis"], tiers=tiers)
+    reader = Cache(namespace=namespace, order=["session", "redis"], tiers=tiers)  # another backplane end
+    for cache in (writer, reader):
+        wait_until(lambda c=cache: c.stats()["backplane"]["state"] == "subscribed", "subscriptions")
+    sessions: list[dict[str, Any]] = [{}, {}]
+    writer.set_many({"a": 1, "b": 1, "user:1": 1}, tags=["t"])
+    for session in sessions:
+        with tierkit_session.bind(session):
+            wait_until(lambda: [reader.get(k) for k in ("a", "b", "user:1")] == [1, 1, 1], "session reads")
+            assert reader.inspect("a")["session"].status == "held"
+    received = reader.stats()["backplane"]["received"]
+    writer.set("a", 2)
+    writer.invalidate(tags=["t"])  # b (a was rewritten without the tag)
+    writer.invalidate(prefix="user:")
+    wait_until(lambda: reader.stats()["backplane"]["received"] == received + 3, "the changes to arrive")
+    for session in sessions:
+        with tierkit_session.bind(session):
+            assert [reader.inspect(k)["session"].status for k in ("a", "b", "user:1")] == ["absent"] * 3
+            assert reader.get("a") == 2 and reader.get("b") is None
+    writer.clear()
+    wait_until(lambda: reader.stats()["backplane"]["received"] == received + 4, "the clear to arrive")
+    with tierkit_session.bind(sessions[0]):
+        assert reader.inspect("a")["session"].status == "absent"
+    writer.close()
+    reader.close()
