@@ -41,6 +41,8 @@ log = logging.getLogger("tierkit")
 
 MAX_TRACKED_KEYS = 100_000
 """Keys whose last invalidation is remembered for the backfill check; beyond, every older read is refused."""
+START_WAIT = 2.0
+"""Seconds a new cache waits for the first answer of its subscription (subscribed or failed)."""
 LOG_LENGTH = 10_000
 """Invalidations kept for tiers that catch up lazily (the session tier); older ones collapse into a clear."""
 
@@ -201,7 +203,11 @@ class Backplane:
             if follow is not None:
                 follow(self.log)
         self.transport = transport
+        self._answered = threading.Event()
         transport.subscribe(self)
+        # A cache is usually used at once: wait for the subscription (or its failure) so that local
+        # tiers serve from the first call; bounded, the transport's own timeouts come first.
+        self._answered.wait(START_WAIT)
         _live.add(self)
 
     @property
@@ -265,6 +271,7 @@ class Backplane:
             self.suspended = False
             self.state = "subscribed"
             self.subscriptions += 1
+        self._answered.set()
         if self.subscriptions > 1:
             self._event("backplane_subscribed", "backplane subscribed again; local tiers emptied and in use")
 
@@ -275,6 +282,7 @@ class Backplane:
             self.suspended = True
             self.state = "disconnected"
             self._drop_local()
+        self._answered.set()
         if was != "disconnected":
             self.disconnects += 1
             self._event(
