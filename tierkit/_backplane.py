@@ -14,9 +14,11 @@ hook, e.g. Redis pub/sub); this module holds what makes it correct:
   backfill happens only if nothing touching the key arrived since, checked and
   written under the lock the message handler applies invalidations under.
 * **disconnects** — a process cannot know what it missed while unsubscribed:
-  the moment the subscription drops it empties its local tiers and stops
-  filling them (reads go to the shared tier), and once subscribed again it
-  empties them once more and resumes.
+  the moment the subscription drops it empties its *volatile* local tiers (the
+  ``always``-written copies: memory, session) and stops filling them (reads go
+  to the shared tier), and once subscribed again it empties them once more and
+  resumes.  A persistent local tier (the file tier) is the fallback for exactly
+  that time: it is kept, and receives the messages while connected.
 """
 
 from __future__ import annotations
@@ -187,6 +189,8 @@ class Backplane:
         self.lock = threading.Lock()
         """Held while an invalidation is applied, and by a backfill between its check and its write."""
         self.local = tuple(local)
+        self.volatile = tuple(slot for slot in self.local if slot.write == "always")
+        """The local tiers emptied and left unused while the backplane is down."""
         self.namespace = namespace
         self.log = InvalidationLog()
         self.suspended = True
@@ -198,6 +202,7 @@ class Backplane:
         self._pid = 0
         self._coarse = 0  # log.seq of the last invalidation that names no single key (tags, prefix, clear)
         self._keys: dict[str, int] = {}
+        self._failing = False
         for slot in self.local:
             follow = getattr(slot.tier, "follow_invalidations", None)
             if follow is not None:
@@ -226,20 +231,16 @@ class Backplane:
             self.transport.publish(encode(self.origin, op))
         except Exception as exc:
             self.publish_errors += 1
-            log.warning("backplane of namespace %r: publish failed: %s", self.namespace, type(exc).__name__)
+            if not self._failing:  # once per streak of failures, not per write
+                self._failing = True
+                log.warning("backplane of namespace %r: publish failed (%s); other processes keep their "
+                            "local copies of what changed until their TTL", self.namespace, type(exc).__name__)  # fmt: skip
             return False
+        self._failing = False
         self.published += 1
         return True
 
     # -- the reader's side ----------------------------------------------------------------------
-
-    def stamp(self) -> int:
-        """Taken before asking a shared tier: :meth:`fresh` later says whether the answer may be kept."""
-        return self.log.seq
-
-    def fresh(self, key: str, stamp: int) -> bool:
-        """Nothing touching ``key`` arrived since ``stamp`` and local tiers are in use (hold :attr:`lock`)."""
-        return not self.suspended and self._coarse <= stamp and self._keys.get(key, 0) <= stamp
 
     def keep(self, keys: Iterable[str], stamp: int) -> list[str]:
         """The ``keys`` whose values read after ``stamp`` may go into local tiers (hold :attr:`lock`)."""
@@ -294,7 +295,7 @@ class Backplane:
     def _drop_local(self) -> None:
         op: Op = ("clear", ())
         self._record(op)
-        for slot in self.local:
+        for slot in self.volatile:
             self._apply(slot, op)
 
     def _record(self, op: Op) -> None:

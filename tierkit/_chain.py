@@ -623,10 +623,11 @@ class Chain:
     def write_local(self, slot: TierSlot, batch: Mapping[str, Entry], stamp: int | None) -> bool:
         """Write a local tier while a backplane runs; False if the tier failed.
 
-        Nothing is written while the backplane is suspended (disconnected).  A
-        backfill (``stamp`` given) writes only the keys no invalidation named
-        since ``stamp``: checked and written under the lock the backplane applies
-        invalidations under, so an old value never lands after its invalidation.
+        Nothing goes into a volatile tier (``always``) while the backplane is
+        suspended (disconnected).  A backfill (``stamp`` given) writes only the
+        keys no invalidation named since ``stamp``: checked and written under the
+        lock the backplane applies invalidations under, so an old value never
+        lands after its invalidation.
         """
         backplane = self.backplane
         assert backplane is not None
@@ -635,7 +636,7 @@ class Chain:
                 keep = backplane.keep(batch, stamp)
                 if len(keep) < len(batch):
                     batch = {key: batch[key] for key in keep}
-            elif backplane.suspended:
+            elif backplane.suspended and slot.write == "always":
                 return True
             return not batch or self.write(slot, batch)
 
