@@ -97,7 +97,7 @@ def decode(data: bytes) -> tuple[str, Op] | None:
         if type(names) is list and all(type(n) is str and n for n in names):
             if (what == "prefix" and len(names) != 1) or (what != "clear" and not names):
                 return None
-            return message["o"], (what, tuple(names))  # type: ignore[return-value]
+            return message["o"], (what, tuple(names))
     return None
 
 
@@ -157,8 +157,13 @@ class InvalidationLog:
         return now
 
 
-def apply_op(op: Op, delete: Callable[[str], Any], tags: Callable[[list[str]], Any],
-             prefix: Callable[[str], Any], clear: Callable[[], Any]) -> None:  # fmt: skip
+def apply_op(
+    op: Op,
+    delete: Callable[[str], Any],
+    tags: Callable[[list[str]], Any],
+    prefix: Callable[[str], Any],
+    clear: Callable[[], Any],
+) -> None:
     """Apply one invalidation through a tier's hooks."""
     what, names = op
     if what == "keys":
@@ -184,7 +189,11 @@ class Backplane:
     """
 
     def __init__(
-        self, connect: Callable[[], Transport], local: Sequence[TierSlot], namespace: str, transport: Transport
+        self,
+        connect: Callable[[], Transport],
+        local: Sequence[TierSlot],
+        namespace: str,
+        transport: Transport,
     ) -> None:
         self.lock = threading.Lock()
         """Held while an invalidation is applied, and by a backfill between its check and its write."""
@@ -233,8 +242,12 @@ class Backplane:
             self.publish_errors += 1
             if not self._failing:  # once per streak of failures, not per write
                 self._failing = True
-                log.warning("backplane of namespace %r: publish failed (%s); other processes keep their "
-                            "local copies of what changed until their TTL", self.namespace, type(exc).__name__)  # fmt: skip
+                log.warning(
+                    "backplane of namespace %r: publish failed (%s); other processes keep their "
+                    "local copies of what changed until their TTL",
+                    self.namespace,
+                    type(exc).__name__,
+                )
             return False
         self._failing = False
         self.published += 1
@@ -329,8 +342,14 @@ class Backplane:
                 slot.remember(prefix=names[0])
 
     def _event(self, event: Event, message: str, reason: str = "") -> None:
-        emit(event, message, tier="backplane", kind=self.transport.channel, namespace=self.namespace,
-             reason=reason)  # fmt: skip
+        emit(
+            event,
+            message,
+            tier="backplane",
+            kind=self.transport.channel,
+            namespace=self.namespace,
+            reason=reason,
+        )
 
     # -- control --------------------------------------------------------------------------------
 
@@ -355,7 +374,7 @@ class Backplane:
         self.transport.close()
 
     def _restart_in_child(self) -> None:
-        """After ``fork``: the parent's subscriber thread is not here; subscribe anew, suspended until then."""
+        """After ``fork``: the parent's subscriber thread did not follow; subscribe anew (suspended)."""
         self.lock = threading.Lock()
         self.suspended = True
         self.state = "connecting"
@@ -395,7 +414,10 @@ def start(slots: Sequence[TierSlot], namespace: str) -> tuple[Backplane, str] | 
             return Backplane(hook, local, namespace, transport), slot.name
         except Exception as exc:
             reason = redact(f"{type(exc).__name__}: {exc}")
-            log.error("tier %r could not start the backplane (%s); local tiers are not kept coherent",
-                      slot.name, reason)  # fmt: skip
+            log.error(
+                "tier %r could not start the backplane (%s); local tiers are not kept coherent",
+                slot.name,
+                reason,
+            )
             return None
     return None

@@ -146,7 +146,9 @@ def build_chain(settings: Settings, clock: Clock, kinds: Mapping[str, type] | No
             raise PluginError(
                 f"tier {slot.name!r} (kind {slot.kind!r}) does not match the hook specs: {exc}"
             ) from exc
-    chain = Chain(slots, skipped, pm, make_codec(settings), clock, settings.default_ttl, settings.tier_names())
+    chain = Chain(
+        slots, skipped, pm, make_codec(settings), clock, settings.default_ttl, settings.tier_names()
+    )
     if settings.backplane == "auto" and (started := start_backplane(slots, settings.namespace)) is not None:
         chain.backplane, chain.backplane_tier = started
     return chain

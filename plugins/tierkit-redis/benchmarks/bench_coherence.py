@@ -33,6 +33,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -173,26 +174,32 @@ def zipf_cdf(n: int, s: float) -> list[float]:
     return list(itertools.accumulate(w / total for w in weights))
 
 
+def plain_redis(url: str) -> tuple[Callable[[str], Any], Callable[[str, Any], Any]]:
+    """``get`` and ``set`` of redis-py alone: every read a round trip."""
+    client = redis.Redis.from_url(url)
+
+    def get(key: str) -> Any:
+        raw = client.get(f"bench:{key}")
+        return None if raw is None else orjson.loads(raw)
+
+    def put(key: str, value: Any) -> None:
+        client.set(f"bench:{key}", orjson.dumps(value))
+
+    return get, put
+
+
 def _work(url: str, namespace: str, variant: str, worker: int, seconds: float, shared: Any, out: Any) -> None:
     rng = random.Random(worker)
     cdf = zipf_cdf(KEYS, ZIPF_S)
     order = list(range(KEYS))
     random.Random(42).shuffle(order)  # hot keys spread over the writers
     version, version_at = shared["version"], shared["version_at"]
+    cache = None
     if variant == "redis-py":
-        client = redis.Redis.from_url(url)
-
-        def get(key: str) -> Any:
-            raw = client.get(f"bench:{key}")
-            return None if raw is None else orjson.loads(raw)
-
-        def put(key: str, value: Any) -> None:
-            client.set(f"bench:{key}", orjson.dumps(value))
-
-        cache = None
+        get, put = plain_redis(url)
     else:
         cache = subscribed(Cache(**settings(url, namespace, "auto" if variant == "backplane" else "off")))
-        get, put = cache.get, cache.set  # type: ignore[assignment]
+        get, put = cache.get, cache.set
     for _ in range(WARMUP_READS):  # local tiers filled as a long-running worker's would be
         get(f"k{order[bisect.bisect_left(cdf, rng.random())]}")
     shared["ready"][worker] = 1
@@ -244,7 +251,8 @@ def workload(url: str, variant: str, seconds: float) -> dict[str, float]:
     }
     out = FORK.Queue()
     procs = [
-        FORK.Process(target=_work, args=(url, namespace, variant, w, seconds, shared, out)) for w in range(WORKERS)
+        FORK.Process(target=_work, args=(url, namespace, variant, w, seconds, shared, out))
+        for w in range(WORKERS)
     ]
     for proc in procs:
         proc.start()
@@ -285,16 +293,20 @@ def main() -> None:
         server = RedisServer(Path(tmp)).start()
         try:
             if args.only != "workload":
-                print(f"propagation, {args.changes} changes each (ms from the writer's call to the reader seeing it)")
+                print(f"propagation, {args.changes} changes each (ms from a change to the reader seeing it)")
                 for pause, reader in ((True, "reader yielding between reads"), (False, "reader spinning")):
                     for kind in ("set", "tags", "prefix", "clear"):
                         r = propagation(server.url, kind, args.changes, pause)
-                        print(f"  {reader:<30} {kind:<7} p50 {r['p50']:6.3f}  p99 {r['p99']:7.3f}  "
-                              f"max {r['max']:7.3f}  stale after the delay: {r['stale']}")  # fmt: skip
+                        print(
+                            f"  {reader:<30} {kind:<7} p50 {r['p50']:6.3f}  p99 {r['p99']:7.3f}  "
+                            f"max {r['max']:7.3f}  stale after the delay: {r['stale']}"
+                        )
             if args.only != "propagation":
                 prefill(server.url)
-                print(f"workload: {WORKERS} processes, {KEYS} keys Zipf({ZIPF_S}), {WRITE_SHARE:.0%} writes, "
-                      f"1 KB values, {args.seconds:g} s each")  # fmt: skip
+                print(
+                    f"workload: {WORKERS} processes, {KEYS} keys Zipf({ZIPF_S}), {WRITE_SHARE:.0%} writes, "
+                    f"1 KB values, {args.seconds:g} s each"
+                )
                 figures = {}
                 for variant in ("redis-py", "off", "backplane", "redis-py", "off", "backplane"):
                     r = workload(server.url, variant, args.seconds)
@@ -302,10 +314,12 @@ def main() -> None:
                     if best is None or r["ops_per_s"] > best["ops_per_s"]:
                         figures[variant] = r
                 for variant, r in figures.items():
-                    print(f"  {variant:<10} {r['ops_per_s']:10.0f} ops/s  p99 {r['p99_us']:8.1f} µs  "
-                          f"stale reads {r['stale']} of {r['reads']}")  # fmt: skip
+                    print(
+                        f"  {variant:<10} {r['ops_per_s']:10.0f} ops/s  p99 {r['p99_us']:8.1f} µs  "
+                        f"stale reads {r['stale']} of {r['reads']}"
+                    )
                 base, off, on = (figures[v]["ops_per_s"] for v in ("redis-py", "off", "backplane"))
-                print(f"  backplane vs redis-py: {on / base:.2f}×   backplane vs off: {on / off:.2f}×")
+                print(f"  backplane vs redis-py: {on / base:.2f}x   backplane vs off: {on / off:.2f}x")
         finally:
             server.stop()
 

@@ -16,8 +16,12 @@ WAIT = 10.0
 
 def memory_redis(namespace: str, redis_options: dict[str, Any], **settings: Any) -> dict[str, Any]:
     """Settings of a memory + Redis cache."""
-    return {"namespace": namespace, "order": ["memory", "redis"], "tiers": {"redis": {"options": redis_options}},
-            **settings}  # fmt: skip
+    return {
+        "namespace": namespace,
+        "order": ["memory", "redis"],
+        "tiers": {"redis": {"options": redis_options}},
+        **settings,
+    }
 
 
 def _serve(settings: dict[str, Any], conn: Connection) -> None:

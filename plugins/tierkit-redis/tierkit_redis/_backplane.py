@@ -65,7 +65,7 @@ class RedisBackplane:
         if connection is not None:
             try:
                 connection.disconnect()
-            except Exception:  # noqa: S110 - closing: the thread notices either way
+            except Exception:
                 pass
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout=2 * HEARTBEAT)
@@ -116,5 +116,5 @@ class RedisBackplane:
         if connection is not None:
             try:
                 connection.disconnect()
-            except Exception:  # noqa: S110 - already broken
+            except Exception:
                 pass

@@ -12,9 +12,9 @@ from pydantic import BaseModel
 
 from tierkit import ConfigError, Entry, Tier, TierContext, TierHealth, hookimpl
 from tierkit_redis._async import AsyncRedisHooks, LoopClients, without_async_hooks
+from tierkit_redis._backplane import RedisBackplane
 from tierkit_redis._format import pack, unpack
 from tierkit_redis._options import Options, redacted_url
-from tierkit_redis._backplane import RedisBackplane
 from tierkit_redis._options import Options as RedisOptions  # the name Options is the class attribute below
 from tierkit_redis._scripts import INVALIDATE, TAGGED_SET
 
