@@ -116,7 +116,7 @@ class Settings(BaseSettings):
     )
     backplane: Literal["auto", "off"] = Field(
         "auto",
-        description="'auto' (default): when the chain has a tier offering a backplane (Redis), changes "
+        description="'auto' (default): when the chain has a shared tier offering a backplane, changes "
         "made by any process reach every other process's local tiers within milliseconds "
         "(docs/coherence.md); 'off': local copies live until their TTL.",
     )

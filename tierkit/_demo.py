@@ -177,7 +177,7 @@ def show_second_process() -> dict[str, Any]:
     if data["calls"][-1]["served_by"] == "memory":
         print("\nThe third call was served by memory: the first read copied the entry up.")
     else:
-        print("\nNo call was served by memory: Redis is configured but down, and a process that cannot")
+        print("\nNo call was served by memory: the shared tier is down, and a process that cannot")
         print("hear other processes' changes keeps no local copies (docs/coherence.md).")
     print("\nHits per tier in the second process (cache.stats()):\n")
     tier_rows = [(name, t["hits"], t["misses"]) for name, t in data["tiers"].items()]
