@@ -22,6 +22,7 @@ import weakref
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar, cast
 
+from tierkit._backplane import Op
 from tierkit._chain import (
     Chain,
     Invalidated,
@@ -29,6 +30,8 @@ from tierkit._chain import (
     _Hit,
     check_invalidation,
     check_key,
+    clear_ops,
+    invalidation_ops,
 )
 from tierkit._codec import Codec
 from tierkit._types import MISSING, UNAVAILABLE, Entry, HealthReport, Unavailable, new_entry
@@ -288,6 +291,11 @@ class AsyncChain:
             if batch:
                 await self._write(slot, batch, stamp)
 
+    async def announce(self, op: Op) -> None:
+        """:meth:`Chain.announce` in a worker thread: a publish is a blocking round trip."""
+        if self.chain.backplane is not None:
+            await asyncio.to_thread(self.chain.announce, op)
+
     async def _write(self, slot: TierSlot, batch: Mapping[str, Entry], stamp: int | None) -> bool:
         """:meth:`write`, or :meth:`Chain.write_local` for a local tier while a backplane runs."""
         if self.chain.backplane is not None and not slot.remote:
@@ -310,7 +318,7 @@ class AsyncChain:
             if not await self._write(slot, {key: entry}, None):
                 await self.forget(slot, (key,))
                 stored = False
-        self.chain.announce(("keys", (key,)))
+        await self.announce(("keys", (key,)))
         return stored
 
     async def set_many(
@@ -330,7 +338,7 @@ class AsyncChain:
                 await self.forget(slot, batch)
                 missed.update(dict.fromkeys(batch))
         if items:
-            self.chain.announce(("keys", tuple(items)))
+            await self.announce(("keys", tuple(items)))
         return list(missed)
 
     async def write(self, slot: TierSlot, batch: Mapping[str, Entry]) -> bool:
@@ -404,7 +412,7 @@ class AsyncChain:
             if outcome is not UNAVAILABLE:
                 slot.violated("tierkit_delete", "bool", outcome)
             slot.remember(keys=(key,))
-        self.chain.announce(("keys", (key,)))
+        await self.announce(("keys", (key,)))
         return removed
 
     async def invalidate(self, tags: Iterable[str], prefix: str | None) -> Invalidated:
@@ -431,7 +439,8 @@ class AsyncChain:
                 removed += count or 0
             if not reached:
                 pending.append(slot.name)
-        self.chain.announce_invalidation(tag_tuple, prefix)
+        for op in invalidation_ops(tag_tuple, prefix):
+            await self.announce(op)
         return Invalidated(removed, tuple(pending))
 
     async def clear(self, names: Sequence[str] | None) -> None:
@@ -440,7 +449,8 @@ class AsyncChain:
         for slot in cleared:
             if await self.call(slot, self.hooks[slot].clear) is UNAVAILABLE:
                 slot.remember_clear()
-        self.chain.announce_clear(cleared)
+        for op in clear_ops(cleared):
+            await self.announce(op)
 
     # -- control plane --------------------------------------------------------------------------
 

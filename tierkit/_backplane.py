@@ -37,6 +37,7 @@ from tierkit._config import redact
 from tierkit._events import Event, emit
 
 if TYPE_CHECKING:
+    from tierkit._breaker import Breaker
     from tierkit._chain import TierSlot
 
 log = logging.getLogger("tierkit")
@@ -212,6 +213,8 @@ class Backplane:
         self._coarse = 0  # log.seq of the last invalidation that names no single key (tags, prefix, clear)
         self._keys: dict[str, int] = {}
         self._failing = False
+        self.breaker: Breaker | None = None
+        """The breaker of the tier whose transport this is (set by :func:`start`)."""
         for slot in self.local:
             follow = getattr(slot.tier, "follow_invalidations", None)
             if follow is not None:
@@ -235,8 +238,13 @@ class Backplane:
     # -- the writer's side ----------------------------------------------------------------------
 
     def publish(self, op: Op) -> bool:
-        """Tell the other processes; False (counted, logged) if the transport failed."""
+        """Tell the other processes; False (counted, logged) if the transport failed.
+
+        Not tried while the shared tier's circuit breaker is open: it would cost a timeout per write.
+        """
         try:
+            if self.breaker is not None and self.breaker.state == "open":
+                raise ConnectionError("the shared tier's circuit breaker is open")
             self.transport.publish(encode(self.origin, op))
         except Exception as exc:
             self.publish_errors += 1
@@ -411,7 +419,9 @@ def start(slots: Sequence[TierSlot], namespace: str) -> tuple[Backplane, str] | 
             transport = hook()
             if transport is None:
                 continue
-            return Backplane(hook, local, namespace, transport), slot.name
+            backplane = Backplane(hook, local, namespace, transport)
+            backplane.breaker = slot.breaker
+            return backplane, slot.name
         except Exception as exc:
             reason = redact(f"{type(exc).__name__}: {exc}")
             log.error(

@@ -834,15 +834,9 @@ class Chain:
                 removed += count or 0
             if not reached:
                 pending.append(slot.name)
-        self.announce_invalidation(tag_tuple, prefix)
+        for op in invalidation_ops(tag_tuple, prefix):
+            self.announce(op)
         return Invalidated(removed, tuple(pending))
-
-    def announce_invalidation(self, tags: tuple[str, ...], prefix: str | None) -> None:
-        """:meth:`announce` an ``invalidate(tags=..., prefix=...)``."""
-        if tags:
-            self.announce(("tags", tags))
-        if prefix is not None:
-            self.announce(("prefix", (prefix,)))
 
     def clear(self, names: Sequence[str] | None) -> None:
         """Empty this namespace in every writable tier, or in the tiers ``names``."""
@@ -850,12 +844,8 @@ class Chain:
         for slot in cleared:
             if slot.call(slot.clear) is UNAVAILABLE:
                 slot.remember_clear()
-        self.announce_clear(cleared)
-
-    def announce_clear(self, cleared: Sequence[TierSlot]) -> None:
-        """:meth:`announce` a clear that reached a shared tier (a local-only clear concerns no one else)."""
-        if any(slot.remote for slot in cleared):
-            self.announce(("clear", ()))
+        for op in clear_ops(cleared):
+            self.announce(op)
 
     def to_clear(self, names: Sequence[str] | None) -> list[TierSlot]:
         """The tiers ``clear(tiers=names)`` empties: every writable tier, or the ones named."""
@@ -994,6 +984,17 @@ class Chain:
             except Exception as exc:
                 slot.failed(exc)
             self.pm.unregister(slot.tier)
+
+
+def invalidation_ops(tags: tuple[str, ...], prefix: str | None) -> list[Op]:
+    """What the backplane announces for an ``invalidate(tags=..., prefix=...)``."""
+    ops: list[Op] = [("tags", tags)] if tags else []
+    return [*ops, ("prefix", (prefix,))] if prefix is not None else ops
+
+
+def clear_ops(cleared: Sequence[TierSlot]) -> list[Op]:
+    """What the backplane announces for a clear: nothing unless it reached a shared tier."""
+    return [("clear", ())] if any(slot.remote for slot in cleared) else []
 
 
 def _tier_stats(slot: TierSlot) -> dict[str, Any]:
