@@ -298,7 +298,7 @@ class AsyncChain:
 
     async def _write(self, slot: TierSlot, batch: Mapping[str, Entry], stamp: int | None) -> bool:
         """:meth:`write`, or :meth:`Chain.write_local` for a local tier while a backplane runs."""
-        if self.chain.backplane is not None and not slot.remote:
+        if self.chain.coherent(slot):
             return self.chain.write_local(slot, batch, stamp)
         return await self.write(slot, batch)
 

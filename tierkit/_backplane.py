@@ -14,11 +14,15 @@ hook, e.g. Redis pub/sub); this module holds what makes it correct:
   backfill happens only if nothing touching the key arrived since, checked and
   written under the lock the message handler applies invalidations under.
 * **disconnects** — a process cannot know what it missed while unsubscribed:
-  the moment the subscription drops it empties its *volatile* local tiers (the
-  ``always``-written copies: memory, session) and stops filling them (reads go
-  to the shared tier), and once subscribed again it empties them once more and
-  resumes.  A persistent local tier (the file tier) is the fallback for exactly
-  that time: it is kept, and receives the messages while connected.
+  the moment the subscription drops it empties its local tiers and stops
+  filling them (reads go to the shared tier), and once subscribed again it
+  empties them once more and resumes.
+
+"Local tiers" are the process's own copies: tiers that are not remote and are
+written ``always`` (memory, session).  A persistent tier (the file tier) is
+left alone: its store is shared by the host's processes, so another process's
+message would delete what this host has just written, and it is the fallback
+for the time the shared tier is down.
 """
 
 from __future__ import annotations
@@ -199,8 +203,6 @@ class Backplane:
         self.lock = threading.Lock()
         """Held while an invalidation is applied, and by a backfill between its check and its write."""
         self.local = tuple(local)
-        self.volatile = tuple(slot for slot in self.local if slot.write == "always")
-        """The local tiers emptied and left unused while the backplane is down."""
         self.namespace = namespace
         self.log = InvalidationLog()
         self.suspended = True
@@ -316,7 +318,7 @@ class Backplane:
     def _drop_local(self) -> None:
         op: Op = ("clear", ())
         self._record(op)
-        for slot in self.volatile:
+        for slot in self.local:
             self._apply(slot, op)
 
     def _record(self, op: Op) -> None:
@@ -408,7 +410,7 @@ def start(slots: Sequence[TierSlot], namespace: str) -> tuple[Backplane, str] | 
     for one (no local tier) or no tier offers one.  A transport that fails to start is logged, not raised:
     the chain then runs as with ``backplane = "off"``.
     """
-    local = [slot for slot in slots if not slot.remote]
+    local = [slot for slot in slots if not slot.remote and slot.write == "always"]
     if not local:
         return None
     for slot in slots:

@@ -594,7 +594,7 @@ class Chain:
                     batch[key] = new_entry((value, entry[1], tags if type(tags) is tuple else tuple(tags)))
             if not batch:
                 continue
-            if self.backplane is not None and not slot.remote:
+            if self.coherent(slot):
                 self.write_local(slot, batch, stamp)
             else:
                 self.write(slot, batch)
@@ -608,7 +608,7 @@ class Chain:
             copy = self._copy_for(slot, key, value, payload, entry, now)
             if copy is None:
                 continue
-            if self.backplane is not None and not slot.remote:
+            if self.coherent(slot):
                 self.write_local(slot, {key: copy}, stamp)
             elif slot.call(slot.set, key, copy) is not UNAVAILABLE:
                 slot.sets += 1
@@ -620,14 +620,18 @@ class Chain:
         backplane = self.backplane
         return 0 if backplane is None else backplane.log.seq
 
+    def coherent(self, slot: TierSlot) -> bool:
+        """Whether ``slot`` is one of the local tiers a backplane keeps coherent (writes go through it)."""
+        backplane = self.backplane
+        return backplane is not None and slot in backplane.local
+
     def write_local(self, slot: TierSlot, batch: Mapping[str, Entry], stamp: int | None) -> bool:
         """Write a local tier while a backplane runs; False if the tier failed.
 
-        Nothing goes into a volatile tier (``always``) while the backplane is
-        suspended (disconnected).  A backfill (``stamp`` given) writes only the
-        keys no invalidation named since ``stamp``: checked and written under the
-        lock the backplane applies invalidations under, so an old value never
-        lands after its invalidation.
+        Nothing is written while the backplane is suspended (disconnected).  A
+        backfill (``stamp`` given) writes only the keys no invalidation named
+        since ``stamp``: checked and written under the lock the backplane applies
+        invalidations under, so an old value never lands after its invalidation.
         """
         backplane = self.backplane
         assert backplane is not None
@@ -636,7 +640,7 @@ class Chain:
                 keep = backplane.keep(batch, stamp)
                 if len(keep) < len(batch):
                     batch = {key: batch[key] for key in keep}
-            elif backplane.suspended and slot.write == "always":
+            elif backplane.suspended:
                 return True
             return not batch or self.write(slot, batch)
 
@@ -710,7 +714,7 @@ class Chain:
         for slot in writers:
             exp = expires_at if slot.max_ttl is None else slot.cap(expires_at, now)
             entry = new_entry((payload if slot.holds_bytes else value, exp, tag_tuple))
-            if backplane is not None and not slot.remote:
+            if self.coherent(slot):
                 done = self.write_local(slot, {key: entry}, None)
             elif slot.call(slot.set, key, entry) is UNAVAILABLE:
                 done = False
@@ -737,7 +741,7 @@ class Chain:
             exp = slot.cap(expires_at, now)
             source = payloads if slot.holds_bytes else items
             batch = {key: new_entry((value, exp, tag_tuple)) for key, value in source.items()}
-            local = self.backplane is not None and not slot.remote
+            local = self.coherent(slot)
             if not (self.write_local(slot, batch, None) if local else self.write(slot, batch)):
                 slot.forget(batch)
                 missed.update(dict.fromkeys(batch))
