@@ -97,7 +97,9 @@ def test_every_hookspec_has_a_contract_docstring() -> None:
 
 
 def test_hookspecs_cover_the_operations_the_chain_calls() -> None:
-    chain_source = "".join((CORE / name).read_text() for name in ("_chain.py", "_lock.py", "_atomics.py"))
+    chain_source = "".join(
+        (CORE / name).read_text() for name in ("_chain.py", "_lock.py", "_atomics.py", "_backplane.py")
+    )
     async_bound = "ASYNC_HOOKS" in chain_source  # TierSlot binds tierkit_a<name> for each of them
     for name in dir(hookspecs):
         if name.startswith("tierkit_"):

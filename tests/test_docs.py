@@ -80,8 +80,9 @@ EXAMPLE_PAGES = (
     "flask.md",
     "fastapi.md",
     "streamlit.md",
+    "coherence.md",
 )
-OUTPUT_CHECKED = {"getting-started.md", "configuration.md", "keys.md"}
+OUTPUT_CHECKED = {"getting-started.md", "configuration.md", "keys.md", "coherence.md"}
 """Pages whose ``output`` blocks are compared with what their examples print (the others' are not yet
 up to date: monitoring.md, tiers/file.md and tiers/redis.md show older output or log lines)."""
 IN_CI = os.environ.get("CI", "").lower() == "true"

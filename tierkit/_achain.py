@@ -23,6 +23,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar, cast
 
 from tierkit._aguard import AsyncGuard
+from tierkit._backplane import Op
 from tierkit._chain import (
     Chain,
     Invalidated,
@@ -31,7 +32,9 @@ from tierkit._chain import (
     check_invalidation,
     check_key,
     check_keys,
+    clear_ops,
     encode_all,
+    invalidation_ops,
 )
 from tierkit._codec import Codec
 from tierkit._policy import PLAIN, Miss, Policy, stale_key
@@ -247,13 +250,14 @@ class AsyncChain:
         """:meth:`Chain.find`, awaited: the first hit from tier ``start`` on, with its tier's index."""
         chain = self.chain
         slots = chain.slots
+        stamp = chain.stamp()
         for index in range(start, len(slots)):
             slot = slots[index]
             hit = chain.accept(slot, key, await self.ask(slot, self.hooks[slot].get, key), codec, now=False)
             if hit is None:
                 continue
             if index:
-                await self._backfill(index, {key: hit})
+                await self._backfill(index, {key: hit}, stamp)
             return index, hit
         return None
 
@@ -264,6 +268,7 @@ class AsyncChain:
         wanted = dict.fromkeys(keys)
         check_keys(wanted)
         found: dict[str, Any] = {}
+        stamp = chain.stamp()
         for index, slot in enumerate(chain.slots):
             if not wanted:
                 break
@@ -277,7 +282,7 @@ class AsyncChain:
                 for key, hit in hits.items():
                     found[key] = hit[0]
                 if index:
-                    await self._backfill(index, hits)
+                    await self._backfill(index, hits, stamp)
                 if len(hits) == len(wanted):
                     wanted = {}
                     break
@@ -285,8 +290,11 @@ class AsyncChain:
         chain.misses += len(wanted)
         return found
 
-    async def _backfill(self, index: int, hits: Mapping[str, _Hit]) -> None:
-        """Copy hits from tier ``index`` into the ``always`` tiers above it, one batch per tier."""
+    async def _backfill(self, index: int, hits: Mapping[str, _Hit], stamp: int) -> None:
+        """Copy hits from tier ``index`` into the ``always`` tiers above it, one batch per tier.
+
+        With a backplane, local tiers are written inline under its lock (:meth:`Chain.write_local`).
+        """
         chain = self.chain
         now = chain.clock() if chain._backfill_capped[index] else 0.0
         for slot in chain._backfill_targets[index]:
@@ -296,7 +304,18 @@ class AsyncChain:
                 if copy is not None:
                     batch[key] = copy
             if batch:
-                await self.write(slot, batch)
+                await self._write(slot, batch, stamp)
+
+    async def announce(self, op: Op) -> None:
+        """:meth:`Chain.announce` in a worker thread: a publish is a blocking round trip."""
+        if self.chain.backplane is not None:
+            await asyncio.to_thread(self.chain.announce, op)
+
+    async def _write(self, slot: TierSlot, batch: Mapping[str, Entry], stamp: int | None) -> bool:
+        """:meth:`write`, or :meth:`Chain.write_local` for a local tier while a backplane runs."""
+        if self.chain.coherent(slot):
+            return self.chain.write_local(slot, batch, stamp)
+        return await self.write(slot, batch)
 
     # -- writes ---------------------------------------------------------------------------------
 
@@ -320,6 +339,7 @@ class AsyncChain:
                     if not await self.write(slot, batch):
                         await self.forget(slot, batch)
                         stored = False
+                await self.announce(("keys", tuple(batches[0][1])))  # the value and its stale copy
                 return stored
         writers, encode, tag_tuple, now, expires_at = self.chain._write_plan(ttl, tags, persistent)
         payload = encode_all(codec, {key: value}, encode).get(key)
@@ -327,9 +347,10 @@ class AsyncChain:
         for slot in writers:
             exp = expires_at if slot.max_ttl is None else slot.cap(expires_at, now)
             entry = new_entry((payload if slot.holds_bytes else value, exp, tag_tuple))
-            if not await self.write(slot, {key: entry}):
+            if not await self._write(slot, {key: entry}, None):
                 await self.forget(slot, (key,))
                 stored = False
+        await self.announce(("keys", (key,)))
         return stored
 
     async def set_many(
@@ -345,9 +366,11 @@ class AsyncChain:
             exp = slot.cap(expires_at, now)
             source = payloads if slot.holds_bytes else items
             batch = {key: new_entry((value, exp, tag_tuple)) for key, value in source.items()}
-            if not await self.write(slot, batch):
+            if not await self._write(slot, batch, None):
                 await self.forget(slot, batch)
                 missed.update(dict.fromkeys(batch))
+        if items:
+            await self.announce(("keys", tuple(items)))
         return list(missed)
 
     async def write(self, slot: TierSlot, batch: Mapping[str, Entry]) -> bool:
@@ -424,6 +447,7 @@ class AsyncChain:
                 deleted(slot, stale, await self.ask(slot, delete, stale), counted=False)
             else:  # the tier failed: do not ask again now
                 slot.remember(keys=(stale,))
+        await self.announce(("keys", (key, stale)))
         return removed
 
     async def invalidate(self, tags: Iterable[str], prefix: str | None) -> Invalidated:
@@ -450,13 +474,18 @@ class AsyncChain:
                 removed += count or 0
             if not reached:
                 pending.append(slot.name)
+        for op in invalidation_ops(tag_tuple, prefix):
+            await self.announce(op)
         return Invalidated(removed, tuple(pending))
 
     async def clear(self, names: Sequence[str] | None) -> None:
         """:meth:`Chain.clear`, awaited."""
-        for slot in self.chain.to_clear(names):
+        cleared = self.chain.to_clear(names)
+        for slot in cleared:
             if await self.call(slot, self.hooks[slot].clear) is UNAVAILABLE:
                 slot.remember_clear()
+        for op in clear_ops(cleared):
+            await self.announce(op)
 
     # -- control plane --------------------------------------------------------------------------
 

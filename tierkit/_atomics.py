@@ -164,6 +164,7 @@ class Atomics:
                 slot.forget((key,))
             else:
                 slot.sets += 1
+        self.chain.announce(("keys", (key,)))  # other processes may hold an expired or stale copy
         return True
 
     def incr(self, key: str, delta: int) -> int:
@@ -191,6 +192,7 @@ class Atomics:
                 slot.sets += 1
                 for upper in writers[:index]:
                     self._drop(upper, key)
+                self.chain.announce(("keys", (key,)))
                 return count
             slot.remember(keys=(key,))  # it may still hold the old count: it must not serve it
             unreachable.append(slot.name)
@@ -238,6 +240,8 @@ class Atomics:
             if answer is not UNAVAILABLE:
                 slot.violated("tierkit_touch", "bool", answer)
             slot.remember(keys=(key,))  # it keeps the old deadline: drop it there
+        if touched:
+            self.chain.announce(("keys", (key,)))  # other processes' copies keep the old deadline
         return touched
 
     def has(self, key: str) -> bool:
@@ -270,6 +274,7 @@ class Atomics:
             else:
                 slot.deletes += count
                 removed += count
+        self.chain.announce(("keys", tuple(wanted)))
         return Invalidated(removed, tuple(pending))
 
 

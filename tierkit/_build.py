@@ -13,6 +13,7 @@ import pluggy
 from pydantic import BaseModel, ValidationError
 
 from tierkit import hookspecs
+from tierkit._backplane import start as start_backplane
 from tierkit._breaker import Breaker
 from tierkit._chain import Chain, Skipped, TierSlot
 from tierkit._codec import Codec, JsonCodec
@@ -152,4 +153,7 @@ def build_chain(
             raise PluginError(
                 f"tier {slot.name!r} (kind {slot.kind!r}) does not match the hook specs: {exc}"
             ) from exc
-    return Chain(slots, skipped, pm, codec, clock, settings.default_ttl, settings.tier_names())
+    chain = Chain(slots, skipped, pm, codec, clock, settings.default_ttl, settings.tier_names())
+    if settings.backplane == "auto" and (started := start_backplane(slots, settings.namespace)) is not None:
+        chain.backplane, chain.backplane_tier = started
+    return chain

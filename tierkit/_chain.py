@@ -26,6 +26,7 @@ from typing import Any, Literal, TypeVar, cast
 
 import pluggy
 
+from tierkit._backplane import Backplane, Op
 from tierkit._breaker import Breaker
 from tierkit._codec import Codec
 from tierkit._config import redact
@@ -402,6 +403,10 @@ class Chain:
         self.closed = False
         self._flights = SingleFlight()
         self._close_lock = threading.Lock()
+        self.backplane: Backplane | None = None
+        """Keeps local tiers coherent across processes (:mod:`tierkit._backplane`); set by the builder."""
+        self.backplane_tier: str | None = None
+        """The tier whose transport the backplane uses (its health shows the backplane's state)."""
         # Write plans, computed once: which tiers a write goes to, whether it needs bytes.
         slots = self.slots
         self.writers = tuple(s for s in slots if s.write == "always")
@@ -484,13 +489,14 @@ class Chain:
         Tier misses are counted here; the chain's miss (``None``) is the caller's to count.
         """
         slots = self.slots
+        stamp = self.stamp()
         for index in range(start, len(slots)):
             slot = slots[index]
             hit = self.accept(slot, key, slot.ask(slot.get, key), codec)
             if hit is None:
                 continue
             if index:
-                self._backfill_one(index, key, *hit)
+                self._backfill_one(index, key, *hit, stamp)
             return index, hit
         return None
 
@@ -531,6 +537,7 @@ class Chain:
         wanted = dict.fromkeys(keys)
         check_keys(wanted)
         found: dict[str, Any] = {}
+        stamp = self.stamp()
         for index, slot in enumerate(self.slots):
             if not wanted:
                 break
@@ -542,7 +549,7 @@ class Chain:
             if hits:
                 found.update((key, hit[0]) for key, hit in hits.items())
                 if index:
-                    self._backfill(index, hits)
+                    self._backfill(index, hits, stamp)
                 wanted = {key: None for key in wanted if key not in hits}
         self.misses += len(wanted)
         return found
@@ -584,8 +591,11 @@ class Chain:
                     self._undecodable(slot, key, exc, now)
         return hits
 
-    def _backfill(self, index: int, hits: Mapping[str, _Hit]) -> None:
-        """Copy hits from tier ``index`` into the ``always`` tiers above it, one batch per tier."""
+    def _backfill(self, index: int, hits: Mapping[str, _Hit], stamp: int = 0) -> None:
+        """Copy hits from tier ``index`` into the ``always`` tiers above it, one batch per tier.
+
+        ``stamp``: :meth:`stamp` before the hits were read (see :meth:`write_local`).
+        """
         now = self.clock() if self._backfill_capped[index] else 0.0
         for slot in self._backfill_targets[index]:
             if slot.holds_bytes or slot.max_ttl is not None:
@@ -599,16 +609,62 @@ class Chain:
                 for key, (value, _, entry) in hits.items():
                     tags = entry[2]
                     batch[key] = new_entry((value, entry[1], tags if type(tags) is tuple else tuple(tags)))
-            if batch:
+            if not batch:
+                continue
+            if self.coherent(slot):
+                self.write_local(slot, batch, stamp)
+            else:
                 self.write(slot, batch)
 
-    def _backfill_one(self, index: int, key: str, value: Any, payload: bytes | None, entry: Entry) -> None:
+    def _backfill_one(
+        self, index: int, key: str, value: Any, payload: bytes | None, entry: Entry, stamp: int
+    ) -> None:
         """:meth:`_backfill` for the single hit of a ``get`` (no batch to build)."""
         now = self.clock() if self._backfill_capped[index] else 0.0
         for slot in self._backfill_targets[index]:
             copy = self._copy_for(slot, key, value, payload, entry, now)
-            if copy is not None and slot.call(slot.set, key, copy) is not UNAVAILABLE:
+            if copy is None:
+                continue
+            if self.coherent(slot):
+                self.write_local(slot, {key: copy}, stamp)
+            elif slot.call(slot.set, key, copy) is not UNAVAILABLE:
                 slot.sets += 1
+
+    # -- the backplane (tierkit._backplane): local copies coherent across processes ---------------
+
+    def stamp(self) -> int:
+        """Taken before reading a shared tier: what arrived since decides whether a backfill may happen."""
+        backplane = self.backplane
+        return 0 if backplane is None else backplane.log.seq
+
+    def coherent(self, slot: TierSlot) -> bool:
+        """Whether ``slot`` is one of the local tiers a backplane keeps coherent (writes go through it)."""
+        backplane = self.backplane
+        return backplane is not None and slot in backplane.local
+
+    def write_local(self, slot: TierSlot, batch: Mapping[str, Entry], stamp: int | None) -> bool:
+        """Write a local tier while a backplane runs; False if the tier failed.
+
+        Nothing is written while the backplane is suspended (disconnected).  A
+        backfill (``stamp`` given) writes only the keys no invalidation named
+        since ``stamp``: checked and written under the lock the backplane applies
+        invalidations under, so an old value never lands after its invalidation.
+        """
+        backplane = self.backplane
+        assert backplane is not None
+        with backplane.lock:
+            if stamp is not None:
+                keep = backplane.keep(batch, stamp)
+                if len(keep) < len(batch):
+                    batch = {key: batch[key] for key in keep}
+            elif backplane.suspended:
+                return True
+            return not batch or self.write(slot, batch)
+
+    def announce(self, op: Op) -> None:
+        """Tell the namespace's other processes to drop their local copies (``op``)."""
+        if self.backplane is not None:
+            self.backplane.publish(op)
 
     def _copy_for(
         self, slot: TierSlot, key: str, value: Any, payload: bytes | None, entry: Entry, now: float
@@ -685,14 +741,22 @@ class Chain:
             payload = None  # here exactly when a chain with Redis would refuse it
             codec.check(key, value)
         stored = True
+        backplane = self.backplane
         for slot in writers:
             exp = expires_at if slot.max_ttl is None else slot.cap(expires_at, now)
             entry = new_entry((payload if slot.holds_bytes else value, exp, tag_tuple))
-            if slot.call(slot.set, key, entry) is UNAVAILABLE:
-                slot.forget((key,))
-                stored = False
+            if self.coherent(slot):
+                done = self.write_local(slot, {key: entry}, None)
+            elif slot.call(slot.set, key, entry) is UNAVAILABLE:
+                done = False
             else:
                 slot.sets += 1
+                done = True
+            if not done:
+                slot.forget((key,))
+                stored = False
+        if backplane is not None:
+            backplane.publish(("keys", (key,)))
         return stored
 
     def _set_with_stale(
@@ -718,6 +782,7 @@ class Chain:
             if not self.write(slot, batch):
                 slot.forget(batch)
                 stored = False
+        self.announce(("keys", tuple(batches[0][1])))  # the value and its stale copy
         return stored
 
     def stale_batches(
@@ -760,9 +825,12 @@ class Chain:
             exp = slot.cap(expires_at, now)
             source = payloads if slot.holds_bytes else items
             batch = {key: new_entry((value, exp, tag_tuple)) for key, value in source.items()}
-            if not self.write(slot, batch):
+            local = self.coherent(slot)
+            if not (self.write_local(slot, batch, None) if local else self.write(slot, batch)):
                 slot.forget(batch)
                 missed.update(dict.fromkeys(batch))
+        if items:
+            self.announce(("keys", tuple(items)))
         return list(missed)
 
     def write(self, slot: TierSlot, batch: Mapping[str, Entry]) -> bool:
@@ -833,6 +901,7 @@ class Chain:
                 self.deleted(slot, stale, slot.ask(slot.delete, stale), counted=False)
             else:  # the tier failed: do not ask again now
                 slot.remember(keys=(stale,))
+        self.announce(("keys", (key, stale)))
         return removed
 
     def deleted(self, slot: TierSlot, key: str, outcome: object, counted: bool = True) -> bool:
@@ -872,13 +941,18 @@ class Chain:
                 removed += count or 0
             if not reached:
                 pending.append(slot.name)
+        for op in invalidation_ops(tag_tuple, prefix):
+            self.announce(op)
         return Invalidated(removed, tuple(pending))
 
     def clear(self, names: Sequence[str] | None) -> None:
         """Empty this namespace in every writable tier, or in the tiers ``names``."""
-        for slot in self.to_clear(names):
+        cleared = self.to_clear(names)
+        for slot in cleared:
             if slot.call(slot.clear) is UNAVAILABLE:
                 slot.remember_clear()
+        for op in clear_ops(cleared):
+            self.announce(op)
 
     def to_clear(self, names: Sequence[str] | None) -> list[TierSlot]:
         """The tiers ``clear(tiers=names)`` empties: every writable tier, or the ones named."""
@@ -940,6 +1014,11 @@ class Chain:
                     f"{len(slot.pending)} missed invalidation(s) pending; it serves nothing until applied"
                 )
             details = {**answer.details, "breaker": state, "pending_invalidations": len(slot.pending)}
+            if self.backplane is not None and slot.name == self.backplane_tier:
+                details["backplane"] = self.backplane.report()
+                if self.backplane.suspended and status == "ok":
+                    status = "degraded"
+                    reason = f"backplane {self.backplane.state}: local tiers unused until it is subscribed"
             reports[slot.name] = TierReport(slot.name, slot.kind, status, reason, details)
         for skipped in self.skipped:
             reports[skipped.name] = TierReport(skipped.name, skipped.kind, skipped.status, skipped.reason)
@@ -973,7 +1052,7 @@ class Chain:
             tiers[skipped.name] = {"kind": skipped.kind, "status": skipped.status, "reason": skipped.reason}
         hits = sum(slot.hits for slot in self.slots)
         gets = hits + self.misses
-        return {
+        figures = {
             "namespace": namespace,
             "gets": gets,
             "hits": hits,
@@ -984,6 +1063,9 @@ class Chain:
             "lock_timeouts": self.guard.lock_timeouts,
             "tiers": tiers,
         }
+        if self.backplane is not None:
+            figures["backplane"] = self.backplane.report()
+        return figures
 
     def close(self) -> None:
         """Close every tier once (a failure is logged, not raised); unregister them from pluggy.
@@ -994,6 +1076,8 @@ class Chain:
             if self.closed:
                 return
             self.closed = True
+        if self.backplane is not None:
+            self.backplane.close()
         for slot in self.slots:
             if slot.pending:
                 slot.call(_nothing)  # catches up first, if it can
@@ -1020,6 +1104,17 @@ def encode_all(codec: Codec, items: Mapping[str, Any], encode: bool) -> dict[str
     for key, value in items.items():
         codec.check(key, value)
     return {}
+
+
+def invalidation_ops(tags: tuple[str, ...], prefix: str | None) -> list[Op]:
+    """What the backplane announces for an ``invalidate(tags=..., prefix=...)``."""
+    ops: list[Op] = [("tags", tags)] if tags else []
+    return [*ops, ("prefix", (prefix,))] if prefix is not None else ops
+
+
+def clear_ops(cleared: Sequence[TierSlot]) -> list[Op]:
+    """What the backplane announces for a clear: nothing unless it reached a shared tier."""
+    return [("clear", ())] if any(slot.remote for slot in cleared) else []
 
 
 def _tier_stats(slot: TierSlot) -> dict[str, Any]:

@@ -138,6 +138,12 @@ class Settings(BaseSettings):
         "(stats()['tiers'][name]['latency'], Prometheus); 0 (default) times nothing. "
         "Hits served by the memory tier's front door are never timed.",
     )
+    backplane: Literal["auto", "off"] = Field(
+        "auto",
+        description="'auto' (default): when the chain has a shared tier offering a backplane, changes "
+        "made by any process reach every other process's local tiers within milliseconds "
+        "(docs/coherence.md); 'off': local copies live until their TTL.",
+    )
     codec: str = Field(
         "json",
         pattern="^[A-Za-z0-9][A-Za-z0-9_.-]*$",

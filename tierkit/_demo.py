@@ -174,7 +174,11 @@ def show_second_process() -> dict[str, Any]:
     data = _run_child()
     rows = [(c["call"], duration(c["seconds"]), c["served_by"]) for c in data["calls"]]
     print(table(rows, ("CALL", "TIME", "SERVED BY"), "  "))
-    print("\nThe third call was served by memory: the first read copied the entry up.")
+    if data["calls"][-1]["served_by"] == "memory":
+        print("\nThe third call was served by memory: the first read copied the entry up.")
+    else:
+        print("\nNo call was served by memory: the shared tier is down, and a process that cannot")
+        print("hear other processes' changes keeps no local copies (docs/coherence.md).")
     print("\nHits per tier in the second process (cache.stats()):\n")
     tier_rows = [(name, t["hits"], t["misses"]) for name, t in data["tiers"].items()]
     print(table(tier_rows, ("TIER", "HITS", "MISSES"), "  "))

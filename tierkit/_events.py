@@ -22,6 +22,8 @@ Event = Literal[
     "corrupt_entry_removed",
     "store_moved_aside",
     "invalidations_pending",
+    "backplane_disconnected",
+    "backplane_subscribed",
 ]
 
 LEVELS: Final[dict[Event, int]] = {
@@ -31,6 +33,8 @@ LEVELS: Final[dict[Event, int]] = {
     "corrupt_entry_removed": logging.WARNING,
     "store_moved_aside": logging.ERROR,
     "invalidations_pending": logging.WARNING,
+    "backplane_disconnected": logging.WARNING,
+    "backplane_subscribed": logging.INFO,
 }
 """Every event and the level it is logged at (the documented list)."""
 

@@ -390,3 +390,23 @@ def tierkit_unlock(key: str, token: str) -> bool:
 
     Optional; implemented together with ``tierkit_lock``.
     """
+
+
+# -- optional: the backplane (docs/coherence.md) ---------------------------------------------------
+
+
+@hookspec(firstresult=True)
+def tierkit_backplane() -> Any:
+    """A channel the namespace's processes share, to keep their local tiers coherent.
+
+    :return: an object with ``channel`` (a name for health), ``publish(message: bytes)``,
+        ``subscribe(listener)`` and ``close()`` (:class:`tierkit._backplane.Transport`),
+        or ``None`` when this tier cannot offer one.  ``subscribe`` delivers in a thread
+        of its own and calls ``listener.on_subscribed()`` each time it is (re)subscribed,
+        ``listener.on_disconnected(reason)`` as soon as it loses the subscription, and
+        ``listener.on_message(data)`` for each message between; it reconnects by itself.
+
+    Called once per chain, on the first remote tier that has it, when the setting
+    ``backplane`` is ``auto``; called again in a forked child.  Optional: without
+    it local tiers keep their copies until their TTL (the fallback of 0.1).
+    """

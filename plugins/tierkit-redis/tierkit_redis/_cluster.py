@@ -22,6 +22,7 @@ replica takes over without a restart.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import threading
 import time
 from collections.abc import Awaitable, Callable, Generator, Iterable, Mapping, Sequence
@@ -30,6 +31,7 @@ from math import ceil
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from tierkit import ConfigError, Entry, TierContext, TierHealth, hookimpl
+from tierkit_redis._backplane import RedisBackplane
 from tierkit_redis._format import pack, unpack_many
 from tierkit_redis._options import Options as RedisOptions
 from tierkit_redis._scripts import INVALIDATE, REGISTER, TAGGED_SET
@@ -110,6 +112,23 @@ class RedisClusterTier(RedisTier):
             return False
         self._refreshed = now
         return True
+
+    @hookimpl
+    def tierkit_backplane(self) -> RedisBackplane:
+        """Plain pub/sub: a ``PUBLISH`` on any node reaches subscribers on every node, so the
+        subscriber takes one node's connection and moves to the next when that node fails."""
+        turn = itertools.count()
+
+        def connect() -> Any:
+            cluster = self._cluster()
+            nodes = cluster.get_nodes()
+            if not nodes:
+                self._refresh(cluster)
+                raise ConnectionError("no cluster node known")
+            node = nodes[next(turn) % len(nodes)]
+            return node.redis_connection.connection_pool.make_connection()
+
+        return RedisBackplane(_Publisher(self._cluster), connect, self.backplane_channel, self._why)
 
     # -- data hooks -------------------------------------------------------------------
 
@@ -552,3 +571,13 @@ def _slot_map(cluster: Any) -> tuple[dict[str, str], dict[str, str]]:
                 spans.append([slot, slot])
         ranges[name] = ",".join(f"{a}-{b}" if a != b else str(a) for a, b in spans)
     return ranges, master_of
+
+
+class _Publisher:
+    """Publishes through the cluster client, made on first use like the tier's."""
+
+    def __init__(self, cluster: Callable[[], Any]) -> None:
+        self._cluster = cluster
+
+    def publish(self, channel: str, message: bytes) -> None:
+        self._cluster().publish(channel, message)

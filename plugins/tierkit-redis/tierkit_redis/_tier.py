@@ -12,6 +12,7 @@ from pydantic import BaseModel
 
 from tierkit import ConfigError, Entry, NotACounter, Tier, TierContext, TierHealth, hookimpl
 from tierkit_redis._async import AsyncRedisHooks, LoopClients
+from tierkit_redis._backplane import RedisBackplane
 from tierkit_redis._format import DEADLINE_SIZE, is_live, pack, unpack, unpack_many
 from tierkit_redis._options import Options, redacted_url
 from tierkit_redis._options import Options as RedisOptions  # the name Options is the class attribute below
@@ -338,6 +339,21 @@ class RedisTier(AsyncRedisHooks, Tier[RedisOptions]):
         figures = {name: info.get(name) for name in _INFO_FIGURES}
         figures["db_keys"] = info.get(f"db{db}", {}).get("keys", 0)
         return figures
+
+    @hookimpl
+    def tierkit_backplane(self) -> RedisBackplane:
+        """Pub/sub on ``<key_prefix>backplane``; the subscriber's connection comes from the tier's pool
+        (with Sentinel, each reconnection asks for the current master)."""
+        pool = self._client.connection_pool
+        return RedisBackplane(self._client, pool.make_connection, self.backplane_channel, self._why)
+
+    @property
+    def backplane_channel(self) -> str:
+        """The pub/sub channel of this namespace's backplane (other programs may publish on it)."""
+        return self.key_prefix + "backplane"
+
+    def _why(self, exc: BaseException) -> str:
+        return self._describe(exc, self._opts)
 
     @hookimpl
     def tierkit_close(self) -> None:

@@ -20,23 +20,27 @@ class Bucket:
     several threads serve the same session (Streamlit does).
     """
 
-    __slots__ = ("entries", "evictions", "lock", "tag_index")
+    __slots__ = ("entries", "evictions", "lock", "mark", "tag_index")
 
-    def __init__(self) -> None:
+    def __init__(self, mark: Any = None) -> None:
         self.entries: OrderedDict[str, Entry] = OrderedDict()
         self.tag_index: dict[str, set[str]] = {}
         self.evictions = 0
         self.lock = threading.Lock()
+        self.mark = mark
+        """Where it stands in the backplane's invalidation log (``None``: no backplane)."""
 
     # Session backends that pickle the session between requests need a
     # picklable bucket: drop the lock, make a new one on load.
     def __getstate__(self) -> dict[str, Any]:
-        return {"entries": self.entries, "tag_index": self.tag_index, "evictions": self.evictions}
+        state = {"entries": self.entries, "tag_index": self.tag_index, "evictions": self.evictions}
+        return {**state, "mark": self.mark}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.entries = state["entries"]
         self.tag_index = state["tag_index"]
         self.evictions = state["evictions"]
+        self.mark = state.get("mark", ("unknown", 0))  # pickled before the backplane: history unknown
         self.lock = threading.Lock()
 
     def get(self, key: str, clock: Callable[[], float]) -> Entry | None:

@@ -76,6 +76,12 @@ class SessionTier(Tier[SessionOptions]):
         self._state_key = options.state_key
         self._namespace = context.namespace
         self._clock = context.clock
+        self._log: Any = None
+
+    def follow_invalidations(self, log: Any) -> None:
+        """Called by tierkit's backplane (docs/coherence.md): changes other processes make reach
+        every session, each when it is next used (:meth:`tierkit._backplane.InvalidationLog.catch_up`)."""
+        self._log = log
 
     def _bucket(self) -> Bucket | None:
         """This namespace's bucket in the current session, or ``None`` (read paths)."""
@@ -83,7 +89,16 @@ class SessionTier(Tier[SessionOptions]):
         if session is None:
             return None
         buckets: dict[str, Bucket] | None = session.get(self._state_key)
-        return None if buckets is None else buckets.get(self._namespace)
+        bucket = None if buckets is None else buckets.get(self._namespace)
+        if bucket is not None and self._log is not None and bucket.mark is not self._log.mark:
+            self._catch_up(bucket)
+        return bucket
+
+    def _catch_up(self, bucket: Bucket) -> None:
+        """Apply to ``bucket`` the invalidations made since it was last in use (other sessions' too)."""
+        bucket.mark = self._log.catch_up(
+            bucket.mark, bucket.delete, bucket.invalidate_tags, bucket.invalidate_prefix, bucket.clear
+        )
 
     def _bucket_for_write(self) -> Bucket | None:
         """Like :meth:`_bucket`, but creates the bucket in a session that has none yet."""
@@ -93,9 +108,12 @@ class SessionTier(Tier[SessionOptions]):
         buckets: dict[str, Bucket] | None = session.get(self._state_key)
         bucket = None if buckets is None else buckets.get(self._namespace)
         if bucket is None:
+            mark = None if self._log is None else self._log.mark
             with _create_lock:
                 buckets = session.setdefault(self._state_key, {})
-                bucket = buckets.setdefault(self._namespace, Bucket())
+                bucket = buckets.setdefault(self._namespace, Bucket(mark))
+        elif self._log is not None and bucket.mark is not self._log.mark:
+            self._catch_up(bucket)
         return bucket
 
     @hookimpl

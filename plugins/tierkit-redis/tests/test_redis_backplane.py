@@ -1,0 +1,245 @@
+"""The backplane over Redis: a change made in one process reaches the other's local tiers.
+
+Real processes (``fork``) and real redis-servers; waits are generous and nothing
+is timed (the propagation delay is measured by benchmarks/bench_coherence.py).
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+import redis
+from backplane_helpers import Peer, memory_redis, wait_until
+from redis_helpers import RedisServer
+from topology_helpers import Cluster, SentinelGroup
+
+from tierkit import Cache, Entry
+
+pytestmark = pytest.mark.redis
+
+
+@pytest.fixture
+def namespace() -> str:
+    return f"bp{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+def settings(redis_url: str, namespace: str) -> dict[str, Any]:
+    return memory_redis(namespace, {"url": redis_url})
+
+
+@pytest.fixture
+def peer(settings: dict[str, Any]) -> Iterator[Peer]:
+    other = Peer(settings)
+    yield other
+    other.stop()
+
+
+@pytest.fixture
+def cache(settings: dict[str, Any]) -> Iterator[Cache]:
+    own = Cache(**settings)
+    wait_until(lambda: own.stats()["backplane"]["state"] == "subscribed", "the cache to subscribe")
+    yield own
+    own.clear()
+    own.close()
+
+
+def changes(cache: Cache) -> list[tuple[str, Callable[[], Any], dict[str, Any]]]:
+    """Each kind of change, and what the other process must read afterwards (``None``: a miss)."""
+    return [
+        ("set", lambda: cache.set("a", "new"), {"a": "new"}),
+        ("set_many", lambda: cache.set_many({"a": "A", "b": "B"}), {"a": "A", "b": "B"}),
+        ("delete", lambda: cache.delete("a"), {"a": None}),
+        ("tags", lambda: cache.invalidate(tags=["t"]), {"a": None, "b": None}),
+        ("prefix", lambda: cache.invalidate(prefix="user:"), {"user:1": None}),
+        ("clear", cache.clear, {"a": None, "b": None, "user:1": None}),
+    ]
+
+
+def test_every_kind_of_change_reaches_the_other_process(cache: Cache, peer: Peer) -> None:
+    for name, change, expected in changes(cache):
+        cache.set_many({"a": "old", "b": "old", "user:1": "old"}, tags=["t"])
+        for key in expected:  # a read that raced the set_many's own message is not backfilled: read again
+            wait_until(
+                lambda k=key: peer.call("get", k) == "old" and peer.call("memory_holds", k),
+                f"{name}: the peer to hold {key} in its memory tier",
+            )
+        change()
+        for key, value in expected.items():
+            wait_until(lambda k=key, v=value: peer.call("get", k) == v, f"{name}: the peer to see {key}")
+    report = peer.backplane()
+    assert report["received"] >= len(changes(cache)) and report["malformed"] == 0
+
+
+def test_own_changes_are_not_echoed_back(cache: Cache, peer: Peer) -> None:
+    cache.set("mine", 1)
+    peer.call("set", "theirs", 2)
+    wait_until(lambda: cache.stats()["backplane"]["received"] == 1, "the peer's change to arrive")
+    assert cache.inspect("mine")["memory"].status == "held", "its own write stays in its memory tier"
+    assert peer.backplane()["received"] == 1 and cache.stats()["backplane"]["published"] == 1
+
+
+def test_a_value_read_before_its_invalidation_is_not_copied_into_local_tiers(
+    settings: dict[str, Any], cache: Cache
+) -> None:
+    writer = Cache(**settings)  # another backplane end (its own name on the channel), same process
+    cache.set("k", "old")
+    cache.chain.slots[0].delete("k")
+    stamp = cache.chain.stamp()  # a read of "k" from Redis starts …
+    received = cache.stats()["backplane"]["received"]
+    writer.set("k", "new")  # … the value changes and the invalidation arrives …
+    wait_until(lambda: cache.stats()["backplane"]["received"] > received, "the invalidation")
+    memory = cache.chain.slots[0]
+    cache.chain.write_local(memory, {"k": Entry("old", None, ())}, stamp)
+    assert cache.inspect("k")["memory"].status == "absent", "… so the old value is not backfilled"
+    assert cache.get("k") == "new"
+    cache.chain.write_local(memory, {"k": Entry("new", None, ())}, cache.chain.stamp())
+    assert cache.inspect("k")["memory"].status == "held", "a read after the invalidation is kept"
+    writer.close()
+
+
+def test_killed_subscription_drops_local_copies_and_resubscribes(
+    redis_url: str, cache: Cache, peer: Peer
+) -> None:
+    cache.set("k", 1)
+    wait_until(lambda: peer.call("get", "k") == 1, "the peer to cache k")
+    admin = redis.Redis.from_url(redis_url)
+    assert admin.client_kill_filter(_type="pubsub") >= 2  # this cache's and the peer's subscriptions
+    cache.set("k", 2)  # published while nobody listens: the peer never gets this message
+    wait_until(lambda: peer.backplane()["subscriptions"] >= 2, "the peer to resubscribe")
+    assert peer.backplane()["disconnects"] >= 1
+    assert peer.call("get", "k") == 2, "what changed while it was away is not served from memory"
+    cache.set("k", 3)
+    wait_until(lambda: peer.call("get", "k") == 3, "the backplane to work again")
+
+
+def test_disconnected_backplane_serves_nothing_local_then_resumes(
+    redis_factory: Callable[..., RedisServer], namespace: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    server = redis_factory()
+    cache = Cache(**memory_redis(namespace, {"url": server.url}))
+    wait_until(lambda: cache.stats()["backplane"]["state"] == "subscribed", "the cache to subscribe")
+    cache.set("k", "v")
+    assert cache.inspect("k")["memory"].status == "held"
+    caplog.set_level(logging.INFO, logger="tierkit.events")
+    server.stop()
+    wait_until(lambda: cache.stats()["backplane"]["suspended"], "the backplane to notice")
+    assert cache.inspect("k")["memory"].status == "absent", "local copies are dropped"
+    cache.set("k", "while away")
+    assert cache.inspect("k")["memory"].status == "absent", "and local tiers are not filled"
+    health = cache.health().tiers["redis"]
+    assert health.status != "ok" and health.details["backplane"]["state"] == "disconnected"
+    events = [r.__dict__.get("tierkit_event") for r in caplog.records]
+    assert "backplane_disconnected" in events
+    server.start()
+    wait_until(lambda: cache.stats()["backplane"]["state"] == "subscribed", "the backplane to come back")
+    assert "backplane_subscribed" in [r.__dict__.get("tierkit_event") for r in caplog.records]
+    cache.set("k", "back")
+    assert cache.get("k") == "back" and cache.inspect("k")["memory"].status == "held"
+    cache.close()
+
+
+def test_another_program_may_publish_and_garbage_is_ignored(redis_url: str, cache: Cache, peer: Peer) -> None:
+    cache.set("k", "v")
+    wait_until(lambda: peer.call("get", "k") == "v" and peer.call("memory_holds", "k"), "the peer to cache k")
+    admin = redis.Redis.from_url(redis_url)
+    channel = peer.backplane()["channel"]
+    for garbage in (b"not json", b'{"o": "x"}', b'{"o": "x", "keys": [1]}', b'{"o": "x", "prefix": []}'):
+        admin.publish(channel, garbage)
+    wait_until(lambda: peer.backplane()["malformed"] == 4, "the garbage to be counted")
+    assert peer.call("memory_holds", "k")
+    admin.set(f"tierkit:{cache.settings.namespace}:k:k", b"ignored")  # a foreign write to Redis …
+    admin.publish(channel, b'{"o": "another-program", "keys": ["k"]}')  # … announced by its program
+    wait_until(lambda: not peer.call("memory_holds", "k"), "the announced change to reach the peer")
+
+
+def test_backplane_off_and_no_local_tier_mean_no_backplane(redis_url: str, namespace: str) -> None:
+    off = Cache(**memory_redis(namespace, {"url": redis_url}, backplane="off"))
+    assert "backplane" not in off.stats()
+    only_redis = Cache(namespace=namespace, order=["redis"], tiers={"redis": {"options": {"url": redis_url}}})
+    assert "backplane" not in only_redis.stats()
+    off.close()
+    only_redis.close()
+
+
+@pytest.mark.slow
+def test_sentinel_failover_resubscribes_to_the_new_master(
+    make_sentinels: Callable[[], SentinelGroup], namespace: str
+) -> None:
+    group = make_sentinels()
+    options = {"sentinels": group.addresses, "service_name": group.service}
+    settings = memory_redis(namespace, options)
+    writer, reader = Cache(**settings), Peer(settings)
+    wait_until(lambda: writer.stats()["backplane"]["state"] == "subscribed", "the writer to subscribe")
+    writer.set("k", 1)
+    wait_until(lambda: reader.call("get", "k") == 1, "the reader to cache k")
+    old_master = group.current_master()
+    group.master.stop()  # type: ignore[union-attr]
+    wait_until(lambda: group.current_master() != old_master, "the failover", timeout=30)
+    wait_until(lambda: reader.backplane()["subscriptions"] >= 2, "the reader to resubscribe", timeout=30)
+    wait_until(lambda: writer.set("k", 2), "writes to reach the new master", timeout=30)
+    wait_until(lambda: reader.call("get", "k") == 2, "the change to reach the reader")
+    writer.set("k", 3)
+    wait_until(lambda: reader.call("get", "k") == 3, "the next change too")
+    reader.stop()
+    writer.close()
+
+
+@pytest.mark.slow
+def test_cluster_backplane_survives_losing_its_node(
+    make_cluster: Callable[[], Cluster], namespace: str
+) -> None:
+    cluster = make_cluster()
+    options = {"url": cluster.url, "cluster": True}
+    settings = memory_redis(namespace, options)
+    writer, reader = Cache(**settings), Peer(settings)
+    wait_until(lambda: writer.stats()["backplane"]["state"] == "subscribed", "the writer to subscribe")
+    writer.set("k", 1)
+    wait_until(lambda: reader.call("get", "k") == 1, "the reader to cache k")
+    for node in cluster.live():  # wherever the subscriptions are, they are cut
+        node.admin().client_kill_filter(_type="pubsub")
+    wait_until(lambda: reader.backplane()["subscriptions"] >= 2, "the reader to resubscribe")
+    writer.set("k", 2)
+    wait_until(lambda: reader.call("get", "k") == 2, "the change to reach the reader")
+    reader.stop()
+    writer.close()
+
+
+def test_changes_reach_every_session_when_it_is_next_used(redis_url: str, namespace: str) -> None:
+    tierkit_session = pytest.importorskip("tierkit_session")
+    options = {"url": redis_url}
+    tiers = {"redis": {"options": options}}
+    writer = Cache(namespace=namespace, order=["memory", "redis"], tiers=tiers)
+    reader = Cache(namespace=namespace, order=["session", "redis"], tiers=tiers)  # another backplane end
+    for cache in (writer, reader):
+        wait_until(lambda c=cache: c.stats()["backplane"]["state"] == "subscribed", "subscriptions")
+    sessions: list[dict[str, Any]] = [{}, {}]
+    writer.set_many({"a": 1, "b": 1, "user:1": 1}, tags=["t"])
+    for session in sessions:
+        with tierkit_session.bind(session):
+            wait_until(  # a read racing the set_many's own announcement is not backfilled: read again
+                lambda: (
+                    [reader.get(k) for k in ("a", "b", "user:1")] == [1, 1, 1]
+                    and all(reader.inspect(k)["session"].status == "held" for k in ("a", "b", "user:1"))
+                ),
+                "the session to hold the values",
+            )
+    received = reader.stats()["backplane"]["received"]
+    writer.set("a", 2)
+    writer.invalidate(tags=["t"])  # b (a was rewritten without the tag)
+    writer.invalidate(prefix="user:")
+    wait_until(lambda: reader.stats()["backplane"]["received"] == received + 3, "the changes to arrive")
+    for session in sessions:
+        with tierkit_session.bind(session):
+            assert [reader.inspect(k)["session"].status for k in ("a", "b", "user:1")] == ["absent"] * 3
+            assert reader.get("a") == 2 and reader.get("b") is None
+    writer.clear()
+    wait_until(lambda: reader.stats()["backplane"]["received"] == received + 4, "the clear to arrive")
+    with tierkit_session.bind(sessions[0]):
+        assert reader.inspect("a")["session"].status == "absent"
+    writer.close()
+    reader.close()

@@ -1,0 +1,120 @@
+"""The backplane over Redis pub/sub: one channel per namespace (docs/coherence.md says why pub/sub).
+
+A subscriber thread holds one connection of its own, made by the tier's pool
+(so a Sentinel-managed pool finds the current master on each reconnect, and a
+cluster subscribes on one of its nodes: plain ``PUBLISH`` reaches every node).
+It tells the backplane at once when the connection is lost — redis-py's
+``PubSub`` would reconnect silently and hide the messages missed meanwhile —
+and PINGs when idle, so that a dead peer is noticed within two heartbeats.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any, Protocol
+
+HEARTBEAT = 1.0
+"""Seconds of silence on the subscription before a PING; no answer within as long again: lost."""
+BACKOFF = (0.02, 1.0)
+"""First and longest wait between reconnection attempts, in seconds."""
+
+
+class Listener(Protocol):
+    def on_subscribed(self) -> None: ...
+    def on_message(self, data: bytes) -> None: ...
+    def on_disconnected(self, reason: str) -> None: ...
+
+
+class RedisBackplane:
+    """Publish with the tier's client; subscribe on a connection ``connect()`` makes for the thread.
+
+    ``describe`` turns a connection error into a password-free reason.
+    """
+
+    def __init__(
+        self,
+        publisher: Any,
+        connect: Callable[[], Any],
+        channel: str,
+        describe: Callable[[BaseException], str],
+    ) -> None:
+        self.channel = channel
+        self._publish = publisher.publish
+        self._connect = connect
+        self._describe = describe
+        self._closed = threading.Event()
+        self._connection: Any = None
+        self._thread: threading.Thread | None = None
+
+    def __repr__(self) -> str:
+        return f"RedisBackplane(channel={self.channel!r})"
+
+    def publish(self, message: bytes) -> None:
+        self._publish(self.channel, message)
+
+    def subscribe(self, listener: Listener) -> None:
+        self._thread = threading.Thread(
+            target=self._listen, args=(listener,), name=f"tierkit-backplane {self.channel}", daemon=True
+        )
+        self._thread.start()
+
+    def close(self) -> None:
+        self._closed.set()
+        connection = self._connection
+        if connection is not None:
+            try:
+                connection.disconnect()
+            except Exception:
+                pass
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout=2 * HEARTBEAT)
+
+    def _listen(self, listener: Listener) -> None:
+        wait = BACKOFF[0]
+        while not self._closed.is_set():
+            try:
+                connection = self._connection = self._connect()
+                connection.connect()
+                connection.send_command("SUBSCRIBE", self.channel)
+                self._serve(connection, listener)
+            except Exception as exc:
+                if self._closed.is_set():
+                    break
+                listener.on_disconnected(self._describe(exc))
+            else:
+                wait = BACKOFF[0]
+            finally:
+                self._drop()
+            if self._closed.wait(wait):
+                break
+            wait = min(wait * 2, BACKOFF[1])
+
+    def _serve(self, connection: Any, listener: Listener) -> None:
+        """Deliver until the connection fails (raises) or the backplane closes (returns)."""
+        pinged = False
+        while not self._closed.is_set():
+            if not connection.can_read(timeout=HEARTBEAT):
+                if pinged:
+                    raise ConnectionError(f"no answer to PING within {HEARTBEAT:g}s")
+                connection.send_command("PING")
+                pinged = True
+                continue
+            # push_request: hiredis hands subscription replies over as push notifications,
+            # which redis-py would otherwise route to a push handler and never return.
+            reply = connection.read_response(disable_decoding=True, push_request=True)
+            kind = reply[0] if isinstance(reply, list) and reply else reply
+            if kind == b"message":
+                listener.on_message(reply[2])
+            elif kind in (b"pong", b"PONG"):
+                pinged = False
+            elif kind == b"subscribe":
+                listener.on_subscribed()
+
+    def _drop(self) -> None:
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            try:
+                connection.disconnect()
+            except Exception:
+                pass

@@ -1,0 +1,435 @@
+"""The backplane: one truth across the processes of a namespace.
+
+Local tiers (memory, session) keep copies of what a shared tier (Redis) holds.
+When any process changes a key through the chain, it publishes the change on
+the backplane; every other process removes its local copies as the message
+arrives (milliseconds).  The transport is a tier's (``tierkit_backplane``
+hook, e.g. Redis pub/sub); this module holds what makes it correct:
+
+* **own echoes** — each message names the process that sent it; a process
+  ignores its own (its local tiers already hold the new value).
+* **the backfill race** — a read that fetched an old value from the shared tier
+  *before* an invalidation arrived must not copy it into a local tier *after*:
+  reads take a :meth:`Backplane.stamp` before asking the shared tier, and the
+  backfill happens only if nothing touching the key arrived since, checked and
+  written under the lock the message handler applies invalidations under.
+* **disconnects** — a process cannot know what it missed while unsubscribed:
+  the moment the subscription drops it empties its local tiers and stops
+  filling them (reads go to the shared tier), and once subscribed again it
+  empties them once more and resumes.
+
+"Local tiers" are the process's own copies: tiers that are not remote and are
+written ``always`` (memory, session).  A persistent tier (the file tier) is
+left alone: its store is shared by the host's processes, so another process's
+message would delete what this host has just written, and it is the fallback
+for the time the shared tier is down.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import weakref
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Literal, Protocol
+
+import orjson
+
+from tierkit._config import redact
+from tierkit._events import Event, emit
+
+if TYPE_CHECKING:
+    from tierkit._breaker import Breaker
+    from tierkit._chain import TierSlot
+
+log = logging.getLogger("tierkit")
+
+MAX_TRACKED_KEYS = 100_000
+"""Keys whose last invalidation is remembered for the backfill check; beyond, every older read is refused."""
+START_WAIT = 2.0
+"""Seconds a new cache waits for the first answer of its subscription (subscribed or failed)."""
+LOG_LENGTH = 10_000
+"""Invalidations kept for tiers that catch up lazily (the session tier); older ones collapse into a clear."""
+
+State = Literal["connecting", "subscribed", "disconnected", "closed"]
+
+
+class Listener(Protocol):
+    """What a transport tells the backplane, from its own thread."""
+
+    def on_subscribed(self) -> None: ...
+    def on_message(self, data: bytes) -> None: ...
+    def on_disconnected(self, reason: str) -> None: ...
+
+
+class Transport(Protocol):
+    """What a tier's ``tierkit_backplane`` hook returns: a channel shared by the namespace's processes.
+
+    ``subscribe`` starts delivering in a thread of its own and must call
+    ``on_subscribed`` each time the subscription is (re)established,
+    ``on_disconnected`` as soon as it is lost, and ``on_message`` for each
+    message in between, in order.  ``publish`` may raise (the chain counts it).
+    """
+
+    channel: str
+
+    def publish(self, message: bytes) -> None: ...
+    def subscribe(self, listener: Listener) -> None: ...
+    def close(self) -> None: ...
+
+
+Op = tuple[Literal["keys", "tags", "prefix", "clear"], tuple[str, ...]]
+"""One invalidation: what it names (keys, tags, a prefix, or everything)."""
+
+
+def encode(origin: str, op: Op) -> bytes:
+    """The wire form of an invalidation: ``{"o": origin, "keys"|"tags"|"prefix"|"clear": [...]}``."""
+    return orjson.dumps({"o": origin, op[0]: list(op[1])})
+
+
+def decode(data: bytes) -> tuple[str, Op] | None:
+    """An invalidation from the wire, or ``None`` if it is not one (the channel is untrusted input)."""
+    try:
+        message = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return None
+    if type(message) is not dict or len(message) != 2 or type(message.get("o")) is not str:
+        return None
+    for what in ("keys", "tags", "prefix", "clear"):
+        names = message.get(what)
+        if type(names) is list and all(type(n) is str and n for n in names):
+            if (what == "prefix" and len(names) != 1) or (what != "clear" and not names):
+                return None
+            return message["o"], (what, tuple(names))
+    return None
+
+
+Mark = tuple[str, int]
+"""Where a place stands in an :class:`InvalidationLog`: (the log's id, the last number applied)."""
+
+
+class InvalidationLog:
+    """The recent invalidations, numbered, for tiers whose copies live in many places (sessions).
+
+    Such a tier (one with a ``follow_invalidations(log)`` method) keeps, per place,
+    the :attr:`mark` it is synced to and calls :meth:`catch_up` before serving from
+    a place whose mark ``is not`` the log's.  A place too far behind — or synced to
+    another log (a session pickled in another process) — gets a clear.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._ops: deque[tuple[int, Op]] = deque(maxlen=LOG_LENGTH)
+        self.seq = 0
+        self.mark: Mark = (os.urandom(8).hex(), 0)
+
+    def append(self, op: Op) -> None:
+        with self._lock:
+            self.seq += 1
+            self._ops.append((self.seq, op))
+            self.mark = (self.mark[0], self.seq)
+
+    def renew(self) -> None:
+        """A new identity and lock (a forked child's log diverges from its parent's)."""
+        self._lock = threading.Lock()
+        self.mark = (os.urandom(8).hex(), self.seq)
+
+    def catch_up(
+        self,
+        mark: Mark | None,
+        delete: Callable[[str], Any],
+        invalidate_tags: Callable[[list[str]], Any],
+        invalidate_prefix: Callable[[str], Any],
+        clear: Callable[[], Any],
+    ) -> Mark:
+        """Apply what happened after ``mark`` through the place's hooks; the mark to keep.
+
+        ``mark=None``: a new, empty place (nothing to apply).
+        """
+        with self._lock:
+            now = self.mark
+            ops = self._ops
+            if mark is None or mark == now:
+                return now
+            if mark[0] != now[0] or not ops or ops[0][0] > mark[1] + 1:
+                missed: list[Op] = [("clear", ())]
+            else:
+                missed = [op for number, op in ops if number > mark[1]]
+        for op in missed:
+            apply_op(op, delete, invalidate_tags, invalidate_prefix, clear)
+        return now
+
+
+def apply_op(
+    op: Op,
+    delete: Callable[[str], Any],
+    tags: Callable[[list[str]], Any],
+    prefix: Callable[[str], Any],
+    clear: Callable[[], Any],
+) -> None:
+    """Apply one invalidation through a tier's hooks."""
+    what, names = op
+    if what == "keys":
+        for key in names:
+            delete(key)
+    elif what == "tags":
+        tags(list(names))
+    elif what == "prefix":
+        prefix(names[0])
+    else:
+        clear()
+
+
+_live: weakref.WeakSet[Backplane] = weakref.WeakSet()
+
+
+class Backplane:
+    """This process's end of the namespace's backplane: publishes changes, applies the others'.
+
+    ``local`` are the chain's local tiers (their copies are what goes stale);
+    ``connect`` makes a transport (called again in a forked child, whose parent's
+    subscriber thread did not follow it).
+    """
+
+    def __init__(
+        self,
+        connect: Callable[[], Transport],
+        local: Sequence[TierSlot],
+        namespace: str,
+        transport: Transport,
+    ) -> None:
+        self.lock = threading.Lock()
+        """Held while an invalidation is applied, and by a backfill between its check and its write."""
+        self.local = tuple(local)
+        self.namespace = namespace
+        self.log = InvalidationLog()
+        self.suspended = True
+        self.state: State = "connecting"
+        self.received = self.published = self.publish_errors = self.malformed = 0
+        self.disconnects = self.subscriptions = 0
+        self._connect = connect
+        self._origin = ""
+        self._pid = 0
+        self._coarse = 0  # log.seq of the last invalidation that names no single key (tags, prefix, clear)
+        self._keys: dict[str, int] = {}
+        self._failing = False
+        self.breaker: Breaker | None = None
+        """The breaker of the tier whose transport this is (set by :func:`start`)."""
+        for slot in self.local:
+            follow = getattr(slot.tier, "follow_invalidations", None)
+            if follow is not None:
+                follow(self.log)
+        self.transport = transport
+        self._answered = threading.Event()
+        transport.subscribe(self)
+        # A cache is usually used at once: wait for the subscription (or its failure) so that local
+        # tiers serve from the first call; bounded, the transport's own timeouts come first.
+        self._answered.wait(START_WAIT)
+        _live.add(self)
+
+    @property
+    def origin(self) -> str:
+        """This process's name on the channel (a forked child gets its own)."""
+        if self._pid != os.getpid():
+            self._pid = os.getpid()
+            self._origin = f"{self._pid}-{os.urandom(6).hex()}"
+        return self._origin
+
+    # -- the writer's side ----------------------------------------------------------------------
+
+    def publish(self, op: Op) -> bool:
+        """Tell the other processes; False (counted, logged) if the transport failed.
+
+        Not tried while the shared tier's circuit breaker is open: it would cost a timeout per write.
+        """
+        try:
+            if self.breaker is not None and self.breaker.state == "open":
+                raise ConnectionError("the shared tier's circuit breaker is open")
+            self.transport.publish(encode(self.origin, op))
+        except Exception as exc:
+            self.publish_errors += 1
+            if not self._failing:  # once per streak of failures, not per write
+                self._failing = True
+                log.warning(
+                    "backplane of namespace %r: publish failed (%s); other processes keep their "
+                    "local copies of what changed until their TTL",
+                    self.namespace,
+                    type(exc).__name__,
+                )
+            return False
+        self._failing = False
+        self.published += 1
+        return True
+
+    # -- the reader's side ----------------------------------------------------------------------
+
+    def keep(self, keys: Iterable[str], stamp: int) -> list[str]:
+        """The ``keys`` whose values read after ``stamp`` may go into local tiers (hold :attr:`lock`)."""
+        if self.suspended or self._coarse > stamp:
+            return []
+        seen = self._keys
+        return [key for key in keys if seen.get(key, 0) <= stamp]
+
+    # -- the listener (the transport's thread) --------------------------------------------------
+
+    def on_message(self, data: bytes) -> None:
+        decoded = decode(data)
+        if decoded is None:
+            self.malformed += 1
+            return
+        origin, op = decoded
+        if origin == self.origin:
+            return  # our own write: our local tiers already hold its outcome
+        self.received += 1
+        with self.lock:
+            self._record(op)
+            for slot in self.local:
+                self._apply(slot, op)
+
+    def on_subscribed(self) -> None:
+        """(Re)subscribed: what was missed meanwhile is unknown, so local copies go, then are used again."""
+        with self.lock:
+            self._drop_local()
+            self.suspended = False
+            self.state = "subscribed"
+            self.subscriptions += 1
+        self._answered.set()
+        if self.subscriptions > 1:
+            self._event("backplane_subscribed", "backplane subscribed again; local tiers emptied and in use")
+
+    def on_disconnected(self, reason: str) -> None:
+        """Lost: local tiers are emptied and stay unused (reads go to the shared tier) until resubscribed."""
+        with self.lock:
+            was = self.state
+            self.suspended = True
+            self.state = "disconnected"
+            self._drop_local()
+        self._answered.set()
+        if was != "disconnected":
+            self.disconnects += 1
+            self._event(
+                "backplane_disconnected",
+                "backplane lost (%(reason)s); local tiers emptied and unused until it is back",
+                reason,
+            )
+
+    def _drop_local(self) -> None:
+        op: Op = ("clear", ())
+        self._record(op)
+        for slot in self.local:
+            self._apply(slot, op)
+
+    def _record(self, op: Op) -> None:
+        log_ = self.log
+        log_.append(op)
+        if op[0] != "keys":
+            self._coarse = log_.seq
+            self._keys.clear()
+            return
+        keys = self._keys
+        if len(keys) + len(op[1]) > MAX_TRACKED_KEYS:
+            keys.clear()
+            self._coarse = log_.seq
+        for key in op[1]:
+            keys[key] = log_.seq
+
+    @staticmethod
+    def _apply(slot: TierSlot, op: Op) -> None:
+        try:
+            apply_op(op, slot.delete, slot.invalidate_tags, slot.invalidate_prefix, slot.clear)
+        except Exception as exc:
+            slot.failed(exc)
+            what, names = op
+            if what == "clear":
+                slot.remember_clear()
+            elif what == "keys":
+                slot.remember(keys=names)
+            elif what == "tags":
+                slot.remember(tags=names)
+            else:
+                slot.remember(prefix=names[0])
+
+    def _event(self, event: Event, message: str, reason: str = "") -> None:
+        emit(
+            event,
+            message,
+            tier="backplane",
+            kind=self.transport.channel,
+            namespace=self.namespace,
+            reason=reason,
+        )
+
+    # -- control --------------------------------------------------------------------------------
+
+    def report(self) -> dict[str, Any]:
+        """The backplane's figures for health and stats."""
+        return {
+            "state": self.state,
+            "suspended": self.suspended,
+            "channel": self.transport.channel,
+            "received": self.received,
+            "published": self.published,
+            "publish_errors": self.publish_errors,
+            "malformed": self.malformed,
+            "disconnects": self.disconnects,
+            "subscriptions": self.subscriptions,
+        }
+
+    def close(self) -> None:
+        self.state = "closed"
+        self.suspended = True
+        _live.discard(self)
+        self.transport.close()
+
+    def _restart_in_child(self) -> None:
+        """After ``fork``: the parent's subscriber thread did not follow; subscribe anew (suspended)."""
+        self.lock = threading.Lock()
+        self.suspended = True
+        self.state = "connecting"
+        self.subscriptions = 0
+        self.log.renew()
+        with self.lock:
+            self._drop_local()
+        self.transport = self._connect()
+        self.transport.subscribe(self)
+
+
+def _after_fork() -> None:
+    for backplane in list(_live):
+        if backplane.state != "closed":
+            backplane._restart_in_child()
+
+
+os.register_at_fork(after_in_child=_after_fork)
+
+
+def start(slots: Sequence[TierSlot], namespace: str) -> tuple[Backplane, str] | None:
+    """The backplane of a chain and the tier whose transport it uses; ``None`` when there is no use
+    for one (no local tier) or no tier offers one.  A transport that fails to start is logged, not raised:
+    the chain then runs as with ``backplane = "off"``.
+    """
+    local = [slot for slot in slots if not slot.remote and slot.write == "always"]
+    if not local:
+        return None
+    for slot in slots:
+        hook = getattr(slot.tier, "tierkit_backplane", None)
+        if not slot.remote or hook is None:
+            continue
+        try:
+            transport = hook()
+            if transport is None:
+                continue
+            backplane = Backplane(hook, local, namespace, transport)
+            backplane.breaker = slot.breaker
+            return backplane, slot.name
+        except Exception as exc:
+            reason = redact(f"{type(exc).__name__}: {exc}")
+            log.error(
+                "tier %r could not start the backplane (%s); local tiers are not kept coherent",
+                slot.name,
+                reason,
+            )
+            return None
+    return None
