@@ -57,6 +57,8 @@ def changes(cache: Cache) -> list[tuple[str, Callable[[], Any], dict[str, Any]]]
         ("tags", lambda: cache.invalidate(tags=["t"]), {"a": None, "b": None}),
         ("prefix", lambda: cache.invalidate(prefix="user:"), {"user:1": None}),
         ("clear", cache.clear, {"a": None, "b": None, "user:1": None}),
+        ("delete_many", lambda: cache.delete_many(["a", "b"]), {"a": None, "b": None}),
+        ("stale_ttl", lambda: cache.set("a", "fresh", ttl=60, stale_ttl=60), {"a": "fresh"}),
     ]
 
 
@@ -73,6 +75,17 @@ def test_every_kind_of_change_reaches_the_other_process(cache: Cache, peer: Peer
             wait_until(lambda k=key, v=value: peer.call("get", k) == v, f"{name}: the peer to see {key}")
     report = peer.backplane()
     assert report["received"] >= len(changes(cache)) and report["malformed"] == 0
+
+
+def test_a_counter_changed_elsewhere_is_read_again(cache: Cache, peer: Peer) -> None:
+    """incr and touch change Redis without a set: they announce too."""
+    cache.set("hits", 1)
+    wait_until(lambda: peer.call("get", "hits") == 1 and peer.call("memory_holds", "hits"), "the peer's copy")
+    assert cache.incr("hits", 5) == 6
+    wait_until(lambda: peer.call("get", "hits") == 6, "the peer to see the new count")
+    wait_until(lambda: peer.call("memory_holds", "hits"), "the peer to copy it again")
+    assert cache.touch("hits", 120)
+    wait_until(lambda: not peer.call("memory_holds", "hits"), "the peer to drop its copy (old deadline)")
 
 
 def test_own_changes_are_not_echoed_back(cache: Cache, peer: Peer) -> None:
