@@ -307,9 +307,8 @@ class AsyncChain:
                 await self._write(slot, batch, stamp)
 
     async def announce(self, op: Op) -> None:
-        """:meth:`Chain.announce` in a worker thread: a publish is a blocking round trip."""
-        if self.chain.backplane is not None:
-            await asyncio.to_thread(self.chain.announce, op)
+        """:meth:`Chain.announce`: a queue put (the backplane's sender thread publishes), never blocking."""
+        self.chain.announce(op)
 
     async def _write(self, slot: TierSlot, batch: Mapping[str, Entry], stamp: int | None) -> bool:
         """:meth:`write`, or :meth:`Chain.write_local` for a local tier while a backplane runs."""

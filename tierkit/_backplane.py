@@ -27,8 +27,10 @@ for the time the shared tier is down.
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
+import queue
 import threading
 import weakref
 from collections import deque
@@ -50,6 +52,8 @@ MAX_TRACKED_KEYS = 100_000
 """Keys whose last invalidation is remembered for the backfill check; beyond, every older read is refused."""
 START_WAIT = 2.0
 """Seconds a new cache waits for the first answer of its subscription (subscribed or failed)."""
+FLUSH_WAIT = 1.0
+"""Seconds closing a cache (or the interpreter's exit) waits for queued messages to go out."""
 LOG_LENGTH = 10_000
 """Invalidations kept for tiers that catch up lazily (the session tier); older ones collapse into a clear."""
 
@@ -185,6 +189,41 @@ def apply_op(
 _live: weakref.WeakSet[Backplane] = weakref.WeakSet()
 
 
+class _Sender:
+    """Sends the writer's messages from a thread of its own, in the order they were made.
+
+    A write then pays a queue put, not a second round trip (the ``PUBLISH``): the
+    others learn of it a thread wake-up later, well inside the propagation window.
+    """
+
+    def __init__(self, send: Callable[[bytes], None]) -> None:
+        self._send = send
+        self._queue: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._starting = threading.Lock()
+
+    def put(self, message: bytes) -> None:
+        if self._thread is None:
+            with self._starting:
+                if self._thread is None:
+                    self._thread = threading.Thread(
+                        target=self._run, name="tierkit-backplane-send", daemon=True
+                    )
+                    self._thread.start()
+        self._queue.put(message)
+
+    def _run(self) -> None:
+        while (message := self._queue.get()) is not None:
+            self._send(message)
+
+    def flush(self, timeout: float) -> None:
+        """Send what is queued (waiting up to ``timeout`` seconds), then stop the thread."""
+        thread, self._thread = self._thread, None
+        if thread is not None:
+            self._queue.put(None)
+            thread.join(timeout)
+
+
 class Backplane:
     """This process's end of the namespace's backplane: publishes changes, applies the others'.
 
@@ -215,6 +254,7 @@ class Backplane:
         self._coarse = 0  # log.seq of the last invalidation that names no single key (tags, prefix, clear)
         self._keys: dict[str, int] = {}
         self._failing = False
+        self._sender = _Sender(self._send)
         self.breaker: Breaker | None = None
         """The breaker of the tier whose transport this is (set by :func:`start`)."""
         for slot in self.local:
@@ -239,29 +279,36 @@ class Backplane:
 
     # -- the writer's side ----------------------------------------------------------------------
 
-    def publish(self, op: Op) -> bool:
-        """Tell the other processes; False (counted, logged) if the transport failed.
+    def publish(self, op: Op) -> None:
+        """Tell the other processes, from the sender thread (:class:`_Sender`).
 
         Not tried while the shared tier's circuit breaker is open: it would cost a timeout per write.
         """
+        if self.breaker is not None and self.breaker.state == "open":
+            self._failed(ConnectionError("the shared tier's circuit breaker is open"))
+            return
+        self._sender.put(encode(self.origin, op))
+
+    def _send(self, message: bytes) -> None:
         try:
-            if self.breaker is not None and self.breaker.state == "open":
-                raise ConnectionError("the shared tier's circuit breaker is open")
-            self.transport.publish(encode(self.origin, op))
+            self.transport.publish(message)
         except Exception as exc:
-            self.publish_errors += 1
-            if not self._failing:  # once per streak of failures, not per write
-                self._failing = True
-                log.warning(
-                    "backplane of namespace %r: publish failed (%s); other processes keep their "
-                    "local copies of what changed until their TTL",
-                    self.namespace,
-                    type(exc).__name__,
-                )
-            return False
+            self._failed(exc)
+            return
         self._failing = False
         self.published += 1
-        return True
+
+    def _failed(self, exc: Exception) -> None:
+        """Count a message the others will not get; logged once per streak of failures, not per write."""
+        self.publish_errors += 1
+        if not self._failing:
+            self._failing = True
+            log.warning(
+                "backplane of namespace %r: publish failed (%s); other processes keep their "
+                "local copies of what changed until their TTL",
+                self.namespace,
+                type(exc).__name__,
+            )
 
     # -- the reader's side ----------------------------------------------------------------------
 
@@ -381,11 +428,13 @@ class Backplane:
         self.state = "closed"
         self.suspended = True
         _live.discard(self)
+        self._sender.flush(FLUSH_WAIT)
         self.transport.close()
 
     def _restart_in_child(self) -> None:
         """After ``fork``: the parent's subscriber thread did not follow; subscribe anew (suspended)."""
         self.lock = threading.Lock()
+        self._sender = _Sender(self._send)  # the parent's thread did not follow; it sends what it queued
         self.suspended = True
         self.state = "connecting"
         self.subscriptions = 0
@@ -402,7 +451,14 @@ def _after_fork() -> None:
             backplane._restart_in_child()
 
 
+def _flush_all() -> None:
+    """At exit: what this process changed last still reaches the others."""
+    for backplane in list(_live):
+        backplane._sender.flush(FLUSH_WAIT)
+
+
 os.register_at_fork(after_in_child=_after_fork)
+atexit.register(_flush_all)
 
 
 def start(slots: Sequence[TierSlot], namespace: str) -> tuple[Backplane, str] | None:

@@ -93,7 +93,10 @@ def test_own_changes_are_not_echoed_back(cache: Cache, peer: Peer) -> None:
     peer.call("set", "theirs", 2)
     wait_until(lambda: cache.stats()["backplane"]["received"] == 1, "the peer's change to arrive")
     assert cache.inspect("mine")["memory"].status == "held", "its own write stays in its memory tier"
-    assert peer.backplane()["received"] == 1 and cache.stats()["backplane"]["published"] == 1
+    wait_until(  # messages go out from a sender thread: a write does not wait for its PUBLISH
+        lambda: peer.backplane()["received"] == 1 and cache.stats()["backplane"]["published"] == 1,
+        "the own change to reach the peer, once",
+    )
 
 
 def test_a_value_read_before_its_invalidation_is_not_copied_into_local_tiers(
