@@ -32,6 +32,7 @@ import logging
 import os
 import queue
 import threading
+import time
 import weakref
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
@@ -52,6 +53,11 @@ MAX_TRACKED_KEYS = 100_000
 """Keys whose last invalidation is remembered for the backfill check; beyond, every older read is refused."""
 START_WAIT = 2.0
 """Seconds a new cache waits for the first answer of its subscription (subscribed or failed)."""
+GATHER = 0.002
+"""Seconds the sender thread gathers queued changes before it publishes them coalesced: a tight loop
+of sets measured 2.0x a bare SET with 0.5 ms, 1.3x with 2 ms (python -m benchmarks --only redis_set)."""
+MESSAGE_NAMES = 1000
+"""Most keys (or tags) one message names."""
 FLUSH_WAIT = 1.0
 """Seconds closing a cache (or the interpreter's exit) waits for queued messages to go out."""
 LOG_LENGTH = 10_000
@@ -189,20 +195,40 @@ def apply_op(
 _live: weakref.WeakSet[Backplane] = weakref.WeakSet()
 
 
-class _Sender:
-    """Sends the writer's messages from a thread of its own, in the order they were made.
+def coalesce(ops: Sequence[Op]) -> list[Op]:
+    """Fewer messages that remove the same: every op only removes local copies, so their order
+    does not matter and a clear covers all the rest."""
+    if any(kind == "clear" for kind, _ in ops):
+        return [("clear", ())]
+    merged: dict[str, dict[str, None]] = {"keys": {}, "tags": {}}
+    out: list[Op] = []
+    for kind, names in ops:
+        if kind == "prefix":
+            out.append((kind, names))
+        else:
+            merged[kind].update(dict.fromkeys(names))
+    for kind in ("keys", "tags"):
+        every = list(merged[kind])
+        out += [(kind, tuple(every[i : i + MESSAGE_NAMES])) for i in range(0, len(every), MESSAGE_NAMES)]
+    return out
 
-    A write then pays a queue put, not a second round trip (the ``PUBLISH``): the
-    others learn of it a thread wake-up later, well inside the propagation window.
+
+class _Sender:
+    """Sends the writer's messages from a thread of its own.
+
+    A write then pays a queue put, not a second round trip (the ``PUBLISH``).  The
+    thread gathers what is queued for :data:`GATHER` seconds and sends it coalesced:
+    a burst of writes costs a few messages, and the others learn of each change well
+    inside the propagation window.
     """
 
-    def __init__(self, send: Callable[[bytes], None]) -> None:
+    def __init__(self, send: Callable[[Op], None]) -> None:
         self._send = send
-        self._queue: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[Op | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._starting = threading.Lock()
 
-    def put(self, message: bytes) -> None:
+    def put(self, op: Op) -> None:
         if self._thread is None:
             with self._starting:
                 if self._thread is None:
@@ -210,11 +236,24 @@ class _Sender:
                         target=self._run, name="tierkit-backplane-send", daemon=True
                     )
                     self._thread.start()
-        self._queue.put(message)
+        self._queue.put(op)
 
     def _run(self) -> None:
-        while (message := self._queue.get()) is not None:
-            self._send(message)
+        running = True
+        while running:
+            first = self._queue.get()
+            if first is None:
+                return
+            time.sleep(GATHER)
+            batch = [first]
+            while not self._queue.empty() and len(batch) < MESSAGE_NAMES:
+                op = self._queue.get_nowait()
+                if op is None:
+                    running = False
+                    break
+                batch.append(op)
+            for op in coalesce(batch):
+                self._send(op)
 
     def flush(self, timeout: float) -> None:
         """Send what is queued (waiting up to ``timeout`` seconds), then stop the thread."""
@@ -287,11 +326,11 @@ class Backplane:
         if self.breaker is not None and self.breaker.state == "open":
             self._failed(ConnectionError("the shared tier's circuit breaker is open"))
             return
-        self._sender.put(encode(self.origin, op))
+        self._sender.put(op)
 
-    def _send(self, message: bytes) -> None:
+    def _send(self, op: Op) -> None:
         try:
-            self.transport.publish(message)
+            self.transport.publish(encode(self.origin, op))
         except Exception as exc:
             self._failed(exc)
             return

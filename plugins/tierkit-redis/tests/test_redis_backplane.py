@@ -6,7 +6,10 @@ is timed (the propagation delay is measured by benchmarks/bench_coherence.py).
 
 from __future__ import annotations
 
+import json
 import logging
+import subprocess
+import sys
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -80,12 +83,24 @@ def test_every_kind_of_change_reaches_the_other_process(cache: Cache, peer: Peer
 def test_a_counter_changed_elsewhere_is_read_again(cache: Cache, peer: Peer) -> None:
     """incr and touch change Redis without a set: they announce too."""
     cache.set("hits", 1)
+    received = lambda n: lambda: peer.backplane()["received"] == n  # noqa: E731 - messages leave a moment later
+    wait_until(received(1), "the set's message")
     wait_until(lambda: peer.call("get", "hits") == 1 and peer.call("memory_holds", "hits"), "the peer's copy")
     assert cache.incr("hits", 5) == 6
-    wait_until(lambda: peer.call("get", "hits") == 6, "the peer to see the new count")
-    wait_until(lambda: peer.call("memory_holds", "hits"), "the peer to copy it again")
+    wait_until(received(2), "the incr's message")
+    wait_until(lambda: peer.call("get", "hits") == 6 and peer.call("memory_holds", "hits"), "the new count")
     assert cache.touch("hits", 120)
     wait_until(lambda: not peer.call("memory_holds", "hits"), "the peer to drop its copy (old deadline)")
+
+
+def test_a_change_made_just_before_exit_still_goes_out(settings: dict[str, Any], cache: Cache) -> None:
+    """Messages leave from a sender thread; a process that writes and exits (no close) flushes them."""
+    cache.set("k", "old")
+    assert cache.inspect("k")["memory"].status == "held"
+    script = "import json, sys, tierkit; tierkit.Cache(**json.loads(sys.argv[1])).set('k', 'new')"
+    subprocess.run([sys.executable, "-c", script, json.dumps(settings)], check=True, timeout=60)
+    wait_until(lambda: cache.inspect("k")["memory"].status == "absent", "the exiting writer's message")
+    assert cache.get("k") == "new"
 
 
 def test_own_changes_are_not_echoed_back(cache: Cache, peer: Peer) -> None:
@@ -161,6 +176,7 @@ def test_disconnected_backplane_serves_nothing_local_then_resumes(
 
 def test_another_program_may_publish_and_garbage_is_ignored(redis_url: str, cache: Cache, peer: Peer) -> None:
     cache.set("k", "v")
+    wait_until(lambda: peer.backplane()["received"] == 1, "the set's own message (sent a moment later)")
     wait_until(lambda: peer.call("get", "k") == "v" and peer.call("memory_holds", "k"), "the peer to cache k")
     admin = redis.Redis.from_url(redis_url)
     channel = peer.backplane()["channel"]
@@ -235,6 +251,9 @@ def test_changes_reach_every_session_when_it_is_next_used(redis_url: str, namesp
         wait_until(lambda c=cache: c.stats()["backplane"]["state"] == "subscribed", "subscriptions")
     sessions: list[dict[str, Any]] = [{}, {}]
     writer.set_many({"a": 1, "b": 1, "user:1": 1}, tags=["t"])
+    wait_until(
+        lambda: reader.stats()["backplane"]["received"] == 1, "the set_many's message (sent a moment later)"
+    )
     for session in sessions:
         with tierkit_session.bind(session):
             wait_until(  # a read racing the set_many's own announcement is not backfilled: read again
