@@ -340,21 +340,17 @@ class RedisClusterTier(RedisTier):
         cluster = await self._acluster()
         names = {self._entries + key: key for key in keys}
         groups = [slots for _, slots in self._by_node(cluster, names).values()]
-        answers = await asyncio.gather(*(_amget(cluster, slots) for slots in groups), return_exceptions=True)
-        replies, failures = [], []
-        for slots, answer in zip(groups, answers, strict=True):
-            if isinstance(answer, Exception):
-                failures.append(answer)
-            elif isinstance(answer, BaseException):
-                raise answer  # cancelled
-            else:
-                replies.append((slots, answer))
-        found = self._found(names, replies)
+        replies, failures = await _amget_nodes(cluster, groups)
         if failures:
+            # One node's connection error makes redis-py re-read the topology, which can fail the
+            # other nodes' pipelines running at that moment: ask the failed groups once more, so
+            # that only the dead shard's keys are lost.
             await self._arefresh(cluster)
+            again, failures = await _amget_nodes(cluster, [slots for slots, _ in failures])
+            replies += again
             if not replies:
-                raise failures[0]
-        return found
+                raise failures[0][1]
+        return self._found(names, replies)
 
     @hookimpl
     async def tierkit_aset_many(self, entries: Mapping[str, Entry]) -> None:
@@ -497,6 +493,22 @@ async def _adrive(steps: Steps[T], execute: Callable[[Any], Awaitable[Any]]) -> 
             replies = await execute(steps.send(replies))
     except StopIteration as done:
         return done.value  # type: ignore[no-any-return]
+
+
+async def _amget_nodes(
+    cluster: Any, groups: Sequence[Mapping[int, list[str]]]
+) -> tuple[list[tuple[Any, Any]], list[tuple[Mapping[int, list[str]], Exception]]]:
+    """:func:`_amget` of every node's group, concurrently: the replies, and the groups that failed."""
+    answers = await asyncio.gather(*(_amget(cluster, slots) for slots in groups), return_exceptions=True)
+    replies, failures = [], []
+    for slots, answer in zip(groups, answers, strict=True):
+        if isinstance(answer, Exception):
+            failures.append((slots, answer))
+        elif isinstance(answer, BaseException):
+            raise answer  # cancelled
+        else:
+            replies.append((slots, answer))
+    return replies, failures
 
 
 async def _amget(cluster: Any, slots: Mapping[int, list[str]]) -> list[list[bytes | None]]:
