@@ -2,7 +2,7 @@
 
 The loop-lag tests are the promise of docs/async.md that no tier blocks the loop: with Redis
 frozen (``CLIENT PAUSE``) or unreachable (a socket that accepts and never answers), 100
-concurrent requests keep the event loop's lag far below the Redis timeout at p99 (a blocking
+concurrent requests keep the event loop's lag under 20 ms at p99 (a blocking
 call would stall it for the whole 250 ms timeout, as the sync API did: 762 ms), every call
 returns within the timeouts, and the breaker opens as in sync code.
 """
@@ -28,12 +28,11 @@ pytestmark = [pytest.mark.redis, pytest.mark.anyio]
 __all__ = ["silent_listener"]  # a fixture, used below
 
 TIMEOUT = 0.25
-LAG_LIMIT = 0.100
-"""Well under one timeout.  Issue 11's target is 20 ms: met on an otherwise idle 2-core machine
-(p99 1-8 ms, no callback over 8 ms in asyncio debug mode), but with other processes competing for
-the cores an idle 5 ms ticker alone lags 7-15 ms at p99 and this scenario 12-58 ms, mostly the
-scheduler's and the burst of sockets closed when ~64 calls time out together; so the test holds
-"far below a timeout", not 20 ms."""
+LAG_LIMIT = 0.020
+"""Issue 11's promise, held as written.  Measured with this test on the 2-core CI machine: p99
+1.1-1.7 ms idle, 4.3-5.6 ms with two other processes spinning on both cores (a blocking call would
+stall the loop for the whole 250 ms timeout).  Earlier figures of 12-58 ms came from a machine
+running seven test suites at once, where an idle 5 ms ticker alone lagged 7-15 ms."""
 
 
 @pytest.fixture
