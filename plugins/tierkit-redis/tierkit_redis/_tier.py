@@ -91,12 +91,15 @@ class RedisTier(AsyncRedisHooks, Tier[RedisOptions]):
     def _connect(self, opts: RedisOptions) -> None:
         """Make the clients: one server, or the master (and replicas) a Sentinel names."""
         from tierkit_redis._client import connect
+        from tierkit_redis._lane import read_lane
 
         clients = connect(opts)
         self._client: redis.Redis = clients.write
         self._reader: redis.Redis = clients.read
         self._sentinel = clients.sentinel
-        self._redis_get = cast("Callable[[str], bytes | None]", self._reader.get)
+        self._lane = read_lane(self._reader, opts.retries)
+        get = self._reader.get if self._lane is None else self._lane.get
+        self._redis_get = cast("Callable[[str], bytes | None]", get)
 
     @classmethod
     def unavailable_reason(cls, options: BaseModel, context: TierContext) -> str | None:
@@ -357,6 +360,8 @@ class RedisTier(AsyncRedisHooks, Tier[RedisOptions]):
 
     @hookimpl
     def tierkit_close(self) -> None:
+        if self._lane is not None:
+            self._lane.close()
         self._client.close()
 
 

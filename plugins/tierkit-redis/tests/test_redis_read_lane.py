@@ -1,0 +1,99 @@
+"""The tier's GETs go through a lane of their own (tierkit_redis._lane): what redis-py's
+per-command machinery guaranteed must still hold, against a real server."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+
+import pytest
+import redis
+from redis_helpers import RedisServer
+from tierkit_redis import RedisTier
+
+from tierkit import Entry
+
+pytestmark = [pytest.mark.redis]
+
+
+def get_connections(admin: redis.Redis) -> int:
+    """Connections of the server whose last command was a GET."""
+    return sum(1 for client in admin.client_list() if client["cmd"] == "get")
+
+
+def test_a_connection_the_server_closed_while_idle_is_replaced_without_a_failure(
+    redis_factory: Callable[..., RedisServer], make_tier: Callable[..., RedisTier]
+) -> None:
+    server = redis_factory()
+    tier = make_tier(server.url, retries=0)  # even with no retries, as redis-py's checkout did
+    tier.tierkit_set("k", Entry(b"v", None, ()))
+    assert tier.tierkit_get("k") == Entry(b"v", None, ())
+    admin = server.admin()
+    assert admin.client_kill_filter(_type="normal", skipme=True) >= 1
+    assert tier.tierkit_get("k") == Entry(b"v", None, ())
+
+
+def test_a_timed_out_get_leaves_no_reply_behind_for_the_next_one(
+    redis_factory: Callable[..., RedisServer], make_tier: Callable[..., RedisTier]
+) -> None:
+    server = redis_factory()
+    tier = make_tier(server.url, socket_timeout=0.2)
+    tier.tierkit_set_many({"a": Entry(b"value of a", None, ()), "b": Entry(b"value of b", None, ())})
+    server.admin().execute_command("CLIENT", "PAUSE", 500, "ALL")
+    with pytest.raises(redis.TimeoutError):
+        tier.tierkit_get("a")  # its reply comes after the pause, to a connection closed meanwhile
+    time.sleep(0.6)
+    assert tier.tierkit_get("b") == Entry(b"value of b", None, ())
+    assert tier.tierkit_get("a") == Entry(b"value of a", None, ())
+
+
+def test_a_foreign_value_is_a_miss_and_the_connection_stays_usable(tier: RedisTier, redis_url: str) -> None:
+    tier.tierkit_set("ours", Entry(b"v", None, ()))
+    redis.Redis.from_url(redis_url).hset(tier.key_prefix + "k:theirs", "field", "x")
+    assert tier.tierkit_get("theirs") is None  # WRONGTYPE: another program's hash
+    assert tier.tierkit_get("ours") == Entry(b"v", None, ())
+
+
+def test_a_forked_child_reads_on_a_connection_of_its_own(
+    redis_factory: Callable[..., RedisServer], make_tier: Callable[..., RedisTier]
+) -> None:
+    server = redis_factory()
+    tier = make_tier(server.url)
+    tier.tierkit_set_many({"parent": Entry(b"p", None, ()), "child": Entry(b"c", None, ())})
+    assert tier.tierkit_get("parent") == Entry(b"p", None, ())
+    admin = server.admin()
+    assert get_connections(admin) == 1
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report, never return into pytest
+        status = 1
+        try:
+            ok = tier.tierkit_get("child") == Entry(b"c", None, ())
+            fresh = get_connections(redis.Redis.from_url(server.url)) == 2
+            os.write(write_end, b"ok" if ok and fresh else f"ok={ok} fresh={fresh}".encode())
+            status = 0
+        finally:
+            os._exit(status)
+    os.close(write_end)
+    _, status = os.waitpid(pid, 0)
+    report = os.read(read_end, 100)
+    os.close(read_end)
+    assert status == 0 and report == b"ok"
+    for _ in range(20):  # the parent's connection was neither used nor shut down by the child
+        assert tier.tierkit_get("parent") == Entry(b"p", None, ())
+
+
+def test_closing_the_tier_closes_its_read_connections(
+    redis_factory: Callable[..., RedisServer], make_tier: Callable[..., RedisTier]
+) -> None:
+    server = redis_factory()
+    tier = make_tier(server.url)
+    assert tier.tierkit_get("k") is None
+    admin = server.admin()
+    assert get_connections(admin) == 1
+    tier.tierkit_close()
+    deadline = time.monotonic() + 2
+    while get_connections(admin) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert get_connections(admin) == 0
