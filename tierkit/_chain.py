@@ -445,7 +445,8 @@ class Chain:
             return get
 
         def after_first_miss(key: str, default: Any) -> Any:
-            check_key(key)
+            if type(key) is not str or not key or not key.isascii():
+                check_key(key)
             first.misses += 1
             return self.read_through(key, default, 1, codec)
 
