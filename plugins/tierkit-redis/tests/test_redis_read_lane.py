@@ -4,6 +4,7 @@ per-command machinery guaranteed must still hold, against a real server."""
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Callable
 
@@ -97,3 +98,22 @@ def test_closing_the_tier_closes_its_read_connections(
     while get_connections(admin) and time.monotonic() < deadline:
         time.sleep(0.01)
     assert get_connections(admin) == 0
+
+
+def test_threads_reading_at_once_each_get_their_own_reply(tier: RedisTier) -> None:
+    keys = [f"k{i}" for i in range(8)]
+    tier.tierkit_set_many({key: Entry(key.encode(), None, ()) for key in keys})
+    wrong: list[tuple[str, object]] = []
+
+    def read(key: str) -> None:
+        for _ in range(300):
+            entry = tier.tierkit_get(key)
+            if entry != Entry(key.encode(), None, ()):
+                wrong.append((key, entry))
+
+    threads = [threading.Thread(target=read, args=(key,)) for key in keys]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert wrong == []
