@@ -13,7 +13,7 @@ import math
 import struct
 from collections.abc import Iterable
 
-from tierkit import Entry
+from tierkit import Entry, Payloads
 
 VERSION = 1
 _HEAD = struct.Struct("<BdH")
@@ -67,14 +67,19 @@ def unpack(raw: bytes, now: float) -> Entry | None:
     return None if tags is None else _entry(Entry, (raw[end:], expires_at, tags))
 
 
-def unpack_many(keys: Iterable[str], raws: Iterable[bytes | None], now: float) -> dict[str, Entry]:
-    """The live entries among ``raws`` (an MGET's answer for ``keys``), by key.
+def unpack_columns(keys: Iterable[str], raws: Iterable[bytes | None], now: float) -> Payloads:
+    """The live entries among ``raws`` (an MGET's answer for ``keys``), column by column.
 
     :func:`unpack` with its common case inlined: an untagged value is one
-    header read and one slice, the tags parsing is called only for tagged ones.
+    header read, one slice and three appends; the tags parsing is called only
+    for tagged ones.
     """
-    found: dict[str, Entry] = {}
-    head, entry = _unpack_head, _entry
+    hit_keys: list[str] = []
+    payloads: list[bytes] = []
+    deadlines: list[float | None] = []
+    tagged: dict[str, tuple[str, ...]] = {}
+    head = _unpack_head
+    add_key, add_payload, add_deadline = hit_keys.append, payloads.append, deadlines.append
     for key, raw in zip(keys, raws, strict=True):
         if raw is None:
             continue
@@ -83,12 +88,30 @@ def unpack_many(keys: Iterable[str], raws: Iterable[bytes | None], now: float) -
         except struct.error:
             continue
         if tags_len or version != VERSION or expires_at <= now:
-            found_entry = unpack(raw, now)
-            if found_entry is not None:
-                found[key] = found_entry
+            entry = unpack(raw, now)
+            if entry is None:
+                continue
+            payload, deadline, tags = entry
+            if tags:
+                tagged[key] = tags
+            add_key(key)
+            add_payload(payload)
+            add_deadline(deadline)
             continue
-        found[key] = entry(Entry, (raw[HEADER_SIZE:], None if expires_at == _NO_EXPIRY else expires_at, ()))
-    return found
+        add_key(key)
+        add_payload(raw[HEADER_SIZE:])
+        add_deadline(None if expires_at == _NO_EXPIRY else expires_at)
+    return Payloads(hit_keys, payloads, deadlines, tagged)
+
+
+def as_entries(columns: Payloads) -> dict[str, Entry]:
+    """:func:`unpack_columns`' answer as ``tierkit_get_many`` gives it: an ``Entry`` per key."""
+    keys, payloads, deadlines, tags = columns
+    entry = _entry
+    return {
+        key: entry(Entry, (payload, deadline, tags.get(key, ())))
+        for key, payload, deadline in zip(keys, payloads, deadlines, strict=True)
+    }
 
 
 def _tags(raw: bytes, pos: int, end: int) -> tuple[str, ...] | None:
