@@ -23,6 +23,7 @@ import operator
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from operator import countOf
 from typing import Any, Literal, TypeVar, cast
 
 import pluggy
@@ -688,8 +689,7 @@ class Chain:
             slot.violated("tierkit_get_many_payloads", *problem)
             return None
         slot.ok()
-        hit = set(keys)
-        if len(hit) < len(keys) or not hit <= wanted.keys():
+        if len(wanted.keys() & keys) < len(keys):  # a key repeated, or one nobody asked for
             keys, payloads, expires_at = _asked(wanted, keys, payloads, expires_at)
         if tags:
             tags = {key: _tag_tuple(tags[key]) for key in keys if key in tags}
@@ -1289,7 +1289,7 @@ def check_key(key: Any) -> None:
 
 def check_keys(keys: Mapping[Any, Any]) -> None:
     """:func:`check_key` for each key of ``keys``; the common case (non-empty ASCII str) checked in C."""
-    if {*map(type, keys)} <= _STR and "" not in keys and "".join(keys).isascii():
+    if countOf(map(type, keys), str) == len(keys) and "" not in keys and "".join(keys).isascii():
         return
     for key in keys:
         check_key(key)
@@ -1316,12 +1316,12 @@ def _payloads_problem(
         return "keys, payloads and expires_at as lists", next(c for c in columns if type(c) is not list)
     if not len(keys) == len(payloads) == len(expires_at):
         return f"lists of equal length (got {len(keys)}, {len(payloads)}, {len(expires_at)})", keys
-    for column, allowed, what in (
-        (keys, _STR, "str keys"),
-        (payloads, _BYTES, "bytes payloads"),
-        (expires_at, _DEADLINES, "float or None deadlines"),
+    for column, usual, allowed, what in (
+        (keys, str, _STR, "str keys"),
+        (payloads, bytes, _BYTES, "bytes payloads"),
+        (expires_at, float, _DEADLINES, "float or None deadlines"),
     ):
-        if {*map(type, column)} - allowed:
+        if countOf(map(type, column), usual) != len(column) and {*map(type, column)} - allowed:
             return what, next(item for item in column if type(item) not in allowed)
     if tags:
         if not isinstance(tags, Mapping):

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import math
 import struct
-from collections.abc import Iterable
+from collections.abc import Sequence
+from operator import countOf, itemgetter
+from typing import cast
 
 from tierkit import Entry, Payloads
 
@@ -23,6 +25,7 @@ _unpack_head = _HEAD.unpack_from
 _TAG_LEN = struct.Struct("<H")
 _NO_EXPIRY = math.inf
 _entry = tuple.__new__  # Entry(...) runs a Python-level __new__; this is the C one
+_first, _second, _third = itemgetter(0), itemgetter(1), itemgetter(2)
 
 
 def pack(value: bytes, expires_at: float | None, tags: tuple[str, ...]) -> bytes:
@@ -38,6 +41,7 @@ def pack(value: bytes, expires_at: float | None, tags: tuple[str, ...]) -> bytes
 
 _DEADLINE = struct.Struct("<Bd")
 DEADLINE_SIZE = _DEADLINE.size
+_payload = itemgetter(slice(HEADER_SIZE, None))
 """Bytes at the start of a stored value that say whose it is and until when it lives."""
 
 
@@ -67,13 +71,31 @@ def unpack(raw: bytes, now: float) -> Entry | None:
     return None if tags is None else _entry(Entry, (raw[end:], expires_at, tags))
 
 
-def unpack_columns(keys: Iterable[str], raws: Iterable[bytes | None], now: float) -> Payloads:
+def unpack_columns(keys: Sequence[str], raws: Sequence[bytes | None], now: float) -> Payloads:
     """The live entries among ``raws`` (an MGET's answer for ``keys``), column by column.
 
-    :func:`unpack` with its common case inlined: an untagged value is one
-    header read, one slice and three appends; the tags parsing is called only
-    for tagged ones.
+    When every key hit and every value is ours, untagged and live (a warm batch),
+    the columns are built by C-level ``map`` passes; otherwise :func:`unpack`'s
+    common case is inlined per value, and the tags parsing called only for tagged ones.
     """
+    if raws and None not in raws:
+        try:
+            heads = list(map(_unpack_head, cast("list[bytes]", raws)))
+        except struct.error:  # a value too short to be ours: the loop below skips it
+            pass
+        else:
+            count = len(heads)
+            if countOf(map(_first, heads), VERSION) == count and countOf(map(_third, heads), 0) == count:
+                deadlines: list[float | None] = list(map(_second, heads))
+                if min(cast("list[float]", deadlines)) > now:
+                    if _NO_EXPIRY in deadlines:
+                        deadlines = [None if d == _NO_EXPIRY else d for d in deadlines]
+                    return Payloads(list(keys), list(map(_payload, cast("list[bytes]", raws))), deadlines)
+    return _unpack_each(keys, raws, now)
+
+
+def _unpack_each(keys: Sequence[str], raws: Sequence[bytes | None], now: float) -> Payloads:
+    """:func:`unpack_columns` value by value: misses, other programs' values, tags, expiry."""
     hit_keys: list[str] = []
     payloads: list[bytes] = []
     deadlines: list[float | None] = []
