@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 
 import pytest
 
-from tierkit import MISSING, Cache, Entry, TierHealth, hookimpl
+from tierkit import MISSING, Cache, Entry, Payloads, TierHealth, hookimpl
 from tierkit.testing import FakeClock
 
 from ._tiers import KINDS, DictTier
@@ -52,10 +52,32 @@ class MisbehavingBytes(Misbehaving):
     holds: ClassVar[Any] = "bytes"
 
 
+class MisbehavingPayloads(MisbehavingBytes):
+    """A byte tier that also answers batches column by column (``tierkit_get_many_payloads``)."""
+
+    asked: ClassVar[list[str]] = []
+
+    @hookimpl
+    def tierkit_get_many_payloads(self, keys: Sequence[str]) -> Payloads:
+        self.asked.append("get_many_payloads")
+        if "get_many_payloads" in self.answers:
+            return self.answers["get_many_payloads"]  # type: ignore[no-any-return]
+        found = super().tierkit_get_many(keys)
+        tags = {key: entry.tags for key, entry in found.items() if entry.tags}
+        return Payloads(
+            list(found), [e.value for e in found.values()], [e.expires_at for e in found.values()], tags
+        )
+
+    @hookimpl
+    async def tierkit_aget_many_payloads(self, keys: Sequence[str]) -> Payloads:
+        return self.tierkit_get_many_payloads(keys)
+
+
 @pytest.fixture(autouse=True)
 def fresh() -> None:
     DictTier.stores.clear()
     Misbehaving.answers = {}
+    MisbehavingPayloads.asked = []
 
 
 def chain(clock: FakeClock, bad: type = Misbehaving) -> Cache:
@@ -124,6 +146,98 @@ def test_get_many_ignores_keys_nobody_asked_for(clock: FakeClock) -> None:
     cache.clear(tiers=["memory"])
     Misbehaving.answers["get_many"] = {"other": Entry("smuggled", None, ())}
     assert cache.get_many(["k"]) == {"k": 1}
+
+
+def test_get_many_reads_a_byte_tier_column_by_column_when_it_can(clock: FakeClock) -> None:
+    cache = chain(clock, MisbehavingPayloads)
+    cache.set_many({"k": {"v": 1}, "j": [2]}, ttl=60, tags=["t"])
+    cache.clear(tiers=["memory"])
+    assert cache.get_many(["k", "j", "absent"]) == {"k": {"v": 1}, "j": [2]}
+    assert MisbehavingPayloads.asked == ["get_many_payloads"]
+    bad = cache.stats()["tiers"]["bad"]
+    assert (bad["hits"], bad["misses"], bad["errors"]) == (2, 1, 0)
+    memory = cache.inspect("k")["memory"]  # copied up with its deadline and tags
+    assert (memory.status, memory.ttl, memory.tags) == ("held", 60.0, ("t",))
+    assert cache.invalidate(tags=["t"]) == 6  # two keys in each of the three tiers
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        {"k": Entry(b'"bad"', None, ())},
+        (["k"], [b'"bad"'], [None]),
+        Payloads(("k",), [b'"bad"'], [None]),  # type: ignore[arg-type]
+        Payloads(["k"], [b'"bad"'], []),
+        Payloads(["k"], ['"bad"'], [None]),  # type: ignore[list-item]
+        Payloads(["k"], [memoryview(b'"bad"')], [None]),  # type: ignore[list-item]
+        Payloads(["k"], [b'"bad"'], ["soon"]),  # type: ignore[list-item]
+        Payloads([1], [b'"bad"'], [None]),  # type: ignore[list-item]
+        Payloads(["k"], [b'"bad"'], [None], {"k": ["t"]}),  # type: ignore[dict-item]
+        Payloads(["k"], [b'"bad"'], [None], ["k"]),  # type: ignore[arg-type]
+        None,
+    ],
+    ids=[
+        "a mapping",
+        "a plain tuple",
+        "keys as a tuple",
+        "unequal lists",
+        "a str payload",
+        "a memoryview payload",
+        "a str deadline",
+        "an int key",
+        "tags as a list",
+        "tags not a mapping",
+        "None",
+    ],
+)
+def test_a_get_many_payloads_of_the_wrong_shape_is_a_failure_of_that_tier(
+    clock: FakeClock, answer: Any
+) -> None:
+    cache = chain(clock, MisbehavingPayloads)
+    cache.set_many({"k": "from good", "j": 2})
+    cache.clear(tiers=["memory"])
+    Misbehaving.answers["get_many_payloads"] = answer
+    assert cache.get_many(["k", "j"]) == {"k": "from good", "j": 2}
+    bad = cache.stats()["tiers"]["bad"]
+    assert (bad["hits"], bad["contract_errors"]) == (0, 1)
+
+
+def test_get_many_payloads_ignores_keys_nobody_asked_for_and_repeats(clock: FakeClock) -> None:
+    cache = chain(clock, MisbehavingPayloads)
+    cache.set("k", 1)
+    cache.clear(tiers=["memory"])
+    answer = Payloads(["other", "k", "k"], [b'"smuggled"', b"1", b"2"], [None, None, None])
+    Misbehaving.answers["get_many_payloads"] = answer
+    assert cache.get_many(["k"]) == {"k": 1}
+    bad = cache.stats()["tiers"]["bad"]
+    assert (bad["hits"], bad["contract_errors"]) == (1, 0)
+
+
+def test_a_corrupt_payload_in_a_batch_costs_only_its_own_key(clock: FakeClock) -> None:
+    cache = chain(clock, MisbehavingPayloads)
+    cache.set_many({f"k{n}": n for n in range(5)})
+    cache.clear(tiers=["memory"])
+    bad_store = DictTier.stores["bad"]
+    bad_store["k2"] = bad_store["k2"]._replace(value=b"{not json")
+    assert cache.get_many([f"k{n}" for n in range(5)]) == {f"k{n}": n for n in range(5)}
+    bad = cache.stats()["tiers"]["bad"]
+    assert (bad["hits"], bad["corrupt"]) == (4, 1)
+    assert bad_store["k2"].value == b"2"  # removed, then served from the good tier below and copied up
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_aget_many_reads_column_by_column_and_enforces_the_contract(clock: FakeClock) -> None:
+    cache = chain(clock, MisbehavingPayloads)
+    cache.set_many({"k": "v", "j": 2}, ttl=60)
+    cache.clear(tiers=["memory"])
+    assert await cache.aget_many(["k", "j"]) == {"k": "v", "j": 2}
+    assert MisbehavingPayloads.asked == ["get_many_payloads"]
+    assert cache.stats()["tiers"]["bad"]["hits"] == 2
+    cache.clear(tiers=["memory"])
+    Misbehaving.answers["get_many_payloads"] = Payloads(["k"], [b'"bad"'], [])
+    assert await cache.aget_many(["k", "j"]) == {"k": "v", "j": 2}  # from the good tier below
+    assert cache.stats()["tiers"]["bad"]["contract_errors"] == 1
 
 
 def test_removal_hooks_of_the_wrong_type_do_not_reach_the_caller(clock: FakeClock) -> None:

@@ -142,3 +142,13 @@ def test_estimate_size_counts_shared_objects_once() -> None:
 def test_bad_options_are_rejected(options: dict[str, Any]) -> None:
     with pytest.raises(ValueError):
         MemoryOptions(**options)
+
+
+def test_set_many_replacing_a_tagged_entry_forgets_its_tags_and_makes_it_recent(clock: FakeClock) -> None:
+    tier = build(clock, max_entries=4)
+    tier.tierkit_set("a", Entry(1, None, ("t",)))
+    tier.tierkit_set("b", Entry(2, None, ()))
+    tier.tierkit_set_many({"a": Entry(10, None, ()), "c": Entry(3, None, ())})  # untagged batch
+    assert tier.tierkit_invalidate_tags(["t"]) == 0
+    tier.tierkit_set_many({"d": Entry(4, None, ()), "e": Entry(5, None, ())})  # evicts the oldest: b
+    assert [key for key in "abcde" if tier.tierkit_get(key) is not None] == ["a", "c", "d", "e"]

@@ -26,6 +26,7 @@ from tierkit._aguard import AsyncGuard
 from tierkit._backplane import Op
 from tierkit._chain import (
     Chain,
+    Hits,
     Invalidated,
     TierSlot,
     _Hit,
@@ -69,7 +70,7 @@ _DATA_HOOKS = (
 class _Hooks:
     """One tier's data hooks as coroutine functions: native, inline, or in a worker thread."""
 
-    __slots__ = ("catching_up", "in_flight", *_DATA_HOOKS)
+    __slots__ = ("catching_up", "get_many_payloads", "in_flight", *_DATA_HOOKS)
 
     def __init__(self, slot: TierSlot) -> None:
         self.in_flight = 0
@@ -78,6 +79,10 @@ class _Hooks:
         """A catch-up of missed invalidations is under way: the tier serves nothing meanwhile."""
         for name in _DATA_HOOKS:
             setattr(self, name, _awaitable(slot, name))
+        self.get_many_payloads: Callable[[Sequence[str]], Awaitable[Any]] | None = None
+        """A byte tier's batch read answered column by column, if it has one (sync or async)."""
+        if slot.holds_bytes and (slot.get_many_payloads or "get_many_payloads" in slot.asynchronous):
+            self.get_many_payloads = _awaitable(slot, "get_many_payloads")
 
     get: Callable[[str], Awaitable[Any]]
     get_many: Callable[[Sequence[str]], Awaitable[Any]]
@@ -257,7 +262,7 @@ class AsyncChain:
             if hit is None:
                 continue
             if index:
-                await self._backfill(index, {key: hit}, stamp)
+                await self._backfill_one(index, key, hit, stamp)
             return index, hit
         return None
 
@@ -272,25 +277,23 @@ class AsyncChain:
         for index, slot in enumerate(chain.slots):
             if not wanted:
                 break
-            answer = await self.ask(slot, self.hooks[slot].get_many, list(wanted))
-            hits = chain._hits_of(slot, wanted, answer, codec, now=False)
+            hooks = self.hooks[slot]
+            read_payloads = hooks.get_many_payloads
+            if read_payloads is not None:
+                answer = await self.ask(slot, read_payloads, list(wanted))
+                hits = chain.payload_hits(slot, wanted, answer, codec, now=False)
+            else:
+                answer = await self.ask(slot, hooks.get_many, list(wanted))
+                hits = chain.entry_hits(slot, wanted, answer, codec, now=False)
             if hits is None:
                 continue
-            slot.hits += len(hits)
-            slot.misses += len(wanted) - len(hits)
-            if hits:
-                for key, hit in hits.items():
-                    found[key] = hit[0]
-                if index:
-                    await self._backfill(index, hits, stamp)
-                if len(hits) == len(wanted):
-                    wanted = {}
-                    break
-                wanted = {key: None for key in wanted if key not in hits}
+            if index and hits.keys:
+                await self._backfill(index, hits, stamp)
+            wanted = hits.take(slot, wanted, found)
         chain.misses += len(wanted)
         return found
 
-    async def _backfill(self, index: int, hits: Mapping[str, _Hit], stamp: int) -> None:
+    async def _backfill(self, index: int, hits: Hits, stamp: int) -> None:
         """Copy hits from tier ``index`` into the ``always`` tiers above it, one batch per tier.
 
         With a backplane, local tiers are written inline under its lock (:meth:`Chain.write_local`).
@@ -298,13 +301,18 @@ class AsyncChain:
         chain = self.chain
         now = chain.clock() if chain._backfill_capped[index] else 0.0
         for slot in chain._backfill_targets[index]:
-            batch = {}
-            for key, (value, payload, entry) in hits.items():
-                copy = chain._copy_for(slot, key, value, payload, entry, now)
-                if copy is not None:
-                    batch[key] = copy
+            batch = hits.batch_for(slot, chain.codec, now)
             if batch:
                 await self._write(slot, batch, stamp)
+
+    async def _backfill_one(self, index: int, key: str, hit: _Hit, stamp: int) -> None:
+        """:meth:`_backfill` for the single hit of a ``get``."""
+        chain = self.chain
+        now = chain.clock() if chain._backfill_capped[index] else 0.0
+        for slot in chain._backfill_targets[index]:
+            copy = chain._copy_for(slot, key, *hit, now)
+            if copy is not None:
+                await self._write(slot, {key: copy}, stamp)
 
     async def announce(self, op: Op) -> None:
         """:meth:`Chain.announce`: a queue put (the backplane's sender thread publishes), never blocking."""

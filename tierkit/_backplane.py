@@ -35,7 +35,7 @@ import threading
 import time
 import weakref
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import orjson
@@ -351,10 +351,15 @@ class Backplane:
 
     # -- the reader's side ----------------------------------------------------------------------
 
-    def keep(self, keys: Iterable[str], stamp: int) -> list[str]:
-        """The ``keys`` whose values read after ``stamp`` may go into local tiers (hold :attr:`lock`)."""
+    def keep(self, keys: Collection[str], stamp: int) -> Collection[str]:
+        """The ``keys`` whose values read after ``stamp`` may go into local tiers (hold :attr:`lock`).
+
+        All of them when no invalidation arrived since ``stamp`` (the usual case: no call per key).
+        """
         if self.suspended or self._coarse > stamp:
-            return []
+            return ()
+        if self.log.seq == stamp:
+            return keys
         seen = self._keys
         return [key for key in keys if seen.get(key, 0) <= stamp]
 

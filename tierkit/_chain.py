@@ -17,11 +17,13 @@ checks are type tests, so the hit path stays a hit path.
 from __future__ import annotations
 
 import functools
+import itertools
 import logging
 import operator
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from operator import countOf
 from typing import Any, Literal, TypeVar, cast
 
 import pluggy
@@ -47,6 +49,7 @@ from tierkit._types import (
     HealthReport,
     HealthStatus,
     KeyReport,
+    Payloads,
     TierHealth,
     TierReport,
     Unavailable,
@@ -81,6 +84,7 @@ class TierSlot:
         "errors",
         "get",
         "get_many",
+        "get_many_payloads",
         "health",
         "held",
         "hits",
@@ -127,6 +131,10 @@ class TierSlot:
         self.set: Callable[[str, Entry], Any] = tier.tierkit_set
         self.delete: Callable[[str], Any] = tier.tierkit_delete
         self.get_many: Callable[[Sequence[str]], Any] = getattr(tier, "tierkit_get_many", self._get_each)
+        self.get_many_payloads: Callable[[Sequence[str]], Any] | None = (
+            getattr(tier, "tierkit_get_many_payloads", None) if self.holds_bytes else None
+        )
+        """A byte tier's batch read answered column by column, if it has one (``Cache.get_many``)."""
         self.set_many: Callable[[Mapping[str, Entry]], Any] = getattr(
             tier, "tierkit_set_many", self._set_each
         )
@@ -373,6 +381,82 @@ _Hit = tuple[Any, bytes | None, Entry]
 """A hit on its way up: (value, its payload if it came from a byte tier, the stored entry)."""
 
 
+class Hits:
+    """The hits of one tier's batch read on their way up, column by column (``Cache.get_many``).
+
+    ``values[i]`` is the value of ``keys[i]``; ``payloads`` its bytes when the
+    tier is a byte tier (``None`` for an object tier); ``tags`` maps the keys
+    that carry tags to them.  Columns let a batch be decoded, counted and
+    copied up with C-level loops (``zip``, ``map``) instead of a call per key.
+    """
+
+    __slots__ = ("expires_at", "keys", "payloads", "tags", "values")
+
+    def __init__(
+        self,
+        keys: list[str],
+        values: list[Any],
+        payloads: list[bytes] | None,
+        expires_at: list[float | None],
+        tags: Mapping[str, tuple[str, ...]],
+    ) -> None:
+        self.keys = keys
+        self.values = values
+        self.payloads = payloads
+        self.expires_at = expires_at
+        self.tags = tags
+
+    def batch_for(self, slot: TierSlot, codec: Codec, now: float) -> dict[str, Entry]:
+        """The entries to copy into ``slot``: as it holds them, deadlines capped by its ``max_ttl``.
+
+        An object tier's hits go into a byte tier encoded with ``codec``; a value
+        the codec refuses is left out (the byte tier is left alone for it).
+        """
+        keys, expires_at, tags = self.keys, self.expires_at, self.tags
+        held: list[Any] = self.values
+        if slot.holds_bytes:
+            if self.payloads is not None:
+                held = self.payloads
+            else:
+                keys, held, expires_at = self._encoded(codec)
+        if slot.max_ttl is not None:
+            cap = slot.cap
+            expires_at = [cap(deadline, now) for deadline in expires_at]
+        tag_column: Iterable[tuple[str, ...]] = (
+            [tags.get(key, ()) for key in keys] if tags else itertools.repeat(())
+        )
+        return dict(zip(keys, map(new_entry, zip(held, expires_at, tag_column, strict=False)), strict=True))
+
+    def _encoded(self, codec: Codec) -> tuple[list[str], list[bytes], list[float | None]]:
+        """Keys, payloads and deadlines of the values ``codec`` accepts (for a byte tier above)."""
+        keys, payloads, expires_at = [], [], []
+        for key, value, deadline in zip(self.keys, self.values, self.expires_at, strict=True):
+            try:
+                payload = codec.encode(key, value)
+            except TypeError:
+                continue  # an object-tier value the codec cannot write: leave byte tiers alone
+            keys.append(key)
+            payloads.append(payload)
+            expires_at.append(deadline)
+        return keys, payloads, expires_at
+
+    def take(self, slot: TierSlot, wanted: dict[str, None], found: dict[str, Any]) -> dict[str, None]:
+        """Count ``slot``'s hits and misses of ``wanted``, add the values to ``found``; the keys still wanted.
+
+        ``keys`` are distinct keys of ``wanted`` (checked when the answer was taken).
+        """
+        keys = self.keys
+        slot.hits += len(keys)
+        slot.misses += len(wanted) - len(keys)
+        found.update(zip(keys, self.values, strict=True))
+        if len(keys) == len(wanted):
+            return {}
+        if not keys:
+            return wanted
+        hit = set(keys)
+        return {key: None for key in wanted if key not in hit}
+
+
 class Chain:
     """The built chain of tiers: reads, writes, invalidation, health and stats.
 
@@ -542,23 +626,23 @@ class Chain:
         for index, slot in enumerate(self.slots):
             if not wanted:
                 break
-            hits = self._hits_of(slot, wanted, slot.ask(slot.get_many, list(wanted)), codec)
+            read_payloads = slot.get_many_payloads
+            if read_payloads is not None:
+                hits = self.payload_hits(slot, wanted, slot.ask(read_payloads, list(wanted)), codec)
+            else:
+                hits = self.entry_hits(slot, wanted, slot.ask(slot.get_many, list(wanted)), codec)
             if hits is None:
                 continue
-            slot.hits += len(hits)
-            slot.misses += len(wanted) - len(hits)
-            if hits:
-                found.update((key, hit[0]) for key, hit in hits.items())
-                if index:
-                    self._backfill(index, hits, stamp)
-                wanted = {key: None for key in wanted if key not in hits}
+            if index and hits.keys:
+                self._backfill(index, hits, stamp)
+            wanted = hits.take(slot, wanted, found)
         self.misses += len(wanted)
         return found
 
-    def _hits_of(
+    def entry_hits(
         self, slot: TierSlot, wanted: Mapping[str, None], entries: object, codec: Codec, now: bool = True
-    ) -> dict[str, _Hit] | None:
-        """The checked, decoded hits of one tier's ``get_many`` answer (``None``: the tier failed).
+    ) -> Hits | None:
+        """The checked, decoded hits of one tier's ``tierkit_get_many`` answer (``None``: the tier failed).
 
         A key nobody asked for is ignored; a value that is not an ``Entry`` (of
         bytes, for a byte tier) fails the whole answer.
@@ -576,40 +660,89 @@ class Chain:
                     slot.violated("tierkit_get_many", expected, entry[0] if type(entry) is Entry else entry)
                     return None
         slot.ok()
-        hits: dict[str, _Hit] = {}
+        if entries.keys() <= wanted.keys():
+            keys, found = list(entries), list(values)
+        else:
+            keys = [key for key in entries if key in wanted]
+            found = [entries[key] for key in keys]
+        held = list(map(_first, found))
+        expires_at = list(map(_second, found))
+        tags = {key: _tag_tuple(tags) for key, (_, _, tags) in zip(keys, found, strict=True) if tags}
         if not holds_bytes:
-            for key, entry in entries.items():
-                if key in wanted:
-                    hits[key] = (entry[0], None, entry)
-            return hits
-        decode = codec.decode
-        for key, entry in entries.items():
-            if key in wanted:
-                payload = entry[0]
-                try:
-                    hits[key] = (decode(payload), payload, entry)
-                except CodecError as exc:
-                    self._undecodable(slot, key, exc, now)
-        return hits
+            return Hits(keys, held, None, expires_at, tags)
+        return self._decoded(slot, keys, held, expires_at, tags, codec, now)
 
-    def _backfill(self, index: int, hits: Mapping[str, _Hit], stamp: int = 0) -> None:
+    def payload_hits(
+        self, slot: TierSlot, wanted: Mapping[str, None], answer: object, codec: Codec, now: bool = True
+    ) -> Hits | None:
+        """The checked, decoded hits of a ``tierkit_get_many_payloads`` answer (``None``: the tier failed).
+
+        Keys nobody asked for, and repeated keys, are ignored; anything else the
+        contract does not allow fails the whole answer.
+        """
+        if type(answer) is not Payloads:
+            if answer is not UNAVAILABLE:
+                slot.violated("tierkit_get_many_payloads", "a Payloads", answer)
+            return None
+        keys, payloads, expires_at, tags = answer
+        problem = _payloads_problem(keys, payloads, expires_at, tags)
+        if problem is not None:
+            slot.violated("tierkit_get_many_payloads", *problem)
+            return None
+        slot.ok()
+        if len(wanted.keys() & keys) < len(keys):  # a key repeated, or one nobody asked for
+            keys, payloads, expires_at = _asked(wanted, keys, payloads, expires_at)
+        if tags:
+            tags = {key: _tag_tuple(tags[key]) for key in keys if key in tags}
+        return self._decoded(slot, keys, payloads, expires_at, tags, codec, now)
+
+    def _decoded(
+        self,
+        slot: TierSlot,
+        keys: list[str],
+        payloads: list[bytes],
+        expires_at: list[float | None],
+        tags: Mapping[str, tuple[str, ...]],
+        codec: Codec,
+        now: bool,
+    ) -> Hits:
+        """A byte tier's hits, decoded in one batch (:meth:`~tierkit.Codec.decode_many`).
+
+        If some payload cannot be decoded, each is decoded on its own so that only
+        the bad ones are dropped (counted and, if corrupt, removed: :meth:`_undecodable`).
+        """
+        try:
+            values = codec.decode_many(payloads)
+        except CodecError:
+            pass
+        else:
+            if len(values) != len(payloads):
+                raise TypeError(
+                    f"codec {codec.name!r}: decode_many returned {len(values)} values "
+                    f"for {len(payloads)} payloads"
+                )
+            return Hits(keys, values, payloads, expires_at, tags)
+        decode = codec.decode
+        kept: list[int] = []
+        values = []
+        for i, (key, payload) in enumerate(zip(keys, payloads, strict=True)):
+            try:
+                values.append(decode(payload))
+            except CodecError as exc:
+                self._undecodable(slot, key, exc, now)
+            else:
+                kept.append(i)
+        pick = [keys[i] for i in kept], [payloads[i] for i in kept], [expires_at[i] for i in kept]
+        return Hits(pick[0], values, pick[1], pick[2], tags)
+
+    def _backfill(self, index: int, hits: Hits, stamp: int = 0) -> None:
         """Copy hits from tier ``index`` into the ``always`` tiers above it, one batch per tier.
 
         ``stamp``: :meth:`stamp` before the hits were read (see :meth:`write_local`).
         """
         now = self.clock() if self._backfill_capped[index] else 0.0
         for slot in self._backfill_targets[index]:
-            if slot.holds_bytes or slot.max_ttl is not None:
-                batch = {
-                    key: copy
-                    for key, (value, payload, entry) in hits.items()
-                    if (copy := self._copy_for(slot, key, value, payload, entry, now)) is not None
-                }
-            else:  # an object tier that keeps the hit's expiry: the common case, no call per key
-                batch = {}
-                for key, (value, _, entry) in hits.items():
-                    tags = entry[2]
-                    batch[key] = new_entry((value, entry[1], tags if type(tags) is tuple else tuple(tags)))
+            batch = hits.batch_for(slot, self.codec, now)
             if not batch:
                 continue
             if self.coherent(slot):
@@ -1157,7 +1290,7 @@ def check_key(key: Any) -> None:
 
 def check_keys(keys: Mapping[Any, Any]) -> None:
     """:func:`check_key` for each key of ``keys``; the common case (non-empty ASCII str) checked in C."""
-    if {*map(type, keys)} <= _STR and "" not in keys and "".join(keys).isascii():
+    if countOf(map(type, keys), str) == len(keys) and "" not in keys and "".join(keys).isascii():
         return
     for key in keys:
         check_key(key)
@@ -1166,7 +1299,51 @@ def check_keys(keys: Mapping[Any, Any]) -> None:
 _STR = frozenset((str,))
 _ENTRY = frozenset((Entry,))
 _BYTES = frozenset((bytes,))
+_DEADLINES = frozenset((float, int, type(None)))
 _first = operator.itemgetter(0)
+_second = operator.itemgetter(1)
+
+
+def _tag_tuple(tags: Iterable[str]) -> tuple[str, ...]:
+    return tags if type(tags) is tuple else tuple(tags)
+
+
+def _payloads_problem(
+    keys: object, payloads: object, expires_at: object, tags: object
+) -> tuple[str, object] | None:
+    """What is wrong with a ``Payloads`` answer — (what was expected, what came instead) — or ``None``."""
+    if type(keys) is not list or type(payloads) is not list or type(expires_at) is not list:
+        columns = (keys, payloads, expires_at)
+        return "keys, payloads and expires_at as lists", next(c for c in columns if type(c) is not list)
+    if not len(keys) == len(payloads) == len(expires_at):
+        return f"lists of equal length (got {len(keys)}, {len(payloads)}, {len(expires_at)})", keys
+    for column, usual, allowed, what in (
+        (keys, str, _STR, "str keys"),
+        (payloads, bytes, _BYTES, "bytes payloads"),
+        (expires_at, float, _DEADLINES, "float or None deadlines"),
+    ):
+        if countOf(map(type, column), usual) != len(column) and {*map(type, column)} - allowed:
+            return what, next(item for item in column if type(item) not in allowed)
+    if tags:
+        if not isinstance(tags, Mapping):
+            return "tags as a Mapping of key to a tuple of str", tags
+        for value in tags.values():
+            if type(value) is not tuple or {*map(type, value)} - _STR:
+                return "tags as a Mapping of key to a tuple of str", value
+    return None
+
+
+def _asked(
+    wanted: Mapping[str, None], keys: list[str], payloads: list[bytes], expires_at: list[float | None]
+) -> tuple[list[str], list[bytes], list[float | None]]:
+    """The columns of a ``Payloads`` answer without the keys nobody asked for and the repeated ones."""
+    seen: set[str] = set()
+    pick = []
+    for i, key in enumerate(keys):
+        if key in wanted and key not in seen:
+            seen.add(key)
+            pick.append(i)
+    return [keys[i] for i in pick], [payloads[i] for i in pick], [expires_at[i] for i in pick]
 
 
 def check_text(text: str, what: str) -> None:

@@ -7,9 +7,10 @@ compression (:class:`Compressing`) around each of them.
 
 from __future__ import annotations
 
+import operator
 import threading
 import zlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from functools import cache
 from importlib.metadata import EntryPoint, entry_points
 from typing import TYPE_CHECKING, Any
@@ -96,6 +97,8 @@ def load_codec_class(name: str) -> type[Codec]:
 
 _ZSTD, _ZLIB = ord("z"), ord("d")
 """Payload markers of compressed payloads (no codec's payload starts with them)."""
+_COMPRESSED = frozenset((_ZSTD, _ZLIB))
+_first_byte = operator.itemgetter(0)
 _ZSTD_LEVEL = 1
 _ZLIB_LEVEL = 1
 """Levels chosen by measurement (docs/values.md, "Compression"): the fastest, nearly the best ratio."""
@@ -145,6 +148,16 @@ class Compressing(Codec):
             except zlib.error as exc:
                 raise CodecError(f"corrupt compressed payload: {exc}") from exc
         return self.inner.decode(payload)
+
+    def decode_many(self, payloads: Sequence[bytes]) -> list[Any]:
+        # Nothing compressed in the batch (the common case): the inner codec's batch decode.
+        try:
+            compressed = not _COMPRESSED.isdisjoint(map(_first_byte, payloads))
+        except IndexError:  # an empty payload: decode says what is wrong with it
+            compressed = True
+        if compressed:
+            return super().decode_many(payloads)
+        return self.inner.decode_many(payloads)
 
     def _compressor(self) -> Any:
         compressor = getattr(self._local, "compressor", None)

@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable, Mapping, MutableMapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any, ClassVar, Final, Generic, Literal, NamedTuple, Protocol, TypeVar
 
 from pydantic import BaseModel, ConfigDict
@@ -82,6 +83,24 @@ new_entry: Callable[[tuple[Any, float | None, tuple[str, ...]]], Entry] = functo
     tuple.__new__, Entry
 )
 """``Entry`` from a ``(value, expires_at, tags)`` tuple, without NamedTuple's Python-level ``__new__``."""
+
+NO_TAGS: Final[Mapping[str, tuple[str, ...]]] = MappingProxyType({})
+
+
+class Payloads(NamedTuple):
+    """A byte tier's answer to ``tierkit_get_many_payloads``: its hits, column by column.
+
+    ``keys[i]`` holds ``payloads[i]`` (the bytes as stored, ``bytes``) until
+    ``expires_at[i]`` (``None``: no expiry): what an :class:`Entry` per key
+    would say, without an object per key, so that the chain decodes and copies
+    a batch in one pass.  ``tags`` maps the keys that carry tags to them; a key
+    absent from it carries none.
+    """
+
+    keys: list[str]
+    payloads: list[bytes]
+    expires_at: list[float | None]
+    tags: Mapping[str, tuple[str, ...]] = NO_TAGS
 
 
 @dataclass(frozen=True, slots=True)

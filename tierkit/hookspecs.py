@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 if TYPE_CHECKING:
-    from tierkit._types import Entry, TierHealth
+    from tierkit._types import Entry, Payloads, TierHealth
 
 PROJECT_NAME = "tierkit"
 """pluggy project name; also the prefix of every hook name."""
@@ -78,6 +78,29 @@ def tierkit_get_many(keys: Sequence[str]) -> Mapping[str, Entry]:
 
     Optional: without it the chain calls ``tierkit_get`` once per key.  Remote
     tiers should implement it (``MGET``, ``SELECT … IN``).
+    """
+
+
+@hookspec
+def tierkit_get_many_payloads(keys: Sequence[str]) -> Payloads:
+    """Look up several keys of a byte tier in one round trip, answered column by column.
+
+    :param keys: distinct keys to look up.
+    :return: a :class:`~tierkit.Payloads`: the keys that hit (each at most once,
+        each one of ``keys``), their payloads as ``bytes`` (unchanged, as
+        ``tierkit_set`` received them), their ``expires_at`` (``None``: no
+        expiry) and the tags of those that carry any — exactly what
+        ``tierkit_get_many`` would answer, without an :class:`~tierkit.Entry`
+        per key.  Expired entries are misses, as for ``tierkit_get``.
+
+    Optional, and used only on byte tiers (``holds = "bytes"``): where a tier has
+    it, ``Cache.get_many`` calls it instead of ``tierkit_get_many``, and decodes
+    and backfills the batch in one pass (the Redis tier: 100 keys cost one
+    ``MGET``, one pass over the payloads, no object per key).  A tier with only
+    ``tierkit_get_many`` is read as before.  An answer that is not a
+    ``Payloads`` of three lists of equal length, ``str`` keys that were asked
+    for, ``bytes`` payloads and ``float``/``None`` deadlines is a failure of the
+    tier, like a wrong ``tierkit_get_many`` answer.
     """
 
 
@@ -267,6 +290,7 @@ def tierkit_close() -> None:
 ASYNC_HOOKS = (
     "get",
     "get_many",
+    "get_many_payloads",
     "set",
     "set_many",
     "delete",
@@ -295,6 +319,14 @@ async def tierkit_aget(key: str) -> Entry | None:
 @hookspec
 async def tierkit_aget_many(keys: Sequence[str]) -> Mapping[str, Entry]:
     """``tierkit_get_many`` as a coroutine: same arguments, answer and contract.
+
+    Awaited by the async API instead of the sync hook.  Optional.
+    """
+
+
+@hookspec
+async def tierkit_aget_many_payloads(keys: Sequence[str]) -> Payloads:
+    """``tierkit_get_many_payloads`` as a coroutine: same arguments, answer and contract.
 
     Awaited by the async API instead of the sync hook.  Optional.
     """

@@ -48,6 +48,15 @@ class GetManyIgnoresExpiry(DiskcacheTier):
         return found
 
 
+class PayloadsDropTags(DiskcacheTier):
+    """The column-by-column batch read forgets the tags (``get_many`` keeps them)."""
+
+    @tierkit.hookimpl
+    def tierkit_get_many_payloads(self, keys: Sequence[str]) -> tierkit.Payloads:
+        found = super().tierkit_get_many_payloads(keys)
+        return found._replace(tags={})
+
+
 class ExpiryOffByOne(DiskcacheTier):
     """An entry is still served at exactly ``expires_at`` (``<`` instead of ``<=``)."""
 

@@ -97,6 +97,18 @@ class DiskcacheTier(tierkit.Tier):
                 found[key] = entry
         return found
 
+    @tierkit.hookimpl
+    def tierkit_get_many_payloads(self, keys: Sequence[str]) -> tierkit.Payloads:
+        """The same hits, column by column: the chain decodes the batch in one pass."""
+        found = self.tierkit_get_many(keys)
+        entries = found.values()
+        return tierkit.Payloads(
+            list(found),
+            [entry.value for entry in entries],
+            [entry.expires_at for entry in entries],
+            {key: entry.tags for key, entry in found.items() if entry.tags},
+        )
+
     def live(self, raw: Any) -> Entry | None:
         """The entry in ``raw`` unless it is absent, not ours, or expired (``expires_at <= now``)."""
         entry = None if raw is None else decode(raw)

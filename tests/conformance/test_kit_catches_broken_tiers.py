@@ -52,6 +52,11 @@ CASES = [
         "expected the keys ['forever', 'live'], got ['at-deadline', 'forever', 'live', 'past']",
     ),
     Case(
+        broken.PayloadsDropTags,
+        ("test_get_many_payloads_answers_as_get_many",),
+        "get_many_payloads() for 'tagged': tags: expected ('a', 'b'), got ()",
+    ),
+    Case(
         broken.ExpiryOffByOne,
         ("test_expiry_is_exact_at_expires_at", "test_an_entry_set_past_its_deadline_is_a_miss"),
         "get at exactly expires_at (expired when expires_at <= now): expected a miss (None), got Entry(",

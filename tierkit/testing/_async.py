@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 
 import pytest
 
-from tierkit._types import Entry
+from tierkit._types import Entry, Payloads
 from tierkit.hookspecs import ASYNC_HOOKS
 
 __all__ = ["AsyncTierConformance", "async_hook"]
@@ -140,6 +140,25 @@ class AsyncTierConformance:
             found = await async_hook(tier, "get_many")(keys=[*entries, "absent"])
             assert {key: entry.value for key, entry in found.items()} == {
                 key: entry.value for key, entry in entries.items()
+            }
+
+        run(scenario())
+
+    def test_batches_column_by_column(self, tier: Any) -> None:
+        """``tierkit_aget_many_payloads`` (or its sync twin) answers what ``get_many`` answers."""
+        if not any(hasattr(tier, f"tierkit_{a}get_many_payloads") for a in ("", "a")):
+            pytest.skip("tier has no tierkit_(a)get_many_payloads (the chain reads batches with get_many)")
+
+        async def scenario() -> None:
+            entries = {f"p{n}": Entry(self.value(tier, n), None, ("t",) if n % 2 else ()) for n in range(30)}
+            await async_hook(tier, "set_many")(entries=entries)
+            answer = await async_hook(tier, "get_many_payloads")(keys=[*entries, "absent"])
+            assert type(answer) is Payloads, answer
+            found = dict(zip(answer.keys, answer.payloads, strict=True))
+            assert found == {key: entry.value for key, entry in entries.items()}
+            assert answer.expires_at == [None] * len(entries)
+            assert {key: tuple(tags) for key, tags in answer.tags.items()} == {
+                key: entry.tags for key, entry in entries.items() if entry.tags
             }
 
         run(scenario())

@@ -83,6 +83,33 @@ class CodecConformance:
                 "check()'s message (the same values refused with and without byte tiers)",
             )
 
+    def test_decode_many_answers_as_decode(self, codec: Codec) -> None:
+        """``get_many`` decodes a batch with ``decode_many``: the same values, in order."""
+        payloads = [codec.encode("conformance:key", value) for value in self.round_trips]
+        values = codec.decode_many(payloads)
+        expect(type(values) is list, "decode_many(payloads)", "a list", values)
+        expect_equal(len(values), len(payloads), "len(decode_many(payloads))")
+        for value, expected in zip(values, self.round_trips, strict=True):
+            expect_equal(value, expected, f"decode_many(...) for {show(expected)}")
+
+    def test_decode_many_raises_codec_error_for_a_bad_payload(self, codec: Codec) -> None:
+        """One bad payload in a batch: a CodecError (the chain then decodes the batch one by one)."""
+        good = [codec.encode("conformance:key", value) for value in self.round_trips]
+        for bad in (b"", b"\x00", b"\xff" * 7, good[-1][: len(good[-1]) // 2]):
+            try:
+                codec.decode(bad)
+            except CodecError:
+                pass
+            else:
+                continue  # this codec reads it: not a bad payload here
+            try:
+                codec.decode_many([*good, bad, *good])
+            except CodecError:
+                continue
+            except Exception as exc:
+                fail(f"decode_many() of a batch holding {bad!r}", "a CodecError", exc)
+            fail(f"decode_many() of a batch holding {bad!r}", "a CodecError", "values")
+
     def test_bad_bytes_raise_codec_error_only(self, codec: Codec) -> None:
         """Stored bytes are untrusted: whatever they are, decoding raises CodecError or returns a value."""
         rng = random.Random(20260101)

@@ -13,7 +13,7 @@ import pytest
 
 from tierkit import hookspecs
 from tierkit._contract import check_tier_class
-from tierkit._types import Entry, TierHealth
+from tierkit._types import Entry, Payloads, TierHealth
 from tierkit.testing._atomic_conformance import AtomicConformance
 from tierkit.testing._context import FakeClock
 from tierkit.testing._expect import (
@@ -315,6 +315,39 @@ class TierConformance(AtomicConformance):
         found = tier.tierkit_get_many(keys=["past", "at-deadline", "live", "forever", "absent"])
         expect_keys(found, {"live", "forever"}, "get_many at the deadline of 'at-deadline'")
         expect_entry(found["live"], Entry(self.value(tier, 3), start + 30, ()), "get_many()['live']")
+
+    def test_get_many_payloads_answers_as_get_many(self, tier: Any, clock: FakeClock) -> None:
+        """The column-by-column batch read (optional) says what ``get_many`` says, tags and deadlines too."""
+        read = getattr(tier, "tierkit_get_many_payloads", None)
+        if read is None:
+            pytest.skip("tier has no tierkit_get_many_payloads (the chain reads batches with get_many)")
+        start = clock()
+        self.put(tier, "plain", 1)
+        self.put(tier, "tagged", 2, tags=("a", "b"))
+        keys = ["plain", "tagged", "absent"]
+        if self.supports_ttl:
+            self.put(tier, "live", 3, expires_at=start + 60, tags=("a",))
+            self.put(tier, "expired", 4, expires_at=start + 10)
+            keys += ["live", "expired"]
+            clock.now = start + 10
+        answer = read(keys=keys)
+        expect(type(answer) is Payloads, "get_many_payloads()", "a tierkit.Payloads", answer)
+        for column in ("keys", "payloads", "expires_at"):
+            got = getattr(answer, column)
+            expect(type(got) is list, f"get_many_payloads().{column}", "a list", got)
+            expect_equal(len(got), len(answer.keys), f"len(get_many_payloads().{column})")
+        expected = (
+            tier.tierkit_get_many(keys=keys)
+            if hasattr(tier, "tierkit_get_many")
+            else {key: entry for key in keys if (entry := tier.tierkit_get(key=key)) is not None}
+        )
+        expect_keys(dict.fromkeys(answer.keys), set(expected), "get_many_payloads().keys")
+        expect_equal(len(answer.keys), len(set(answer.keys)), "number of keys (each key once)")
+        for key, payload, deadline in zip(answer.keys, answer.payloads, answer.expires_at, strict=True):
+            tags = answer.tags.get(key, ())
+            what = f"get_many_payloads() for {key!r}"
+            expect_tags(tags, tuple(expected[key].tags), what)
+            expect_entry(Entry(payload, deadline, tags), expected[key], what)
 
     # -- namespaces (make_tier) --------------------------------------------------
 

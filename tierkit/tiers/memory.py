@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import itertools
+import operator
 import threading
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
@@ -14,6 +16,8 @@ from tierkit._sizes import estimate_size
 from tierkit._types import Entry, FrontDoor, HitCounter, Tier, TierContext, TierHealth
 from tierkit.errors import NotACounter
 from tierkit.hookspecs import hookimpl
+
+_tags_of = operator.itemgetter(2)
 
 
 class MemoryOptions(BaseModel):
@@ -141,8 +145,16 @@ class MemoryTier(Tier[MemoryOptions]):
         if self._copy:
             entries = {k: Entry(copy.deepcopy(e[0]), e[1], e[2]) for k, e in entries.items()}
         with self._lock:  # one lock and one eviction pass for the batch (backfill of get_many)
-            for key, entry in entries.items():
-                self._store(key, entry)
+            data = self._data
+            if self._max_bytes is None and not any(map(_tags_of, entries.values())):
+                # New untagged keys (a get_many backfill): one C-level insert of the batch; the keys
+                # it replaces go through _store first, so their old tags are forgotten.
+                for key in entries.keys() & data.keys():
+                    self._store(key, entries[key])
+                data.update(entries)
+            else:
+                for key, entry in entries.items():
+                    self._store(key, entry)
             self._evict()
 
     @hookimpl
@@ -295,10 +307,14 @@ class MemoryTier(Tier[MemoryOptions]):
         if max_bytes is None:  # a count bound only: pop the excess in one loop (a get_many backfill)
             if excess > 0:
                 popitem, forget = data.popitem, self._forget
-                for _ in range(excess):
-                    key, entry = popitem(last=False)
-                    if entry[2]:
-                        forget(key, entry)
+                if not self._tags:  # no entry has tags: nothing to forget but the entries
+                    for _ in itertools.repeat(None, excess):
+                        popitem(False)
+                else:
+                    for _ in range(excess):
+                        key, entry = popitem(last=False)
+                        if entry[2]:
+                            forget(key, entry)
                 self._evictions += excess
             return
         evicted = 0

@@ -12,7 +12,7 @@ import redis
 from redis.connection import Connection
 from redis_helpers import RedisServer
 from tierkit_redis import RedisTier
-from tierkit_redis._format import HEADER_SIZE, pack, unpack
+from tierkit_redis._format import HEADER_SIZE, as_entries, pack, unpack, unpack_columns
 
 from tierkit import Entry
 
@@ -110,6 +110,27 @@ def test_header_layout(tier: RedisTier, redis_url: str) -> None:
 )
 def test_foreign_or_corrupt_values_are_misses(raw: bytes) -> None:
     assert unpack(raw, 0.0) is None
+
+
+@pytest.mark.parametrize(
+    "raws",
+    [
+        [pack(b"a", 50.0, ()), pack(b"b", None, ()), pack(b"c", 60.0, ())],  # all live and untagged
+        [pack(b"a", 50.0, ()), None, pack(b"c", None, ())],  # a miss
+        [pack(b"a", 50.0, ()), pack(b"b", 10.0, ()), pack(b"c", None, ())],  # one expired
+        [pack(b"a", 50.0, ()), pack(b"b", 20.0, ()), pack(b"c", None, ())],  # one at its deadline
+        [pack(b"a", 50.0, ("t",)), pack(b"b", None, ()), pack(b"c", 60.0, ("u", "v"))],  # tagged
+        [pack(b"a", 50.0, ()), b"plain string", b"\x02" + bytes(10) + b"v"],  # not ours
+        [b"", b"x", pack(b"c", None, ())],  # too short for a header
+    ],
+    ids=["live", "miss", "expired", "at-deadline", "tagged", "foreign", "short"],
+)
+def test_unpack_columns_says_what_unpack_says_value_by_value(raws: list[bytes | None]) -> None:
+    keys = ["a", "b", "c"]
+    expected = {
+        key: entry for key, raw in zip(keys, raws, strict=True) if raw and (entry := unpack(raw, 20.0))
+    }
+    assert as_entries(unpack_columns(keys, raws, 20.0)) == expected
 
 
 def test_corrupt_stored_value_is_a_miss(tier: RedisTier, redis_url: str) -> None:

@@ -15,8 +15,8 @@ import weakref
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
-from tierkit import Entry, hookimpl
-from tierkit_redis._format import unpack, unpack_many
+from tierkit import Entry, Payloads, hookimpl
+from tierkit_redis._format import as_entries, unpack, unpack_columns
 from tierkit_redis._options import Options
 from tierkit_redis._scripts import INVALIDATE
 
@@ -90,11 +90,15 @@ class AsyncRedisHooks:
 
     @hookimpl
     async def tierkit_aget_many(self, keys: Sequence[str]) -> Mapping[str, Entry]:
+        return as_entries(await self.tierkit_aget_many_payloads(keys))
+
+    @hookimpl
+    async def tierkit_aget_many_payloads(self, keys: Sequence[str]) -> Payloads:
         if not keys:
-            return {}
+            return Payloads([], [], [])
         entries = self._entries
         raws = await self._aclients.reader().mget([entries + key for key in keys])
-        return unpack_many(keys, cast("list[bytes | None]", raws), self._clock())
+        return unpack_columns(keys, cast("list[bytes | None]", raws), self._clock())
 
     @hookimpl
     async def tierkit_aset(self, key: str, entry: Entry) -> None:

@@ -30,9 +30,9 @@ from contextlib import suppress
 from math import ceil
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from tierkit import ConfigError, Entry, TierContext, TierHealth, hookimpl
+from tierkit import ConfigError, Entry, Payloads, TierContext, TierHealth, hookimpl
 from tierkit_redis._backplane import RedisBackplane
-from tierkit_redis._format import pack, unpack_many
+from tierkit_redis._format import pack, unpack_columns
 from tierkit_redis._options import Options as RedisOptions
 from tierkit_redis._scripts import INVALIDATE, REGISTER, TAGGED_SET
 from tierkit_redis._slots import key_slot, slot_tag
@@ -133,10 +133,10 @@ class RedisClusterTier(RedisTier):
     # -- data hooks -------------------------------------------------------------------
 
     @hookimpl
-    def tierkit_get_many(self, keys: Sequence[str]) -> Mapping[str, Entry]:
+    def tierkit_get_many_payloads(self, keys: Sequence[str]) -> Payloads:
         """An MGET per slot, pipelined per node; a shard that fails costs only its keys."""
         if not keys:
-            return {}
+            return Payloads([], [], [])
         cluster = self._cluster()
         entries = self._entries
         names = {entries + key: key for key in keys}
@@ -149,16 +149,21 @@ class RedisClusterTier(RedisTier):
                 raise failures[0]
         return found
 
-    def _found(self, names: Mapping[str, str], replies: Iterable[tuple[Any, Any]]) -> dict[str, Entry]:
-        """The live entries in MGET ``replies`` (``(slots, values per slot)`` per node), by key."""
-        found: dict[str, Entry] = {}
+    def _found(self, names: Mapping[str, str], replies: Iterable[tuple[Any, Any]]) -> Payloads:
+        """The live entries in MGET ``replies`` (``(slots, values per slot)`` per node), column by column."""
+        keys: list[str] = []
+        payloads: list[bytes] = []
+        deadlines: list[float | None] = []
+        tags: dict[str, tuple[str, ...]] = {}
         now = self._clock()
         for slots, raws_per_slot in replies:
             for slot_names, raws in zip(slots.values(), raws_per_slot, strict=True):
-                found.update(
-                    (names[name], entry) for name, entry in unpack_many(slot_names, raws, now).items()
-                )
-        return found
+                part = unpack_columns(slot_names, raws, now)
+                keys += [names[name] for name in part.keys]
+                payloads += part.payloads
+                deadlines += part.expires_at
+                tags.update((names[name], found) for name, found in part.tags.items())
+        return Payloads(keys, payloads, deadlines, tags)
 
     def _by_node(
         self, cluster: Any, names: Mapping[str, str]
@@ -333,10 +338,10 @@ class RedisClusterTier(RedisTier):
             raise
 
     @hookimpl
-    async def tierkit_aget_many(self, keys: Sequence[str]) -> Mapping[str, Entry]:
+    async def tierkit_aget_many_payloads(self, keys: Sequence[str]) -> Payloads:
         """The MGETs of each node in one pipeline, the nodes concurrently; a failing shard costs its keys."""
         if not keys:
-            return {}
+            return Payloads([], [], [])
         cluster = await self._acluster()
         names = {self._entries + key: key for key in keys}
         groups = [slots for _, slots in self._by_node(cluster, names).values()]

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import math
 import struct
-from collections.abc import Iterable
+from collections.abc import Sequence
+from operator import countOf, itemgetter
+from typing import cast
 
-from tierkit import Entry
+from tierkit import Entry, Payloads
 
 VERSION = 1
 _HEAD = struct.Struct("<BdH")
@@ -23,6 +25,7 @@ _unpack_head = _HEAD.unpack_from
 _TAG_LEN = struct.Struct("<H")
 _NO_EXPIRY = math.inf
 _entry = tuple.__new__  # Entry(...) runs a Python-level __new__; this is the C one
+_first, _second, _third = itemgetter(0), itemgetter(1), itemgetter(2)
 
 
 def pack(value: bytes, expires_at: float | None, tags: tuple[str, ...]) -> bytes:
@@ -38,6 +41,7 @@ def pack(value: bytes, expires_at: float | None, tags: tuple[str, ...]) -> bytes
 
 _DEADLINE = struct.Struct("<Bd")
 DEADLINE_SIZE = _DEADLINE.size
+_payload = itemgetter(slice(HEADER_SIZE, None))
 """Bytes at the start of a stored value that say whose it is and until when it lives."""
 
 
@@ -67,14 +71,37 @@ def unpack(raw: bytes, now: float) -> Entry | None:
     return None if tags is None else _entry(Entry, (raw[end:], expires_at, tags))
 
 
-def unpack_many(keys: Iterable[str], raws: Iterable[bytes | None], now: float) -> dict[str, Entry]:
-    """The live entries among ``raws`` (an MGET's answer for ``keys``), by key.
+def unpack_columns(keys: Sequence[str], raws: Sequence[bytes | None], now: float) -> Payloads:
+    """The live entries among ``raws`` (an MGET's answer for ``keys``), column by column.
 
-    :func:`unpack` with its common case inlined: an untagged value is one
-    header read and one slice, the tags parsing is called only for tagged ones.
+    When every key hit and every value is ours, untagged and live (a warm batch),
+    the columns are built by C-level ``map`` passes; otherwise :func:`unpack`'s
+    common case is inlined per value, and the tags parsing called only for tagged ones.
     """
-    found: dict[str, Entry] = {}
-    head, entry = _unpack_head, _entry
+    if raws and None not in raws:
+        try:
+            heads = list(map(_unpack_head, cast("list[bytes]", raws)))
+        except struct.error:  # a value too short to be ours: the loop below skips it
+            pass
+        else:
+            count = len(heads)
+            if countOf(map(_first, heads), VERSION) == count and countOf(map(_third, heads), 0) == count:
+                deadlines: list[float | None] = list(map(_second, heads))
+                if min(cast("list[float]", deadlines)) > now:
+                    if _NO_EXPIRY in deadlines:
+                        deadlines = [None if d == _NO_EXPIRY else d for d in deadlines]
+                    return Payloads(list(keys), list(map(_payload, cast("list[bytes]", raws))), deadlines)
+    return _unpack_each(keys, raws, now)
+
+
+def _unpack_each(keys: Sequence[str], raws: Sequence[bytes | None], now: float) -> Payloads:
+    """:func:`unpack_columns` value by value: misses, other programs' values, tags, expiry."""
+    hit_keys: list[str] = []
+    payloads: list[bytes] = []
+    deadlines: list[float | None] = []
+    tagged: dict[str, tuple[str, ...]] = {}
+    head = _unpack_head
+    add_key, add_payload, add_deadline = hit_keys.append, payloads.append, deadlines.append
     for key, raw in zip(keys, raws, strict=True):
         if raw is None:
             continue
@@ -83,12 +110,30 @@ def unpack_many(keys: Iterable[str], raws: Iterable[bytes | None], now: float) -
         except struct.error:
             continue
         if tags_len or version != VERSION or expires_at <= now:
-            found_entry = unpack(raw, now)
-            if found_entry is not None:
-                found[key] = found_entry
+            entry = unpack(raw, now)
+            if entry is None:
+                continue
+            payload, deadline, tags = entry
+            if tags:
+                tagged[key] = tags
+            add_key(key)
+            add_payload(payload)
+            add_deadline(deadline)
             continue
-        found[key] = entry(Entry, (raw[HEADER_SIZE:], None if expires_at == _NO_EXPIRY else expires_at, ()))
-    return found
+        add_key(key)
+        add_payload(raw[HEADER_SIZE:])
+        add_deadline(None if expires_at == _NO_EXPIRY else expires_at)
+    return Payloads(hit_keys, payloads, deadlines, tagged)
+
+
+def as_entries(columns: Payloads) -> dict[str, Entry]:
+    """:func:`unpack_columns`' answer as ``tierkit_get_many`` gives it: an ``Entry`` per key."""
+    keys, payloads, deadlines, tags = columns
+    entry = _entry
+    return {
+        key: entry(Entry, (payload, deadline, tags.get(key, ())))
+        for key, payload, deadline in zip(keys, payloads, deadlines, strict=True)
+    }
 
 
 def _tags(raw: bytes, pos: int, end: int) -> tuple[str, ...] | None:

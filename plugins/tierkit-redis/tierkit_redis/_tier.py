@@ -10,10 +10,10 @@ from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 from pydantic import BaseModel
 
-from tierkit import ConfigError, Entry, NotACounter, Tier, TierContext, TierHealth, hookimpl
+from tierkit import ConfigError, Entry, NotACounter, Payloads, Tier, TierContext, TierHealth, hookimpl
 from tierkit_redis._async import AsyncRedisHooks, LoopClients
 from tierkit_redis._backplane import RedisBackplane
-from tierkit_redis._format import DEADLINE_SIZE, is_live, pack, unpack, unpack_many
+from tierkit_redis._format import DEADLINE_SIZE, as_entries, is_live, pack, unpack, unpack_columns
 from tierkit_redis._options import Options, redacted_url
 from tierkit_redis._options import Options as RedisOptions  # the name Options is the class attribute below
 from tierkit_redis._scripts import ADD, INCR, INVALIDATE, LOCK, REGISTER, TAGGED_SET, TOUCH, UNLOCK
@@ -124,11 +124,16 @@ class RedisTier(AsyncRedisHooks, Tier[RedisOptions]):
 
     @hookimpl
     def tierkit_get_many(self, keys: Sequence[str]) -> Mapping[str, Entry]:
+        return as_entries(self.tierkit_get_many_payloads(keys))
+
+    @hookimpl
+    def tierkit_get_many_payloads(self, keys: Sequence[str]) -> Payloads:
+        """One ``MGET``; the chain decodes the payloads in one pass (no ``Entry`` per key)."""
         if not keys:
-            return {}
+            return Payloads([], [], [])
         entries = self._entries
         raws = self._reader.mget([entries + key for key in keys])
-        return unpack_many(keys, cast("list[bytes | None]", raws), self._clock())
+        return unpack_columns(keys, cast("list[bytes | None]", raws), self._clock())
 
     @hookimpl
     def tierkit_set(self, key: str, entry: Entry) -> None:
