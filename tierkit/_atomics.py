@@ -30,6 +30,7 @@ import re
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
+from tierkit._backplane import Op
 from tierkit._chain import Chain, Invalidated, TierSlot, check_key
 from tierkit._codec import Codec
 from tierkit._types import UNAVAILABLE, Entry, new_entry
@@ -266,15 +267,20 @@ class Atomics:
         pending: list[str] = []
         if not wanted:
             return Invalidated(0)
+        op: Op = ("keys", tuple(wanted))
+        announced = False
         for slot in self.chain.persistent_writers:
-            count = slot.checked_count("tierkit_delete_many", slot.ask(self.hooks[slot].delete_many, wanted))
+            answer, sent = self.chain.carrying(slot, op, slot.ask, self.hooks[slot].delete_many, wanted)
+            announced = announced or sent
+            count = slot.checked_count("tierkit_delete_many", answer)
             if count is None:
                 slot.remember(keys=wanted)
                 pending.append(slot.name)
             else:
                 slot.deletes += count
                 removed += count
-        self.chain.announce(("keys", tuple(wanted)))
+        if not announced:
+            self.chain.announce(op)
         return Invalidated(removed, tuple(pending))
 
 

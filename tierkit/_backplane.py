@@ -18,6 +18,12 @@ hook, e.g. Redis pub/sub); this module holds what makes it correct:
   filling them (reads go to the shared tier), and once subscribed again it
   empties them once more and resumes.
 
+A transport may ride on its tier's writes (:attr:`Transport.outbox`): the
+backplane then hands the tier each message before the write that it announces,
+the tier sends both in one round trip, and the message is on the server, in
+write order, before the write returns.  A write that did not carry its message
+(the tier failed, or wrote some other way) is announced by the sender thread.
+
 "Local tiers" are the process's own copies: tiers that are not remote and are
 written ``always`` (memory, session).  A persistent tier (the file tier) is
 left alone: its store is shared by the host's processes, so another process's
@@ -28,6 +34,7 @@ for the time the shared tier is down.
 from __future__ import annotations
 
 import atexit
+import contextvars
 import logging
 import os
 import queue
@@ -36,7 +43,7 @@ import time
 import weakref
 from collections import deque
 from collections.abc import Callable, Collection, Sequence
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 
 import orjson
 
@@ -48,6 +55,8 @@ if TYPE_CHECKING:
     from tierkit._chain import TierSlot
 
 log = logging.getLogger("tierkit")
+
+T = TypeVar("T")
 
 MAX_TRACKED_KEYS = 100_000
 """Keys whose last invalidation is remembered for the backfill check; beyond, every older read is refused."""
@@ -81,6 +90,13 @@ class Transport(Protocol):
     ``on_subscribed`` each time the subscription is (re)established,
     ``on_disconnected`` as soon as it is lost, and ``on_message`` for each
     message in between, in order.  ``publish`` may raise (the chain counts it).
+
+    Optional: ``outbox``, a :class:`contextvars.ContextVar` (default ``None``) for a
+    transport whose tier can send a message in the same round trip as a write.  The
+    backplane sets it to the message just before it calls that tier's write hook; the
+    tier, having written *and* sent the message, sets it back to ``None`` — anything
+    else (no such transport, the hook failed, the tier wrote without it) leaves the
+    message to :meth:`Transport.publish` from the sender thread.
     """
 
     channel: str
@@ -296,6 +312,9 @@ class Backplane:
         self._sender = _Sender(self._send)
         self.breaker: Breaker | None = None
         """The breaker of the tier whose transport this is (set by :func:`start`)."""
+        self.rider: TierSlot | None = None
+        """The tier whose writes carry their own messages (its transport has an outbox; set by start)."""
+        self._outbox: contextvars.ContextVar[bytes | None] | None = getattr(transport, "outbox", None)
         for slot in self.local:
             follow = getattr(slot.tier, "follow_invalidations", None)
             if follow is not None:
@@ -327,6 +346,25 @@ class Backplane:
             self._failed(ConnectionError("the shared tier's circuit breaker is open"))
             return
         self._sender.put(op)
+
+    def carried(self, op: Op, write: Callable[..., T], *args: Any) -> tuple[T, bool]:
+        """``write(*args)`` — a call of :attr:`rider`'s write hook — with the message announcing
+        ``op`` in its outbox; its outcome and whether the tier sent the message with the write.
+
+        When it did not, the caller announces ``op`` with :meth:`publish`.
+        """
+        outbox = self._outbox
+        assert outbox is not None
+        outbox.set(encode(self.origin, op))
+        try:
+            outcome = write(*args)
+        finally:
+            sent = outbox.get() is None
+            outbox.set(None)
+        if sent:
+            self._failing = False
+            self.published += 1
+        return outcome, sent
 
     def _send(self, op: Op) -> None:
         try:
@@ -486,6 +524,7 @@ class Backplane:
         with self.lock:
             self._drop_local()
         self.transport = self._connect()
+        self._outbox = getattr(self.transport, "outbox", None)
         self.transport.subscribe(self)
 
 
@@ -523,6 +562,8 @@ def start(slots: Sequence[TierSlot], namespace: str) -> tuple[Backplane, str] | 
                 continue
             backplane = Backplane(hook, local, namespace, transport)
             backplane.breaker = slot.breaker
+            if getattr(transport, "outbox", None) is not None:
+                backplane.rider = slot
             return backplane, slot.name
         except Exception as exc:
             reason = redact(f"{type(exc).__name__}: {exc}")

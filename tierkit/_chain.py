@@ -800,6 +800,15 @@ class Chain:
         if self.backplane is not None:
             self.backplane.publish(op)
 
+    def carrying(self, slot: TierSlot, op: Op, call: Callable[..., T], *args: Any) -> tuple[T, bool]:
+        """``call(*args)``, a write to ``slot``; its outcome and whether the message announcing ``op``
+        went with it — as it does when ``slot`` is the backplane's rider and the write succeeded
+        (:meth:`Backplane.carried`).  When it did not, the caller :meth:`announce` s ``op``."""
+        backplane = self.backplane
+        if backplane is None or slot is not backplane.rider:
+            return call(*args), False
+        return backplane.carried(op, call, *args)
+
     def _copy_for(
         self, slot: TierSlot, key: str, value: Any, payload: bytes | None, entry: Entry, now: float
     ) -> Entry | None:
@@ -876,21 +885,24 @@ class Chain:
             codec.check(key, value)
         stored = True
         backplane = self.backplane
+        op: Op = ("keys", (key,))
+        announced = False
         for slot in writers:
             exp = expires_at if slot.max_ttl is None else slot.cap(expires_at, now)
             entry = new_entry((payload if slot.holds_bytes else value, exp, tag_tuple))
             if self.coherent(slot):
                 done = self.write_local(slot, {key: entry}, None)
-            elif slot.call(slot.set, key, entry) is UNAVAILABLE:
-                done = False
             else:
-                slot.sets += 1
-                done = True
+                outcome, sent = self.carrying(slot, op, slot.call, slot.set, key, entry)
+                announced = announced or sent
+                done = outcome is not UNAVAILABLE
+                if done:
+                    slot.sets += 1
             if not done:
                 slot.forget((key,))
                 stored = False
-        if backplane is not None:
-            backplane.publish(("keys", (key,)))
+        if backplane is not None and not announced:
+            backplane.publish(op)
         return stored
 
     def _set_with_stale(
@@ -912,11 +924,16 @@ class Chain:
         if batches is None:
             return self.set(key, value, ttl, tags, persistent, codec)
         stored = True
+        op: Op = ("keys", tuple(batches[0][1]))  # the value and its stale copy
+        announced = False
         for slot, batch in batches:
-            if not self.write(slot, batch):
+            done, sent = self.carrying(slot, op, self.write, slot, batch)
+            announced = announced or sent
+            if not done:
                 slot.forget(batch)
                 stored = False
-        self.announce(("keys", tuple(batches[0][1])))  # the value and its stale copy
+        if not announced:
+            self.announce(op)
         return stored
 
     def stale_batches(
@@ -955,16 +972,22 @@ class Chain:
         writers, encode, tag_tuple, now, expires_at = self._write_plan(ttl, tags, persistent)
         payloads = encode_all(codec, items, encode)
         missed: dict[str, None] = {}
+        op: Op = ("keys", tuple(items))
+        announced = False
         for slot in writers:
             exp = slot.cap(expires_at, now)
             source = payloads if slot.holds_bytes else items
             batch = {key: new_entry((value, exp, tag_tuple)) for key, value in source.items()}
-            local = self.coherent(slot)
-            if not (self.write_local(slot, batch, None) if local else self.write(slot, batch)):
+            if self.coherent(slot):
+                done = self.write_local(slot, batch, None)
+            else:
+                done, sent = self.carrying(slot, op, self.write, slot, batch)
+                announced = announced or sent
+            if not done:
                 slot.forget(batch)
                 missed.update(dict.fromkeys(batch))
-        if items:
-            self.announce(("keys", tuple(items)))
+        if items and not announced:
+            self.announce(op)
         return list(missed)
 
     def write(self, slot: TierSlot, batch: Mapping[str, Entry]) -> bool:
@@ -1028,14 +1051,19 @@ class Chain:
         check_key(key)
         removed = False
         stale = stale_key(key)
+        op: Op = ("keys", (key, stale))
+        announced = False
         for slot in self.persistent_writers:
             outcome = slot.ask(slot.delete, key)
             removed = self.deleted(slot, key, outcome) or removed
-            if type(outcome) is bool:
-                self.deleted(slot, stale, slot.ask(slot.delete, stale), counted=False)
+            if type(outcome) is bool:  # the message goes with the last of the two deletes
+                outcome, sent = self.carrying(slot, op, slot.ask, slot.delete, stale)
+                announced = announced or sent
+                self.deleted(slot, stale, outcome, counted=False)
             else:  # the tier failed: do not ask again now
                 slot.remember(keys=(stale,))
-        self.announce(("keys", (key, stale)))
+        if not announced:
+            self.announce(op)
         return removed
 
     def deleted(self, slot: TierSlot, key: str, outcome: object, counted: bool = True) -> bool:

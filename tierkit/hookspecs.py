@@ -437,6 +437,11 @@ def tierkit_backplane() -> Any:
         of its own and calls ``listener.on_subscribed()`` each time it is (re)subscribed,
         ``listener.on_disconnected(reason)`` as soon as it loses the subscription, and
         ``listener.on_message(data)`` for each message between; it reconnects by itself.
+        Optionally ``outbox``, a :class:`contextvars.ContextVar` (default ``None``) when this
+        tier can send a message with its own writes, in the same round trip: the chain sets it
+        to the message just before it calls this tier's ``set``, ``set_many``, ``delete`` or
+        ``delete_many``; the hook, having written and sent the message, sets it back to
+        ``None``.  A message left there is published with ``publish`` from a thread.
 
     Called once per chain, on the first remote tier that has it, when the setting
     ``backplane`` is ``auto``; called again in a forked child.  Optional: without

@@ -103,12 +103,39 @@ def test_a_change_made_just_before_exit_still_goes_out(settings: dict[str, Any],
     assert cache.get("k") == "new"
 
 
+@pytest.mark.parametrize(
+    "change",
+    [
+        "c.set('k', 'new')",
+        "c.set('k', 'new', tags=['t'])",
+        "c.set_many({'k': 'new', 'other': 1})",
+        "c.delete('k')",
+        "c.delete_many(['k', 'other'])",
+        "c.set('k', 'new', ttl=60, stale_ttl=60)",
+    ],
+)
+def test_a_change_is_announced_before_it_returns(settings: dict[str, Any], cache: Cache, change: str) -> None:
+    """The message goes out with the write itself: a writer killed the moment its call returns
+    (no exit handler runs) has still told the others (issue 10)."""
+    cache.set("k", "old")
+    assert cache.inspect("k")["memory"].status == "held"
+    script = (
+        "import json, os, signal, sys, tierkit\n"
+        "c = tierkit.Cache(**json.loads(sys.argv[1]))\n"
+        f"{change}\n"
+        "os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script, json.dumps(settings)], timeout=60, check=False)
+    assert done.returncode == -9
+    wait_until(lambda: cache.inspect("k")["memory"].status == "absent", "the killed writer's message")
+
+
 def test_own_changes_are_not_echoed_back(cache: Cache, peer: Peer) -> None:
     cache.set("mine", 1)
     peer.call("set", "theirs", 2)
     wait_until(lambda: cache.stats()["backplane"]["received"] == 1, "the peer's change to arrive")
     assert cache.inspect("mine")["memory"].status == "held", "its own write stays in its memory tier"
-    wait_until(  # messages go out from a sender thread: a write does not wait for its PUBLISH
+    wait_until(  # the peer's subscriber thread applies the message a moment later
         lambda: peer.backplane()["received"] == 1 and cache.stats()["backplane"]["published"] == 1,
         "the own change to reach the peer, once",
     )

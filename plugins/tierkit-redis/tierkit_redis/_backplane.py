@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from contextvars import ContextVar
 from typing import Any, Protocol
 
 HEARTBEAT = 1.0
@@ -29,7 +30,9 @@ class Listener(Protocol):
 class RedisBackplane:
     """Publish with the tier's client; subscribe on a connection ``connect()`` makes for the thread.
 
-    ``describe`` turns a connection error into a password-free reason.
+    ``describe`` turns a connection error into a password-free reason.  ``outbox``: the
+    tier's, when its writes send the backplane's messages in their own round trip (the
+    ``outbox`` capability of :class:`tierkit._backplane.Transport`).
     """
 
     def __init__(
@@ -38,8 +41,10 @@ class RedisBackplane:
         connect: Callable[[], Any],
         channel: str,
         describe: Callable[[BaseException], str],
+        outbox: ContextVar[bytes | None] | None = None,
     ) -> None:
         self.channel = channel
+        self.outbox = outbox
         self._publish = publisher.publish
         self._connect = connect
         self._describe = describe

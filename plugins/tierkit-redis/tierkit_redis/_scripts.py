@@ -162,3 +162,29 @@ return raw
 KEYS: the entry.  ARGV: now, the new deadline, the TTL in ms (0 = none).  Returns the
 rewritten bytes (so the caller can extend its tag sets), nil if no live entry.
 """
+
+SET_ANNOUNCED = """
+local ttl = tonumber(ARGV[2])
+if ttl > 0 then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ttl)
+else
+  redis.call('SET', KEYS[1], ARGV[1])
+end
+redis.call('PUBLISH', ARGV[3], ARGV[4])
+return 1
+"""
+"""Store an untagged entry and announce it on the backplane, in one command (docs/coherence.md):
+of the ways to send ``SET`` and ``PUBLISH`` in one round trip, the one the client spends least on.
+
+KEYS: the entry.  ARGV: the stored bytes, the TTL in ms (0 = none), the channel, the message.
+"""
+
+UNLINK_ANNOUNCED = """
+local removed = redis.call('UNLINK', KEYS[1])
+redis.call('PUBLISH', ARGV[1], ARGV[2])
+return removed
+"""
+"""Unlink an entry and announce it on the backplane, in one command.
+
+KEYS: the entry.  ARGV: the channel, the message.  Returns 1 if the entry was there.
+"""

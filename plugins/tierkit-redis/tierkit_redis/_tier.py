@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextvars import ContextVar
 from math import ceil
 from typing import TYPE_CHECKING, Any, ClassVar, cast
 
@@ -16,7 +17,18 @@ from tierkit_redis._backplane import RedisBackplane
 from tierkit_redis._format import DEADLINE_SIZE, as_entries, is_live, pack, unpack, unpack_columns
 from tierkit_redis._options import Options, redacted_url
 from tierkit_redis._options import Options as RedisOptions  # the name Options is the class attribute below
-from tierkit_redis._scripts import ADD, INCR, INVALIDATE, LOCK, REGISTER, TAGGED_SET, TOUCH, UNLOCK
+from tierkit_redis._scripts import (
+    ADD,
+    INCR,
+    INVALIDATE,
+    LOCK,
+    REGISTER,
+    SET_ANNOUNCED,
+    TAGGED_SET,
+    TOUCH,
+    UNLINK_ANNOUNCED,
+    UNLOCK,
+)
 
 if TYPE_CHECKING:
     import redis
@@ -50,6 +62,11 @@ class RedisTier(AsyncRedisHooks, Tier[RedisOptions]):
     Redis expires it natively (``PX``).  Backend errors are raised for the chain to
     count; the client's timeouts are small so that a failing call fails fast.  The async
     hooks (:mod:`tierkit_redis._async`) do the same through ``redis.asyncio``.
+
+    When the chain's backplane rides on this tier (its transport's ``outbox``, see
+    :class:`tierkit._backplane.Transport`), ``set``, ``set_many``, ``delete`` and
+    ``delete_many`` send the message the backplane left in the outbox with the write,
+    in the same round trip, and empty the outbox once both went through.
     """
 
     Options: ClassVar[type[BaseModel]] = Options
@@ -85,6 +102,9 @@ class RedisTier(AsyncRedisHooks, Tier[RedisOptions]):
         self._clock = context.clock
         self._response_error: type[Exception] = _response_error()
         self._server_version: str | None = None
+        self._outbox: ContextVar[bytes | None] = ContextVar("tierkit_redis_outbox", default=None)
+        """The message to send with the next write (docs/coherence.md); offered to the backplane
+        by the single-server tier's transport only."""
         self._connect(opts)
         self._aclients = LoopClients(opts)
 
@@ -100,6 +120,8 @@ class RedisTier(AsyncRedisHooks, Tier[RedisOptions]):
         self._lane = read_lane(self._reader, opts.retries)
         get = self._reader.get if self._lane is None else self._lane.get
         self._redis_get = cast("Callable[[str], bytes | None]", get)
+        self._set_announced = self._client.register_script(SET_ANNOUNCED)
+        self._unlink_announced = self._client.register_script(UNLINK_ANNOUNCED)
 
     @classmethod
     def unavailable_reason(cls, options: BaseModel, context: TierContext) -> str | None:
@@ -137,7 +159,19 @@ class RedisTier(AsyncRedisHooks, Tier[RedisOptions]):
 
     @hookimpl
     def tierkit_set(self, key: str, entry: Entry) -> None:
-        self._write(self._client, key, entry, self._clock())
+        message = self._outbox.get()
+        if message is None:
+            self._write(self._client, key, entry, self._clock())
+            return
+        value, expires_at, tags = entry
+        now = self._clock()
+        ttl = 0 if expires_at is None else ceil((expires_at - now) * 1000)
+        if tags or (expires_at is not None and ttl <= 0):
+            self.tierkit_set_many({key: entry})  # a script and its tag sets, or an unlink: pipelined
+            return
+        data = pack(value, expires_at, tags)
+        self._set_announced(keys=(self._entries + key,), args=(data, ttl, self.backplane_channel, message))
+        self._outbox.set(None)
 
     @hookimpl
     def tierkit_set_many(self, entries: Mapping[str, Entry]) -> None:
@@ -147,7 +181,12 @@ class RedisTier(AsyncRedisHooks, Tier[RedisOptions]):
         now = self._clock()
         for key, entry in entries.items():
             self._write(pipe, key, entry, now)
+        message = self._outbox.get()
+        if message is not None:
+            pipe.publish(self.backplane_channel, message)
         pipe.execute()
+        if message is not None:
+            self._outbox.set(None)
 
     def _write(self, target: redis.Redis, key: str, entry: Entry, now: float) -> None:
         """Queue or send the commands storing ``entry`` (an expired one deletes the key)."""
@@ -168,7 +207,12 @@ class RedisTier(AsyncRedisHooks, Tier[RedisOptions]):
 
     @hookimpl
     def tierkit_delete(self, key: str) -> bool:
-        return bool(self._client.unlink(self._entries + key))
+        message = self._outbox.get()
+        if message is None:
+            return bool(self._client.unlink(self._entries + key))
+        removed = self._unlink_announced(keys=(self._entries + key,), args=(self.backplane_channel, message))
+        self._outbox.set(None)
+        return bool(removed)
 
     # -- atomic operations: one script each, atomic on the server ------------------------
 
@@ -240,7 +284,16 @@ class RedisTier(AsyncRedisHooks, Tier[RedisOptions]):
         if not keys:
             return 0
         entries = self._entries
-        return int(self._routed().unlink(*(entries + key for key in keys)))  # a cluster splits it by slot
+        names = [entries + key for key in keys]
+        message = self._outbox.get()
+        if message is None:
+            return int(self._routed().unlink(*names))  # a cluster splits it by slot
+        pipe = self._client.pipeline(transaction=False)
+        pipe.unlink(*names)
+        pipe.publish(self.backplane_channel, message)
+        removed = pipe.execute()[0]
+        self._outbox.set(None)
+        return int(removed)
 
     @hookimpl
     def tierkit_invalidate_tags(self, tags: Sequence[str]) -> int:
@@ -353,7 +406,9 @@ class RedisTier(AsyncRedisHooks, Tier[RedisOptions]):
         """Pub/sub on ``<key_prefix>backplane``; the subscriber's connection comes from the tier's pool
         (with Sentinel, each reconnection asks for the current master)."""
         pool = self._client.connection_pool
-        return RedisBackplane(self._client, pool.make_connection, self.backplane_channel, self._why)
+        return RedisBackplane(
+            self._client, pool.make_connection, self.backplane_channel, self._why, outbox=self._outbox
+        )
 
     @property
     def backplane_channel(self) -> str:
