@@ -93,6 +93,8 @@ _ORPHAN_GRACE = 600.0
 """Seconds after its last write before a value file no row names may be swept: a writer
 commits its row right after writing the file, so only a crash leaves one that old."""
 _DROP_BATCH = 256
+_REREADS = 4
+"""Times a read re-reads a row whose value file a writer replaced under it."""
 
 _SCHEMA_1 = """
 BEGIN IMMEDIATE;
@@ -176,6 +178,7 @@ row); the triggers record every file a statement drops in ``dropped`` (unlinked 
 commit) and keep the count of rows with a file in ``meta.files``."""
 
 _GET = "SELECT id, value, crc, expires_at, tags, size, file FROM entries WHERE key = ?"
+_GET_ID = "SELECT id, value, crc, expires_at, tags, size, file FROM entries WHERE id = ?"
 _GET_SOME = "SELECT key, id, value, crc, expires_at, tags, size, file FROM entries WHERE key IN ({})"
 """Batch read of up to one ``_IN_WIDTHS`` width of keys.  Keys are bound parameters, never
 JSON through ``json_each``, which cuts a string at its first NUL."""
@@ -553,10 +556,11 @@ class FileTier(Tier[FileOptions]):
                 found[key] = entry
         return found
 
-    def _entry(self, row: Sequence[Any]) -> Entry | None:
+    def _entry(self, row: Sequence[Any], rereads: int = _REREADS) -> Entry | None:
         """Turn an ``_GET`` row into an Entry; ``None`` if expired, or if corrupt (then removed).
 
-        A value file is read here, after the read connection's lock is released.
+        A value file is read here, after the read connection's lock is released.  When the
+        row was rewritten meanwhile (its file dropped under this reader) it is read again.
         """
         rowid, value, crc, expires_at, tags, size, file = row
         if expires_at is not None and expires_at <= self._clock():
@@ -572,14 +576,18 @@ class FileTier(Tier[FileOptions]):
                 return Entry(value, expires_at, tuple(orjson.loads(tags)))
             except (orjson.JSONDecodeError, TypeError):
                 pass
-        self._remove_corrupt(rowid, file)
-        return None
+        if self._remove_corrupt(rowid, file) or file is None or not rereads:
+            return None
+        with self._reader as conn:
+            row = conn.execute(_GET_ID, (rowid,)).fetchone()
+        return None if row is None else self._entry(row, rereads - 1)
 
-    def _remove_corrupt(self, rowid: int, file: str | None) -> None:
-        """Delete the row ``rowid`` if it still names ``file``, and count it as corrupt.
+    def _remove_corrupt(self, rowid: int, file: str | None) -> bool:
+        """Delete the row ``rowid`` if it still names ``file``, count it as corrupt, and say
+        whether it did.
 
         A row rewritten since it was read names another file (or none): its value file was
-        dropped under the reader, which is a miss, not a corrupt entry.
+        dropped under the reader, which is not a corrupt entry.
         """
         with self._writer as conn:
             with _transaction(conn):
@@ -590,6 +598,7 @@ class FileTier(Tier[FileOptions]):
                 self._drop_files(conn)
         if removed:
             logger.warning("file tier: removed a corrupt entry from %s", self.path)
+        return bool(removed)
 
     # -- value files ----------------------------------------------------------------------
 
