@@ -763,8 +763,8 @@ def test_the_threshold_is_inclusive_and_the_default_keeps_small_values_in_the_da
     put(tier, "below", bytes(SMALL_FILES - 1))
     assert files_named(tier) and len(files_named(tier)) == 1
     default = build(namespace="b")
-    put(default, "k", bytes((1 << 20) - 1))
-    put(default, "k2", bytes(1 << 20))
+    put(default, "k", bytes((512 << 10) - 1))
+    put(default, "k2", bytes(512 << 10))
     assert len(files_named(default)) == 1
 
 

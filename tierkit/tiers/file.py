@@ -277,7 +277,7 @@ class FileOptions(BaseModel):
         "safe when the process is killed, but an OS crash or power loss may corrupt the file.",
     )
     file_min_bytes: int = Field(
-        default=1 << 20,
+        default=512 << 10,
         gt=0,
         description="Values of at least this many bytes are written to a file of their own "
         "beside the database, checked by length and a CRC-32 of their first and last 64 KiB; "
