@@ -194,11 +194,12 @@ _SET = (
     " ON CONFLICT (key) DO UPDATE SET value = excluded.value, crc = excluded.crc,"
     " size = excluded.size, expires_at = excluded.expires_at, tags = excluded.tags,"
     " file = excluded.file, seq = excluded.seq"
-    " RETURNING id, (SELECT bytes FROM meta WHERE id = 0), (SELECT files FROM meta WHERE id = 0)"
+    " RETURNING id, (SELECT bytes FROM meta WHERE id = 0) AS b, (SELECT files FROM meta WHERE id = 0) AS f"
 )
 """Upsert in place (far fewer pages written than a REPLACE), returning the entry's id, the
 byte total and the count of rows with a value file, both *before* this row (RETURNING does
-not see the triggers' effect): with no file before, this write dropped none."""
+not see the triggers' effect): with no file before, this write dropped none.  Short column
+names: the sqlite3 module builds every statement's column names on every execute."""
 _SET_TAG = "INSERT OR IGNORE INTO tags (tag, entry_id) VALUES (?, ?)"
 _DELETE = "DELETE FROM entries WHERE key = ? RETURNING file"
 _DELETE_SOME = "DELETE FROM entries WHERE key IN ({})"
