@@ -7,10 +7,16 @@ multi-process and crash tests::
     python _file_helpers.py DIRECTORY NAMESPACE share MINE THEIRS COUNT
         once the other worker is running too, write COUNT keys ``MINE:n`` while
         reading ``THEIRS:n``; every value read must be complete and belong to its key
+    python _file_helpers.py DIRECTORY NAMESPACE reopen KEY COUNT
+        open the tier COUNT times (each open sweeps leftover value files) and read
+        KEY each time: every value read must be complete
+
+The environment variable ``FILE_MIN_BYTES`` sets the tier's ``file_min_bytes`` (value files).
 """
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 import zlib
@@ -35,7 +41,10 @@ def parse_value(value: bytes) -> int:
 
 
 def open_tier(directory: Path, namespace: str) -> FileTier:
-    return FileTier(FileOptions(directory=directory, busy_timeout=30), TierContext("file", namespace))
+    options: dict[str, object] = {"directory": directory, "busy_timeout": 30}
+    if "FILE_MIN_BYTES" in os.environ:
+        options["file_min_bytes"] = int(os.environ["FILE_MIN_BYTES"])
+    return FileTier(FileOptions(**options), TierContext("file", namespace))  # type: ignore[arg-type]
 
 
 def rewrite_forever(tier: FileTier, key: str) -> None:
@@ -66,8 +75,24 @@ def share(tier: FileTier, mine: str, theirs: str, count: int) -> None:
     print(seen, len(found), flush=True)
 
 
+def reopen(directory: Path, namespace: str, key: str, count: int) -> None:
+    seen = 0
+    for _ in range(count):
+        tier = open_tier(directory, namespace)
+        got = tier.tierkit_get(key)
+        if got is not None:
+            parse_value(got.value)
+            seen += 1
+        assert tier.tierkit_stats()["corrupt_removed"] == 0, "a value file was swept under a writer"
+        tier.tierkit_close()
+    print(seen, flush=True)
+
+
 def main(argv: list[str]) -> None:
     directory, namespace, mode, *args = argv
+    if mode == "reopen":
+        reopen(Path(directory), namespace, args[0], int(args[1]))
+        return
     tier = open_tier(Path(directory), namespace)
     if mode == "rewrite":
         rewrite_forever(tier, args[0])

@@ -12,6 +12,8 @@ import stat
 import subprocess
 import sys
 import threading
+import time
+import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from importlib.metadata import entry_points
@@ -67,9 +69,11 @@ def put(tier: FileTier, key: str, value: bytes = b"v", expires_at: float | None 
     tier.tierkit_set(key, Entry(value, expires_at, tags))
 
 
-def run_helper(directory: Path, *args: str) -> subprocess.Popen[str]:
+def run_helper(directory: Path, *args: str, file_min_bytes: int | None = None) -> subprocess.Popen[str]:
     """Start ``_file_helpers.py`` as a separate Python process that imports what this one does."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    if file_min_bytes is not None:
+        env["FILE_MIN_BYTES"] = str(file_min_bytes)
     return subprocess.Popen(
         [sys.executable, str(HELPER), str(directory), *args],
         stdout=subprocess.PIPE,
@@ -627,7 +631,11 @@ def test_statements_use_indexes_not_scans(build: Build) -> None:
             scans = [
                 part for part in plan.split(" | ") if part.startswith("SCAN") and "VIRTUAL TABLE" not in part
             ]
-            allowed = {"_CLEAR": "SCAN entries", "_OLDEST": "SCAN entries USING INDEX entries_seq"}
+            allowed = {
+                "_CLEAR": "SCAN entries",
+                "_OLDEST": "SCAN entries USING INDEX entries_seq",
+                "_DROPPED": "SCAN dropped",  # a queue: it holds only files not unlinked yet
+            }
             assert scans in ([], [allowed.get(name)]), f"{name}: {plan}"
 
 
@@ -687,3 +695,376 @@ def test_processes_opening_a_new_store_together_all_succeed(tmp_path: Path) -> N
         for proc in procs:
             _, err = proc.communicate(timeout=60)
             assert proc.returncode == 0, err
+
+
+# -- value files ------------------------------------------------------------------------
+
+SMALL_FILES = 1000
+"""``file_min_bytes`` of these tests: values of 1000 bytes and more get a file of their own."""
+
+
+def files_on_disk(tier: FileTier) -> set[str]:
+    """The names (as rows hold them) of the value files present, temporary ones marked ``.tmp``."""
+    found = set()
+    for path in (tier.path.parent / "values").glob("*/*"):
+        stem, _, suffix = path.name.partition(".")
+        found.add(path.parent.name + stem + ("" if suffix == "val" else "." + suffix))
+    return found
+
+
+def files_named(tier: FileTier) -> set[str]:
+    with raw(tier) as conn:
+        return {row[0] for row in conn.execute("SELECT file FROM entries WHERE file IS NOT NULL")}
+
+
+def assert_files_match_rows(tier: FileTier) -> None:
+    """Every value file on disk is named by a row, and every row's file is there."""
+    assert files_on_disk(tier) == files_named(tier)
+    with raw(tier) as conn:
+        assert conn.execute("SELECT COUNT(*) FROM dropped").fetchone() == (0,)
+    assert tier.tierkit_stats()["value_files"] == len(files_named(tier))
+
+
+def age_value_files(tier: FileTier, seconds: float = 3600) -> None:
+    """Make every value file look last written ``seconds`` ago (as a crash's leftovers would be
+    by the next start)."""
+    past = time.time() - seconds
+    for path in (tier.path.parent / "values").glob("*/*"):
+        os.utime(path, (past, past))
+
+
+def test_a_large_value_lives_in_its_own_file(build: Build) -> None:
+    tier = build(file_min_bytes=SMALL_FILES)
+    big, small = make_value(1, 5000), make_value(2, 100)
+    put(tier, "big", big, None, "t")
+    put(tier, "small", small)
+    assert tier.tierkit_get("big") == Entry(big, None, ("t",))
+    assert tier.tierkit_get_many(["big", "small"]) == {
+        "big": Entry(big, None, ("t",)),
+        "small": Entry(small, None, ()),
+    }
+    (name,) = files_on_disk(tier)
+    path = tier.path.parent / "values" / name[:2] / (name[2:] + ".val")
+    assert path.read_bytes() == big
+    assert mode(path) == 0o600 and mode(path.parent) == 0o700 and mode(path.parent.parent) == 0o700
+    with raw(tier) as conn:
+        rows = dict(conn.execute("SELECT key, length(value) FROM entries"))
+    assert rows == {"big": 0, "small": len(small)}  # the row holds the file's name, not the value
+    stats = tier.tierkit_stats()
+    assert (stats["bytes"], stats["value_files"]) == (len(big) + len(small), 1)  # max_bytes counts it
+    assert_files_match_rows(tier)
+
+
+def test_the_threshold_is_inclusive_and_the_default_keeps_small_values_in_the_database(
+    build: Build,
+) -> None:
+    tier = build(namespace="a", file_min_bytes=SMALL_FILES)
+    put(tier, "at", bytes(SMALL_FILES))
+    put(tier, "below", bytes(SMALL_FILES - 1))
+    assert files_named(tier) and len(files_named(tier)) == 1
+    default = build(namespace="b")
+    put(default, "k", bytes((512 << 10) - 1))
+    put(default, "k2", bytes(512 << 10))
+    assert len(files_named(default)) == 1
+
+
+DROPPING: dict[str, Callable[[FileTier, FakeClock], object]] = {
+    "delete": lambda t, c: t.tierkit_delete("big"),
+    "delete_many": lambda t, c: t.tierkit_delete_many(["big", "nothing"]),
+    "overwrite with a large value": lambda t, c: put(t, "big", make_value(9, 3000)),
+    "overwrite with a small value": lambda t, c: put(t, "big", b"small"),
+    "overwrite with a value above max_bytes": lambda t, c: put(t, "big", bytes(200_000)),
+    "set_many over it": lambda t, c: t.tierkit_set_many(
+        {"big": Entry(make_value(9, 3000), None, ()), "other": Entry(bytes(2000), None, ())}
+    ),
+    "set_many of a value above max_bytes": lambda t, c: t.tierkit_set_many(
+        {"big": Entry(bytes(200_000), None, ())}
+    ),
+    "invalidate_tags": lambda t, c: t.tierkit_invalidate_tags(["t"]),
+    "invalidate_prefix": lambda t, c: t.tierkit_invalidate_prefix("bi"),
+    "clear": lambda t, c: t.tierkit_clear(),
+    "expiry purge": lambda t, c: (c.advance(120), put(t, "later", b"x")),
+    "add over the expired value": lambda t, c: (c.advance(120), t.tierkit_add("big", Entry(b"1", None, ()))),
+    "add of a large value over the expired value": lambda t, c: (
+        c.advance(120),
+        t.tierkit_add("big", Entry(make_value(9, 3000), None, ())),
+    ),
+    "eviction": lambda t, c: [put(t, f"fill{n}", bytes(9000)) for n in range(12)],
+}
+
+
+@pytest.mark.parametrize("operation", list(DROPPING))
+def test_every_path_that_drops_a_row_removes_its_file(build: Build, clock: FakeClock, operation: str) -> None:
+    tier = build(file_min_bytes=SMALL_FILES, max_bytes=100_000, purge_every=1)
+    put(tier, "big", make_value(1, 5000), clock() + 60, "t")
+    put(tier, "keep", make_value(2, 4000))  # stored later, so eviction takes "big" first
+    (dropped,) = files_named(tier) - {n for n in files_named(tier) if _key_of(tier, n) == "keep"}
+    DROPPING[operation](tier, clock)
+    assert dropped not in files_on_disk(tier)
+    assert_files_match_rows(tier)
+    got = tier.tierkit_get("keep")
+    if operation == "clear":
+        assert got is None and files_on_disk(tier) == set()
+    elif operation == "eviction":  # a batch: a tenth below max_bytes, more than "big" alone
+        assert got is None and tier.tierkit_stats()["evictions"] >= 2
+    else:
+        assert got is not None and parse_value(got.value) == 2
+
+
+def _key_of(tier: FileTier, name: str) -> str:
+    with raw(tier) as conn:
+        return str(conn.execute("SELECT key FROM entries WHERE file = ?", (name,)).fetchone()[0])
+
+
+def test_incr_of_a_counter_in_a_value_file_moves_it_into_the_database(build: Build) -> None:
+    tier = build(file_min_bytes=2)
+    put(tier, "n", b"41")
+    assert len(files_named(tier)) == 1
+    assert tier.tierkit_incr("n", 1) == Entry(b"42", None, ())
+    assert tier.tierkit_get("n") == Entry(b"42", None, ())
+    assert files_named(tier) == set()
+    assert_files_match_rows(tier)
+
+
+def test_touch_and_a_refused_add_keep_the_file(build: Build, clock: FakeClock) -> None:
+    tier = build(file_min_bytes=SMALL_FILES)
+    value = make_value(1, 5000)
+    put(tier, "big", value)
+    before = files_on_disk(tier)
+    assert tier.tierkit_touch("big", clock() + 60)
+    assert not tier.tierkit_add("big", Entry(make_value(2, 6000), None, ()))  # its file is removed
+    assert files_on_disk(tier) == before
+    assert tier.tierkit_get("big") == Entry(value, clock() + 60, ())
+    assert_files_match_rows(tier)
+
+
+def test_a_failed_write_leaves_no_file(build: Build) -> None:
+    tier = build(file_min_bytes=SMALL_FILES)
+    with raw(tier) as conn:  # a write lock held elsewhere: the row cannot be written
+        conn.execute("BEGIN IMMEDIATE")
+        blocked = build(file_min_bytes=SMALL_FILES, busy_timeout=0)
+        with pytest.raises(sqlite3.OperationalError, match="locked"):
+            put(blocked, "big", make_value(1, 5000))
+        with pytest.raises(sqlite3.OperationalError, match="locked"):
+            blocked.tierkit_set_many({"a": Entry(bytes(5000), None, ()), "b": Entry(bytes(6000), None, ())})
+        conn.execute("ROLLBACK")
+    assert files_on_disk(tier) == set()
+
+
+def _corrupt_file(tier: FileTier, how: str) -> None:
+    (name,) = files_named(tier)
+    path = tier.path.parent / "values" / name[:2] / (name[2:] + ".val")
+    data = bytearray(path.read_bytes())
+    if how == "missing":
+        path.unlink()
+    elif how == "truncated":
+        path.write_bytes(data[:-1])
+    elif how == "longer":
+        path.write_bytes(data + b"x")
+    elif how == "head flipped":
+        data[10] ^= 0xFF
+        path.write_bytes(data)
+    elif how == "tail zeroed":
+        data[-4096:] = bytes(4096)
+        path.write_bytes(data)
+    elif how == "named outside":
+        with raw(tier) as conn:
+            conn.execute("UPDATE entries SET file = '../../../../outside' WHERE file = ?", (name,))
+
+
+@pytest.mark.parametrize(
+    "how", ["missing", "truncated", "longer", "head flipped", "tail zeroed", "named outside"]
+)
+@pytest.mark.parametrize("read", ["get", "get_many", "incr"])
+def test_a_damaged_value_file_is_a_miss_removed_and_counted(build: Build, how: str, read: str) -> None:
+    tier = build(file_min_bytes=SMALL_FILES)
+    put(tier, "big", b"7" * 300_000, None, "t")
+    _corrupt_file(tier, how)
+    if read == "get":
+        assert tier.tierkit_get("big") is None
+    elif read == "get_many":
+        assert tier.tierkit_get_many(["big"]) == {}
+    else:
+        assert tier.tierkit_incr("big", 1) is None
+    stats = tier.tierkit_stats()
+    assert (stats["corrupt_removed"], stats["entries"], stats["bytes"]) == (1, 0, 0)
+    if how != "named outside":
+        assert_files_match_rows(tier)
+
+
+def test_a_file_dropped_under_a_reader_is_read_again_not_counted_corrupt(build: Build) -> None:
+    reader, writer = build(file_min_bytes=SMALL_FILES), build(file_min_bytes=SMALL_FILES)
+    put(writer, "big", make_value(1, 5000))
+    with reader._reader as conn:
+        row = conn.execute(file_module._GET, ("big",)).fetchone()
+    put(writer, "big", make_value(2, 5000))  # a new file; the one the reader saw is unlinked
+    got = reader._entry(row)  # the row is read again
+    assert got is not None and parse_value(got.value) == 2
+    writer.tierkit_delete("big")
+    assert reader._entry(row) is None
+    assert reader.tierkit_stats()["corrupt_removed"] == 0
+
+
+def test_crash_leftovers_are_swept_at_open_and_a_young_file_is_not(build: Build) -> None:
+    tier = build(file_min_bytes=SMALL_FILES)
+    put(tier, "kept", make_value(1, 5000))
+    put(tier, "dropped", make_value(2, 5000))
+    (kept,) = files_named(tier) - {n for n in files_named(tier) if _key_of(tier, n) == "dropped"}
+    # What crashes leave: a file written but never committed, a temporary file, and a file
+    # whose row was deleted but which was never unlinked (still listed in `dropped`).
+    uncommitted = tier._write_file(make_value(3, 5000))
+    tmp = tier._file_path(os.urandom(16).hex(), ".tmp")
+    tmp.parent.mkdir(exist_ok=True)
+    tmp.write_bytes(b"partial")
+    (unlinked,) = files_named(tier) - {kept}
+    with raw(tier) as conn:
+        conn.execute("DELETE FROM entries WHERE key = 'dropped'")  # the process died before unlinking
+    tier.tierkit_close()
+    young = build(file_min_bytes=SMALL_FILES)
+    assert unlinked not in files_on_disk(young)  # listed as dropped: removed at once
+    assert uncommitted in files_on_disk(young)  # young: it may be a write about to commit
+    age_value_files(young)
+    swept = build(file_min_bytes=SMALL_FILES)
+    assert files_on_disk(swept) == {kept}
+    got = swept.tierkit_get("kept")
+    assert got is not None and parse_value(got.value) == 1
+    assert swept.tierkit_stats()["corrupt_removed"] == 0
+
+
+def test_a_young_file_written_by_another_tier_survives_its_sweep_and_commits(build: Build) -> None:
+    writer = build(file_min_bytes=SMALL_FILES)
+    value = make_value(1, 5000)
+    name = writer._write_file(value)  # the file is written, the row not yet
+    build(file_min_bytes=SMALL_FILES)  # another process opens the store: sweeps
+    with writer._writer as conn:
+        conn.execute(file_module._SET, writer._row("k", value, None, (), name)).fetchone()
+    assert writer.tierkit_get("k") == Entry(value, None, ())
+
+
+def test_max_bytes_eviction_removes_value_files(build: Build) -> None:
+    tier = build(file_min_bytes=SMALL_FILES, max_bytes=50_000)
+    for n in range(40):
+        put(tier, f"k{n}", make_value(n, 4000))
+        assert tier.tierkit_stats()["bytes"] <= 50_000
+    assert len(files_on_disk(tier)) <= 50_000 // 4000
+    assert tier.tierkit_stats()["evictions"] > 0
+    assert_files_match_rows(tier)
+
+
+def test_a_corrupt_database_takes_its_value_files_with_it(build: Build) -> None:
+    tier = build(file_min_bytes=SMALL_FILES)
+    put(tier, "big", make_value(1, 5000))
+    tier.tierkit_close()
+    with raw(tier) as conn:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    tier.path.write_bytes(os.urandom(8192))
+    fresh = build(file_min_bytes=SMALL_FILES)
+    assert len(fresh.tierkit_stats()["corrupt_files_moved"]) == 1
+    assert files_on_disk(fresh) == set()
+    assert not list(fresh.path.parent.glob("values.corrupt-*"))
+    put(fresh, "big", make_value(2, 5000))
+    assert_files_match_rows(fresh)
+
+
+def test_a_version_1_store_is_migrated_in_place(tmp_path: Path, build: Build) -> None:
+    path = tmp_path / "cache" / "ns" / DB_NAME
+    path.parent.mkdir(parents=True)
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.executescript(file_module._SCHEMA_1)
+    value = make_value(1, 100)
+    conn.execute(
+        "INSERT INTO entries (key, value, crc, size, seq) VALUES ('old', ?, ?, ?, 1)",
+        (value, zlib.crc32(value), len(value)),
+    )
+    conn.close()
+    tier = build(file_min_bytes=SMALL_FILES)
+    assert tier.tierkit_get("old") == Entry(value, None, ())
+    put(tier, "big", make_value(2, 5000))
+    with raw(tier) as check:
+        assert check.execute("PRAGMA user_version").fetchone() == (file_module.SCHEMA_VERSION,)
+    assert tier.tierkit_stats()["value_files"] == 1
+    assert_files_match_rows(tier)
+
+
+def test_two_processes_share_value_files(tmp_path: Path, build: Build) -> None:
+    count = 200
+    workers = [
+        run_helper(tmp_path / "cache", "ns", "share", side, other, str(count), file_min_bytes=1100)
+        for side, other in (("left", "right"), ("right", "left"))
+    ]
+    for worker in workers:
+        _, err = worker.communicate(timeout=120)
+        assert worker.returncode == 0, err
+    tier = build(file_min_bytes=1100)
+    for side in ("left", "right"):
+        found = tier.tierkit_get_many([f"{side}:{n}" for n in range(count)])
+        assert all(parse_value(found[f"{side}:{n}"].value) == n for n in range(count))
+    large = sum(len(make_value(n, 1000 + n)) >= 1100 for n in range(count))  # as _file_helpers writes
+    assert 0 < large < count
+    assert tier.tierkit_stats()["value_files"] == 2 * large
+    assert_files_match_rows(tier)
+
+
+def test_opening_the_store_beside_a_busy_writer_never_sweeps_its_files(tmp_path: Path, build: Build) -> None:
+    writer = run_helper(tmp_path / "cache", "ns", "rewrite", "k", file_min_bytes=SMALL_FILES)
+    try:
+        assert writer.stdout is not None
+        writer.stdout.readline()
+        openers = [
+            run_helper(tmp_path / "cache", "ns", "reopen", "k", "30", file_min_bytes=SMALL_FILES)
+            for _ in range(2)
+        ]
+        for opener in openers:
+            out, err = opener.communicate(timeout=120)
+            assert opener.returncode == 0, err
+            assert int(out) == 30
+    finally:
+        writer.send_signal(signal.SIGKILL)
+        writer.communicate()
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_forked_child_writes_value_files_the_parent_reads_and_drops(build: Build) -> None:
+    tier = build(file_min_bytes=SMALL_FILES)
+    put(tier, "parent", make_value(1, 5000))
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child reports through its exit status
+        code = 1
+        try:
+            got = tier.tierkit_get("parent")
+            put(tier, "child", make_value(2, 6000))
+            put(tier, "parent", make_value(3, 7000))  # drops the parent's file
+            code = 0 if got is not None and parse_value(got.value) == 1 else 2
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    got = tier.tierkit_get("parent")
+    assert got is not None and parse_value(got.value) == 3
+    tier.tierkit_delete("child")
+    assert_files_match_rows(tier)
+
+
+@pytest.mark.slow
+def test_a_killed_writer_of_value_files_leaves_a_readable_store_and_only_swept_leftovers(
+    tmp_path: Path, build: Build
+) -> None:
+    rng = random.Random(20261128)
+    last_committed = 0
+    for _ in range(6):
+        writer = run_helper(tmp_path / "cache", "ns", "rewrite", "k", file_min_bytes=SMALL_FILES)
+        assert writer.stdout is not None
+        for _ in range(rng.randint(1, 12)):
+            line = writer.stdout.readline()
+            assert line, writer.stderr.read() if writer.stderr else ""
+            last_committed = int(line)
+        writer.send_signal(signal.SIGKILL)
+        writer.communicate()
+        tier = build(file_min_bytes=SMALL_FILES)
+        got = tier.tierkit_get("k")
+        assert got is not None
+        assert parse_value(got.value) >= last_committed
+        assert tier.tierkit_stats()["corrupt_removed"] == 0
+        tier.tierkit_close()
+    age_value_files(tier)
+    assert_files_match_rows(build(file_min_bytes=SMALL_FILES))

@@ -1,11 +1,24 @@
 """The file tier: a persistent, size-bounded cache in one SQLite database per namespace.
 
 Entries live in ``<directory>/<namespace>/cache.sqlite3`` (SQLite in WAL mode, from the
-standard library), never one file per key, so keys never become paths.  Every write is one
-atomic transaction: a process killed mid-write leaves the old value or the new one.  Every
-value carries a CRC-32; a row that fails it is a miss, and is removed and counted.  A
-database file that is not a database is moved aside (``.corrupt-<timestamp>``) and replaced
-by an empty one.
+standard library); keys never become paths.  A value of at least ``file_min_bytes`` is
+written to a file of its own beside the database (``values/xx/<random>.val``, diskcache's
+design: SQLite writes a large blob at a fraction of the disk's speed), and its row holds
+the file's name and size.  Every write is one atomic transaction: a process killed mid-write
+leaves the old value or the new one (a value file is complete before the row naming it
+commits).  A value in the database carries a CRC-32; a value file is checked by its length
+and a CRC-32 of its first and last 64 KiB (a CRC of the whole file would cost as much as
+reading it).  A row that fails its check, or whose file is missing, is a miss, and is
+removed and counted.  A database file that is not a database is moved aside
+(``.corrupt-<timestamp>``), its value files deleted, and replaced by an empty one.
+
+Value files are removed by triggers, never by hand-kept lists: every statement that deletes
+a row or replaces its file (delete, overwrite, eviction, expiry, invalidation, clear, a
+corrupt row) records the old file in the ``dropped`` table in the same transaction; after
+committing, the writer unlinks the recorded files.  Files a crash left behind (written but
+never committed, or committed as dropped but not yet unlinked) are swept when a tier opens
+the store: a file no row names is deleted once it is older than ``_ORPHAN_GRACE``, so that a
+file another process has written but not yet committed is never taken.
 
 Nothing scans the store per operation: triggers keep the entry count and byte total in a
 one-row ``meta`` table and the ``tag → entry`` index in step; writes are upserts in place
@@ -28,6 +41,7 @@ import functools
 import logging
 import os
 import re
+import shutil
 import sqlite3
 import sys
 import threading
@@ -58,7 +72,9 @@ __all__ = ["FileTier", "FileOptions"]
 logger = logging.getLogger("tierkit.file")
 
 DB_NAME = "cache.sqlite3"
-SCHEMA_VERSION = 1
+VALUES_DIR = "values"
+"""Sub-directory of the namespace holding the value files (``xx/<30 hex digits>.val``)."""
+SCHEMA_VERSION = 2
 _CORRUPTION_CODES = frozenset({sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB})
 _NAMESPACE_RE = re.compile(r"(?!\.{1,2}\Z)[A-Za-z0-9_.\-]{1,128}")
 """Used with ``fullmatch``; ``\\Z``, not ``$``, which also matches before a final newline."""
@@ -69,8 +85,18 @@ _IN_WIDTHS = (1, 4, 16, 64, 256)
 _EVICT_SLACK = 1 << 20
 """Eviction frees this much below ``max_bytes`` (at most a tenth of it): batches that are
 neither one per write nor a long pause."""
+_TOKEN_RE = re.compile(r"[0-9a-f]{32}")
+"""A value file's name in its row: 32 hex digits (checked before it becomes a path)."""
+_EDGE = 64 << 10
+"""A value file's CRC-32 covers its first and last this many bytes."""
+_ORPHAN_GRACE = 600.0
+"""Seconds after its last write before a value file no row names may be swept: a writer
+commits its row right after writing the file, so only a crash leaves one that old."""
+_DROP_BATCH = 256
+_REREADS = 4
+"""Times a read re-reads a row whose value file a writer replaced under it."""
 
-_SCHEMA = f"""
+_SCHEMA_1 = """
 BEGIN IMMEDIATE;
 CREATE TABLE IF NOT EXISTS entries (
     id INTEGER PRIMARY KEY,
@@ -118,44 +144,85 @@ CREATE TRIGGER IF NOT EXISTS entries_retag AFTER UPDATE OF tags ON entries
     WHEN old.tags IS NOT NULL BEGIN
     DELETE FROM tags WHERE entry_id = old.id;
 END;
-PRAGMA user_version = {SCHEMA_VERSION};
+PRAGMA user_version = 1;
 COMMIT;
 """
-"""Schema, created once per file.  ``seq`` is the store order (eviction walks its index);
-the triggers keep ``meta`` (count, bytes) and the tag index in step with ``entries``."""
+"""Schema version 1, created once per file.  ``seq`` is the store order (eviction walks its
+index); the triggers keep ``meta`` (count, bytes) and the tag index in step with ``entries``."""
 
-_GET = "SELECT id, value, crc, expires_at, tags FROM entries WHERE key = ?"
-_GET_SOME = "SELECT key, id, value, crc, expires_at, tags FROM entries WHERE key IN ({})"
+_SCHEMA_2 = """
+BEGIN IMMEDIATE;
+ALTER TABLE entries ADD COLUMN file TEXT;
+ALTER TABLE meta ADD COLUMN files INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX entries_file ON entries (file) WHERE file IS NOT NULL;
+CREATE TABLE dropped (file TEXT PRIMARY KEY) WITHOUT ROWID;
+DROP TRIGGER entries_insert;
+CREATE TRIGGER entries_insert AFTER INSERT ON entries BEGIN
+    UPDATE meta SET entries = entries + 1, bytes = bytes + new.size,
+        files = files + (new.file IS NOT NULL) WHERE id = 0;
+END;
+DROP TRIGGER entries_resize;
+CREATE TRIGGER entries_resize AFTER UPDATE OF size, file ON entries
+    WHEN new.size != old.size OR old.file IS NOT new.file BEGIN
+    UPDATE meta SET bytes = bytes + new.size - old.size,
+        files = files + (new.file IS NOT NULL) - (old.file IS NOT NULL) WHERE id = 0;
+    INSERT OR IGNORE INTO dropped SELECT old.file WHERE old.file IS NOT new.file AND old.file IS NOT NULL;
+END;
+DROP TRIGGER entries_delete;
+CREATE TRIGGER entries_delete AFTER DELETE ON entries BEGIN
+    UPDATE meta SET entries = entries - 1, bytes = bytes - old.size,
+        files = files - (old.file IS NOT NULL) WHERE id = 0;
+    INSERT OR IGNORE INTO dropped SELECT old.file WHERE old.file IS NOT NULL;
+END;
+PRAGMA user_version = 2;
+COMMIT;
+"""
+"""Version 2: value files.  ``file`` names a row's value file (NULL: the value is in the
+row); the triggers record every file a statement drops in ``dropped`` (unlinked after the
+commit) and keep the count of rows with a file in ``meta.files``.  They are version 1's
+triggers rewritten, not new ones: each trigger that fires runs a sub-program, which would
+cost every small write ~5% more."""
+
+_GET = "SELECT id, value, crc, expires_at, tags, size, file FROM entries WHERE key = ?"
+_GET_ID = "SELECT id, value, crc, expires_at, tags, size, file FROM entries WHERE id = ?"
+_GET_SOME = "SELECT key, id, value, crc, expires_at, tags, size, file FROM entries WHERE key IN ({})"
 """Batch read of up to one ``_IN_WIDTHS`` width of keys.  Keys are bound parameters, never
 JSON through ``json_each``, which cuts a string at its first NUL."""
 _SET = (
-    "INSERT INTO entries (key, value, crc, size, expires_at, tags, seq)"
-    " VALUES (?, ?, ?, ?, ?, ?, (SELECT IFNULL(MAX(seq), 0) + 1 FROM entries))"
+    "INSERT INTO entries (key, value, crc, size, expires_at, tags, file, seq)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, (SELECT IFNULL(MAX(seq), 0) + 1 FROM entries))"
     " ON CONFLICT (key) DO UPDATE SET value = excluded.value, crc = excluded.crc,"
     " size = excluded.size, expires_at = excluded.expires_at, tags = excluded.tags,"
-    " seq = excluded.seq"
-    " RETURNING id, (SELECT bytes FROM meta WHERE id = 0)"
+    " file = excluded.file, seq = excluded.seq"
+    " RETURNING id, (SELECT bytes FROM meta WHERE id = 0) AS b, (SELECT files FROM meta WHERE id = 0) AS f"
 )
-"""Upsert in place (far fewer pages written than a REPLACE), returning the entry's id and
-the byte total *before* this row (RETURNING does not see the triggers' effect)."""
+"""Upsert in place (far fewer pages written than a REPLACE), returning the entry's id, the
+byte total and the count of rows with a value file, both *before* this row (RETURNING does
+not see the triggers' effect): with no file before, this write dropped none.  Short column
+names: the sqlite3 module builds every statement's column names on every execute."""
 _SET_TAG = "INSERT OR IGNORE INTO tags (tag, entry_id) VALUES (?, ?)"
-_DELETE = "DELETE FROM entries WHERE key = ?"
+_DELETE = "DELETE FROM entries WHERE key = ? RETURNING file"
 _DELETE_SOME = "DELETE FROM entries WHERE key IN ({})"
 _LIVE = (
-    "SELECT id, value, crc, expires_at, tags FROM entries"
+    "SELECT id, value, crc, expires_at, tags, size, file FROM entries"
     " WHERE key = ? AND (expires_at IS NULL OR expires_at > ?)"
 )
 _HAS = "SELECT 1 FROM entries WHERE key = ? AND (expires_at IS NULL OR expires_at > ?)"
-_REWRITE = "UPDATE entries SET value = ?, crc = ?, size = ? WHERE id = ?"
+_REWRITE = "UPDATE entries SET value = ?, crc = ?, size = ?, file = NULL WHERE id = ?"
 _TOUCH = "UPDATE entries SET expires_at = ? WHERE key = ? AND (expires_at IS NULL OR expires_at > ?)"
-_DELETE_CORRUPT = "DELETE FROM entries WHERE id = ?"
+_DELETE_CORRUPT = "DELETE FROM entries WHERE id = ? AND file IS ?"
+"""By id *and* file: a row rewritten since it was read (same id, new file) is not the corrupt one."""
 _COUNT_CORRUPT = "UPDATE meta SET corrupt = corrupt + 1 WHERE id = 0"
 _DELETE_TAGGED = "DELETE FROM entries WHERE id IN (SELECT entry_id FROM tags WHERE tag IN ({}))"
 _DELETE_RANGE = "DELETE FROM entries WHERE key >= ? AND key < ?"
 _DELETE_FROM = "DELETE FROM entries WHERE key >= ?"
 _CLEAR = "DELETE FROM entries"
 _TOTAL_BYTES = "SELECT bytes FROM meta WHERE id = 0"
-_STATS = "SELECT entries, bytes, evictions, expired, corrupt FROM meta WHERE id = 0"
+_BYTES_AND_FILES = "SELECT bytes, files FROM meta WHERE id = 0"
+_STATS = "SELECT entries, bytes, evictions, expired, corrupt, files FROM meta WHERE id = 0"
+_DROPPED = f"SELECT file FROM dropped LIMIT {_DROP_BATCH}"
+_UNDROP = "DELETE FROM dropped WHERE file = ?"
+_NAMES_FILE = "SELECT 1 FROM entries WHERE file = ?"
 _PURGE_EXPIRED = "DELETE FROM entries WHERE expires_at <= ?"
 _COUNT_EXPIRED = "UPDATE meta SET expired = expired + ? WHERE id = 0"
 _OLDEST = "SELECT seq, size FROM entries ORDER BY seq"
@@ -215,6 +282,13 @@ class FileOptions(BaseModel):
         "survives a killed process and power loss can lose only the last writes; 'full': an "
         "fsync per write, nothing committed is lost; 'off': no fsync at all, fastest, still "
         "safe when the process is killed, but an OS crash or power loss may corrupt the file.",
+    )
+    file_min_bytes: int = Field(
+        default=512 << 10,
+        gt=0,
+        description="Values of at least this many bytes are written to a file of their own "
+        "beside the database, checked by length and a CRC-32 of their first and last 64 KiB; "
+        "smaller values stay in the database with a CRC-32 of the whole value.",
     )
     purge_every: int = Field(
         default=256,
@@ -330,12 +404,15 @@ class FileTier(Tier[FileOptions]):
         self._quarantined: list[Path] = []
         self._reopened = 0
         self._writes_left = options.purge_every
+        self._values = self._dir / VALUES_DIR
+        self._min_file = options.file_min_bytes
         self._lock_files = LockFiles(self._dir / "locks")
         self._writer = _Handle(self, reads_only=False)
         self._reader = _Handle(self, reads_only=True)
         self._store = self._reader.inode
         """The database file this tier last opened (device, inode)."""
         _live_tiers.add(self)
+        self._sweep()
 
     # -- connection management ------------------------------------------------------------
 
@@ -408,12 +485,14 @@ class FileTier(Tier[FileOptions]):
         (version,) = conn.execute("PRAGMA user_version").fetchone()
         if version == SCHEMA_VERSION:
             return
-        if version != 0:
+        if version > SCHEMA_VERSION:
             raise TierkitError(
                 f"{self.path} has file-tier schema version {version}, this tierkit reads "
                 f"version {SCHEMA_VERSION}; point the file tier at another directory"
             )
-        conn.executescript(_SCHEMA)
+        if version == 0:
+            conn.executescript(_SCHEMA_1)
+        conn.executescript(_SCHEMA_2)
 
     def _quarantine(self, inode: tuple[int, int] | None, exc: BaseException) -> None:
         """Move the database aside if it is still the file that failed (under a lock file)."""
@@ -427,6 +506,11 @@ class FileTier(Tier[FileOptions]):
                 side = self.path.with_name(DB_NAME + ext)
                 if side.exists():
                     os.rename(side, aside.with_name(aside.name + ext))
+            # The value files belonged to the rows of the corrupt database: nothing names them now.
+            values = aside.with_name(VALUES_DIR + suffix)
+            if self._values.exists():
+                os.rename(self._values, values)
+        shutil.rmtree(values, ignore_errors=True)
         self._quarantined.append(aside)
         emit(
             "store_moved_aside",
@@ -479,87 +563,263 @@ class FileTier(Tier[FileOptions]):
                 found[key] = entry
         return found
 
-    def _entry(self, row: Sequence[Any]) -> Entry | None:
-        """Turn an ``_GET`` row into an Entry; ``None`` if expired, or if corrupt (then removed)."""
-        rowid, value, crc, expires_at, tags = row
+    def _entry(self, row: Sequence[Any], rereads: int = _REREADS) -> Entry | None:
+        """Turn an ``_GET`` row into an Entry; ``None`` if expired, or if corrupt (then removed).
+
+        A value file is read here, after the read connection's lock is released.  When the
+        row was rewritten meanwhile (its file dropped under this reader) it is read again.
+        """
+        rowid, value, crc, expires_at, tags, size, file = row
         if expires_at is not None and expires_at <= self._clock():
             return None
-        if type(value) is bytes and crc32(value) == crc:
+        if file is not None:
+            value = self._read_file(file, size, crc)
+        elif type(value) is not bytes or crc32(value) != crc:
+            value = None
+        if value is not None:
             if tags is None:
                 return Entry(value, expires_at)
             try:
                 return Entry(value, expires_at, tuple(orjson.loads(tags)))
             except (orjson.JSONDecodeError, TypeError):
                 pass
-        with self._writer as conn, _transaction(conn):
-            if conn.execute(_DELETE_CORRUPT, (rowid,)).rowcount:
-                conn.execute(_COUNT_CORRUPT)
-        logger.warning("file tier: removed a corrupt entry from %s", self.path)
-        return None
+        if self._remove_corrupt(rowid, file) or file is None or not rereads:
+            return None
+        with self._reader as conn:
+            row = conn.execute(_GET_ID, (rowid,)).fetchone()
+        return None if row is None else self._entry(row, rereads - 1)
+
+    def _remove_corrupt(self, rowid: int, file: str | None) -> bool:
+        """Delete the row ``rowid`` if it still names ``file``, count it as corrupt, and say
+        whether it did.
+
+        A row rewritten since it was read names another file (or none): its value file was
+        dropped under the reader, which is not a corrupt entry.
+        """
+        with self._writer as conn:
+            with _transaction(conn):
+                removed = conn.execute(_DELETE_CORRUPT, (rowid, file)).rowcount
+                if removed:
+                    conn.execute(_COUNT_CORRUPT)
+            if removed and file is not None:
+                self._drop_files(conn)
+        if removed:
+            logger.warning("file tier: removed a corrupt entry from %s", self.path)
+        return bool(removed)
+
+    # -- value files ----------------------------------------------------------------------
+
+    def _file_path(self, token: str, suffix: str = ".val") -> Path:
+        return self._values / token[:2] / (token[2:] + suffix)
+
+    def _write_file(self, value: bytes) -> str:
+        """Write ``value`` to a new value file and return its name (its row is not written yet).
+
+        Written under a temporary name and renamed: a ``.val`` file is always complete.
+        """
+        token = os.urandom(16).hex()
+        tmp = self._file_path(token, ".tmp")
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileNotFoundError:
+            self._values.mkdir(mode=0o700, exist_ok=True)
+            tmp.parent.mkdir(mode=0o700, exist_ok=True)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        durable = self._opts.synchronous == "full"
+        try:
+            view = memoryview(value)
+            while view:
+                view = view[os.write(fd, view) :]
+            if durable:
+                os.fsync(fd)
+        except BaseException:
+            os.close(fd)
+            tmp.unlink(missing_ok=True)
+            raise
+        os.close(fd)
+        os.replace(tmp, self._file_path(token))
+        if durable and sys.platform != "win32":
+            _fsync_directory(tmp.parent)
+        return token
+
+    def _read_file(self, token: Any, size: Any, crc: int) -> bytes | None:
+        """The value in file ``token``; ``None`` if it is missing, not ``size`` bytes long, or
+        fails its CRC (:func:`_edge_crc`)."""
+        if type(token) is not str or not _TOKEN_RE.fullmatch(token) or type(size) is not int:
+            return None
+        try:
+            fd = os.open(self._file_path(token), os.O_RDONLY)
+        except FileNotFoundError:
+            return None
+        try:
+            if os.fstat(fd).st_size != size:
+                return None
+            value = os.read(fd, size)  # one read into a bytes of the final size: no join, no copy
+            if len(value) < size:
+                parts = [value]
+                while size > (got := sum(map(len, parts))):
+                    part = os.read(fd, size - got)
+                    if not part:
+                        return None
+                    parts.append(part)
+                value = b"".join(parts)
+        finally:
+            os.close(fd)
+        return value if _edge_crc(value) == crc else None
+
+    def _unlink(self, token: str) -> None:
+        if type(token) is str and _TOKEN_RE.fullmatch(token):
+            try:
+                os.unlink(self._file_path(token))
+            except FileNotFoundError:
+                pass
+            except OSError as exc:  # left to the sweep at the next open
+                logger.warning("file tier: cannot remove value file %s: %s", token, exc)
+
+    def _drop_files(self, conn: sqlite3.Connection) -> None:
+        """Unlink the value files committed statements dropped (writer lock held, no transaction)."""
+        while True:
+            names = conn.execute(_DROPPED).fetchall()
+            if not names:
+                return
+            for (token,) in names:
+                self._unlink(token)
+            with _transaction(conn):
+                conn.executemany(_UNDROP, names)
+            if len(names) < _DROP_BATCH:
+                return
+
+    def _sweep(self) -> None:
+        """Remove what a crash left: files dropped but not unlinked, and value files no row
+        names that are older than the grace period (younger ones may be about to commit)."""
+        oldest = time.time() - max(_ORPHAN_GRACE, 10 * self._opts.busy_timeout)
+        with self._writer as conn:
+            self._drop_files(conn)
+            try:
+                folders = [f for f in os.scandir(self._values) if f.is_dir(follow_symlinks=False)]
+            except FileNotFoundError:
+                return
+            for folder in folders:
+                for item in os.scandir(folder.path):
+                    stem, _, suffix = item.name.partition(".")
+                    if suffix not in ("val", "tmp"):
+                        continue
+                    try:
+                        if item.stat(follow_symlinks=False).st_mtime > oldest:
+                            continue
+                    except FileNotFoundError:
+                        continue
+                    token = folder.name + stem
+                    if suffix == "val" and conn.execute(_NAMES_FILE, (token,)).fetchone() is not None:
+                        continue
+                    Path(item.path).unlink(missing_ok=True)
 
     # -- writes ---------------------------------------------------------------------------
+
+    def _row(
+        self, key: str, value: bytes, expires_at: float | None, tags: tuple[str, ...], file: str | None
+    ) -> tuple[Any, ...]:
+        """The ``_SET`` parameters: the value in the row, or the name of its value file."""
+        if file is None:
+            return (key, value, crc32(value), len(value), expires_at, _tags_blob(tags), None)
+        return (key, b"", _edge_crc(value), len(value), expires_at, _tags_blob(tags), file)
+
+    def _maybe_file(self, value: bytes) -> str | None:
+        """Write ``value`` to a value file if it is to have one (before the row's transaction)."""
+        size = len(value)
+        if size < self._min_file or size > self._max_bytes:
+            return None
+        return self._write_file(value)
 
     @hookimpl
     def tierkit_set(self, key: str, entry: Entry) -> None:
         value, expires_at, tags = entry
         size = len(value)
+        if size < self._min_file:  # the common case, spelled out: no call, no file
+            file = None
+            row = (key, value, crc32(value), size, expires_at, _tags_blob(tags) if tags else None, None)
+        else:
+            file = self._maybe_file(value)
+            row = self._row(key, value, expires_at, tags, file)
         with self._writer as conn:
             if size > self._max_bytes:
-                conn.execute(_DELETE, (key,))
+                self._delete(conn, key)
                 return
-            row = (key, value, crc32(value), size, expires_at, _tags_blob(tags))
-            if tags:
-                with _transaction(conn):
-                    rowid, before = conn.execute(_SET, row).fetchone()
-                    conn.executemany(_SET_TAG, [(tag, rowid) for tag in tags])
-            else:
-                rowid, before = conn.execute(_SET, row).fetchone()
-            self._after_write(conn, 1, before + size)
+            try:
+                if tags:
+                    with _transaction(conn):
+                        rowid, before, files = conn.execute(_SET, row).fetchone()
+                        conn.executemany(_SET_TAG, [(tag, rowid) for tag in tags])
+                else:
+                    rowid, before, files = conn.execute(_SET, row).fetchone()
+            except BaseException:
+                if file is not None:
+                    self._unlink(file)
+                raise
+            self._after_write(conn, 1, before + size, files)
 
     @hookimpl
     def tierkit_set_many(self, entries: Mapping[str, Entry]) -> None:
         if not entries:
             return
         max_bytes = self._max_bytes
-        with self._writer as conn:
-            with _transaction(conn):
-                for key, (value, expires_at, tags) in entries.items():
-                    size = len(value)
-                    if size > max_bytes:
-                        conn.execute(_DELETE, (key,))
-                        continue
-                    row = (key, value, crc32(value), size, expires_at, _tags_blob(tags))
-                    rowid = conn.execute(_SET, row).fetchone()[0]
-                    if tags:
-                        conn.executemany(_SET_TAG, [(tag, rowid) for tag in tags])
-                ceiling = conn.execute(_TOTAL_BYTES).fetchone()[0]
-            self._after_write(conn, len(entries), ceiling)
+        written: list[str] = []
+        try:
+            files = {}
+            for key, (value, _, _) in entries.items():
+                file = files[key] = self._maybe_file(value)
+                if file is not None:
+                    written.append(file)
+            with self._writer as conn:
+                with _transaction(conn):
+                    with_files = conn.execute(_BYTES_AND_FILES).fetchone()[1]
+                    for key, (value, expires_at, tags) in entries.items():
+                        if len(value) > max_bytes:
+                            conn.execute(_DELETE, (key,)).fetchall()
+                            continue
+                        row = self._row(key, value, expires_at, tags, files[key])
+                        rowid = conn.execute(_SET, row).fetchone()[0]
+                        if tags:
+                            conn.executemany(_SET_TAG, [(tag, rowid) for tag in tags])
+                    ceiling = conn.execute(_TOTAL_BYTES).fetchone()[0]
+                written = []
+                self._after_write(conn, len(entries), ceiling, with_files)
+        finally:
+            for file in written:  # not committed
+                self._unlink(file)
 
-    def _after_write(self, conn: sqlite3.Connection, count: int, ceiling: int) -> None:
-        """Purge expired entries now and then; evict if the total may exceed ``max_bytes``.
+    def _after_write(self, conn: sqlite3.Connection, count: int, ceiling: int, files: int) -> None:
+        """Purge expired entries now and then; evict if the total may exceed ``max_bytes``;
+        unlink the value files dropped meanwhile.
 
-        ``ceiling`` is an upper bound of the byte total after the write.
+        ``ceiling`` is an upper bound of the byte total after the write; ``files`` the count
+        of rows with a value file before it (none: the write dropped no file).
         """
+        removed = 0
         self._writes_left -= count
         if self._writes_left <= 0:
             self._writes_left = self._opts.purge_every
-            self._purge_expired(conn)
+            removed += self._purge_expired(conn)
         if ceiling > self._max_bytes:
-            self._evict(conn)
+            removed += self._evict(conn)
+        if files or removed:
+            self._drop_files(conn)
 
-    def _purge_expired(self, conn: sqlite3.Connection) -> None:
+    def _purge_expired(self, conn: sqlite3.Connection) -> int:
         with _transaction(conn):
-            purged = conn.execute(_PURGE_EXPIRED, (self._clock(),)).rowcount
+            purged: int = conn.execute(_PURGE_EXPIRED, (self._clock(),)).rowcount
             if purged:
                 conn.execute(_COUNT_EXPIRED, (purged,))
+        return purged
 
-    def _evict(self, conn: sqlite3.Connection) -> None:
-        """Delete the least recently stored entries, down to ``_EVICT_SLACK`` below the bound."""
-        self._purge_expired(conn)
+    def _evict(self, conn: sqlite3.Connection) -> int:
+        """Delete the least recently stored entries, down to ``_EVICT_SLACK`` below the bound;
+        return how many entries were removed (expired ones included)."""
+        removed = self._purge_expired(conn)
         with _transaction(conn):
             total = conn.execute(_TOTAL_BYTES).fetchone()[0]
             if total <= self._max_bytes:
-                return
+                return removed
             excess = total - self._max_bytes + min(self._max_bytes // 10, _EVICT_SLACK)
             cutoff = 0
             cursor = conn.execute(_OLDEST)
@@ -569,49 +829,76 @@ class FileTier(Tier[FileOptions]):
                 if excess <= 0:
                     break
             cursor.close()
-            evicted = conn.execute(_EVICT, (cutoff,)).rowcount
+            evicted: int = conn.execute(_EVICT, (cutoff,)).rowcount
             conn.execute(_COUNT_EVICTED, (evicted,))
+        return removed + evicted
+
+    def _delete(self, conn: sqlite3.Connection, key: str) -> bool:
+        """Delete ``key`` (writer lock held, no transaction) and its value file."""
+        found = conn.execute(_DELETE, (key,)).fetchall()
+        if found and found[0][0] is not None:
+            self._drop_files(conn)
+        return bool(found)
 
     @hookimpl
     def tierkit_delete(self, key: str) -> bool:
         with self._writer as conn:
-            return conn.execute(_DELETE, (key,)).rowcount > 0
+            return self._delete(conn, key)
 
     # -- atomic operations: each one SQLite transaction (BEGIN IMMEDIATE), so across processes
 
     @hookimpl
     def tierkit_add(self, key: str, entry: Entry) -> bool:
-        """First writer wins: the check and the insert are one write transaction."""
+        """First writer wins: the check and the insert are one write transaction (a value file,
+        written before it, is removed again if the key is taken)."""
         value, expires_at, tags = entry
         size = len(value)
-        with self._writer as conn:
-            with _transaction(conn):
-                if conn.execute(_HAS, (key, self._clock())).fetchone() is not None:
-                    return False
-                if size > self._max_bytes:
-                    conn.execute(_DELETE, (key,))
-                    return True  # absent, so added, but too large to keep (as set does)
-                row = (key, value, crc32(value), size, expires_at, _tags_blob(tags))
-                rowid, before = conn.execute(_SET, row).fetchone()
-                if tags:
-                    conn.executemany(_SET_TAG, [(tag, rowid) for tag in tags])
-            self._after_write(conn, 1, before + size)
+        file = self._maybe_file(value)
+        added = False
+        try:
+            with self._writer as conn:
+                with _transaction(conn):
+                    if conn.execute(_HAS, (key, self._clock())).fetchone() is not None:
+                        return False
+                    if size > self._max_bytes:  # absent, so added, but too large to keep (as set does)
+                        ceiling, files = conn.execute(_BYTES_AND_FILES).fetchone()
+                        conn.execute(_DELETE, (key,)).fetchall()  # an expired row
+                    else:
+                        row = self._row(key, value, expires_at, tags, file)
+                        rowid, before, files = conn.execute(_SET, row).fetchone()
+                        ceiling = before + size
+                        if tags:
+                            conn.executemany(_SET_TAG, [(tag, rowid) for tag in tags])
+                added = True
+                self._after_write(conn, 1, ceiling, files)
+        finally:
+            if not added and file is not None:
+                self._unlink(file)
         return True
 
     @hookimpl
     def tierkit_incr(self, key: str, delta: int) -> Entry | None:
         """Read, add and rewrite the value in one write transaction; deadline and tags untouched."""
-        with self._writer as conn, _transaction(conn):
-            row = conn.execute(_LIVE, (key, self._clock())).fetchone()
-            if row is None:
-                return None
-            rowid, value, crc, expires_at, tags = row
-            if type(value) is not bytes or crc32(value) != crc:
-                conn.execute(_DELETE_CORRUPT, (rowid,))
-                conn.execute(_COUNT_CORRUPT)
-                return None
-            payload = counter_payload(counter_value(value) + delta)
-            conn.execute(_REWRITE, (payload, crc32(payload), len(payload), rowid))
+        with self._writer as conn:
+            with _transaction(conn):
+                row = conn.execute(_LIVE, (key, self._clock())).fetchone()
+                if row is None:
+                    return None
+                rowid, value, crc, expires_at, tags, size, file = row
+                if file is not None:
+                    value = self._read_file(file, size, crc)
+                elif type(value) is not bytes or crc32(value) != crc:
+                    value = None
+                if value is None:
+                    conn.execute(_DELETE_CORRUPT, (rowid, file))
+                    conn.execute(_COUNT_CORRUPT)
+                else:
+                    payload = counter_payload(counter_value(value) + delta)
+                    conn.execute(_REWRITE, (payload, crc32(payload), len(payload), rowid))
+            if file is not None:
+                self._drop_files(conn)
+        if value is None:
+            return None
         return Entry(payload, expires_at, tuple(orjson.loads(tags)) if tags is not None else ())
 
     @hookimpl
@@ -628,17 +915,21 @@ class FileTier(Tier[FileOptions]):
     @hookimpl
     def tierkit_delete_many(self, keys: Sequence[str]) -> int:
         removed = 0
-        with self._writer as conn, _transaction(conn):
-            for sql, chunk in _in_chunks(_DELETE_SOME, keys):
-                removed += conn.execute(sql, chunk).rowcount
+        with self._writer as conn:
+            with _transaction(conn):
+                for sql, chunk in _in_chunks(_DELETE_SOME, keys):
+                    removed += conn.execute(sql, chunk).rowcount
+            self._drop_files(conn)
         return removed
 
     @hookimpl
     def tierkit_invalidate_tags(self, tags: Sequence[str]) -> int:
         removed = 0
-        with self._writer as conn, _transaction(conn):
-            for sql, chunk in _in_chunks(_DELETE_TAGGED, tags):
-                removed += conn.execute(sql, chunk).rowcount
+        with self._writer as conn:
+            with _transaction(conn):
+                for sql, chunk in _in_chunks(_DELETE_TAGGED, tags):
+                    removed += conn.execute(sql, chunk).rowcount
+            self._drop_files(conn)
         return removed
 
     @hookimpl
@@ -646,23 +937,28 @@ class FileTier(Tier[FileOptions]):
         upper = _prefix_upper_bound(prefix)
         with self._writer as conn:
             if upper is None:
-                return conn.execute(_DELETE_FROM, (prefix,)).rowcount
-            return conn.execute(_DELETE_RANGE, (prefix, upper)).rowcount
+                removed: int = conn.execute(_DELETE_FROM, (prefix,)).rowcount
+            else:
+                removed = conn.execute(_DELETE_RANGE, (prefix, upper)).rowcount
+            self._drop_files(conn)
+        return removed
 
     @hookimpl
     def tierkit_clear(self) -> None:
         with self._writer as conn:
             conn.execute(_CLEAR)
+            self._drop_files(conn)
 
     # -- broadcast hooks ------------------------------------------------------------------
 
     @hookimpl
     def tierkit_stats(self) -> Mapping[str, Any]:
         with self._reader as conn:
-            entries, total, evictions, expired, corrupt = conn.execute(_STATS).fetchone()
+            entries, total, evictions, expired, corrupt, files = conn.execute(_STATS).fetchone()
         return {
             "entries": entries,
             "bytes": total,
+            "value_files": files,
             "max_bytes": self._max_bytes,
             "evictions": evictions,
             "expired_removed": expired,
@@ -755,6 +1051,27 @@ def _in_chunks(template: str, values: Sequence[str]) -> Iterator[tuple[str, Sequ
         width = next(w for w in _IN_WIDTHS if w >= len(chunk))
         chunk += chunk[-1:] * (width - len(chunk))
         yield _in_statement(template, width), chunk
+
+
+def _edge_crc(value: bytes) -> int:
+    """The CRC-32 of a value file: of its first and last ``_EDGE`` bytes (all of a short one).
+
+    A torn or truncated file, a zeroed tail or a swapped file fails it; a bit flipped in the
+    middle of a large value does not (a CRC of every byte would cost as much as the read).
+    """
+    if len(value) <= 2 * _EDGE:
+        return crc32(value)
+    view = memoryview(value)
+    return crc32(view[-_EDGE:], crc32(view[:_EDGE]))
+
+
+def _fsync_directory(path: Path) -> None:
+    """Make a rename in ``path`` durable (``synchronous = "full"``)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _tags_blob(tags: tuple[str, ...]) -> bytes | None:
