@@ -235,6 +235,19 @@ def test_failing_tier_never_reaches_the_caller_and_is_skipped_by_the_breaker(clo
     assert "back" in store("remote1")
 
 
+def test_a_miss_between_failures_resets_the_breakers_count(clock: FakeClock) -> None:
+    """The breaker opens on *consecutive* failures: an answered get (a miss too) ends the streak."""
+    cache = chain(clock, ["memory", "remote1", "dict2"], remote1={"breaker": {"threshold": 2}})
+    remote = cache.chain.slots[1].tier
+    for n in range(3):
+        remote.failing = True
+        assert cache.get(f"absent{n}") is None
+        remote.failing = False
+        assert cache.get(f"absent{n}") is None  # remote1 answers: a miss
+    assert cache.health().tiers["remote1"].details["breaker"] == "closed"
+    assert remote.calls == 6, "never skipped: no two failures in a row"
+
+
 def test_health_is_worst_of_configured_tiers(clock: FakeClock) -> None:
     cache = chain(clock, ["memory", "dict1"], dict1={"options": {"fail": True}})
     health = cache.health()

@@ -577,7 +577,11 @@ class Chain:
         stamp = self.stamp()
         for index in range(start, len(slots)):
             slot = slots[index]
-            hit = self.accept(slot, key, slot.ask(slot.get, key), codec)
+            entry = slot.ask(slot.get, key)
+            if entry is None and not slot.breaker.failures:
+                slot.misses += 1  # a plain miss, no failure to forget: accept() without its two calls
+                continue
+            hit = self.accept(slot, key, entry, codec)
             if hit is None:
                 continue
             if index:
