@@ -346,15 +346,18 @@ class RedisClusterTier(RedisTier):
         names = {self._entries + key: key for key in keys}
         groups = [slots for _, slots in self._by_node(cluster, names).values()]
         replies, failures = await _amget_nodes(cluster, groups)
-        if failures:
+        for _ in range(_REGROUPS):
+            if not failures:
+                break
             # One node's connection error makes redis-py re-read the topology, which can fail the
-            # other nodes' pipelines running at that moment: ask the failed groups once more, so
-            # that only the dead shard's keys are lost.
+            # other nodes' pipelines running at that moment (and, once in about ten kills, those
+            # of the first retry too): ask the failed groups again, so that only the dead shard's
+            # keys are lost.
             await self._arefresh(cluster)
             again, failures = await _amget_nodes(cluster, [slots for slots, _ in failures])
             replies += again
-            if not replies:
-                raise failures[0][1]
+        if failures and not replies:
+            raise failures[0][1]
         return self._found(names, replies)
 
     @hookimpl
@@ -498,6 +501,10 @@ async def _adrive(steps: Steps[T], execute: Callable[[Any], Awaitable[Any]]) -> 
             replies = await execute(steps.send(replies))
     except StopIteration as done:
         return done.value  # type: ignore[no-any-return]
+
+
+_REGROUPS = 2
+"""Times the groups of a batch read that failed are asked again after re-reading the topology."""
 
 
 async def _amget_nodes(
