@@ -5,7 +5,9 @@ The transport is tested with real processes in plugins/tierkit-redis/tests/test_
 
 from __future__ import annotations
 
-from tierkit._backplane import MESSAGE_NAMES, Op, coalesce, decode, encode
+from typing import Any
+
+from tierkit._backplane import MESSAGE_NAMES, Backplane, Op, coalesce, decode, encode
 
 
 def test_a_burst_of_changes_travels_as_few_messages() -> None:
@@ -40,3 +42,33 @@ def test_messages_round_trip_and_hostile_ones_are_refused() -> None:
         b'{"o": "x", "prefix": ["a", "b"]}',
     ):
         assert decode(data) is None
+
+
+class _Silent:
+    """A transport that delivers nothing by itself: the test hands messages to the listener."""
+
+    channel = "test"
+
+    def publish(self, message: bytes) -> None:
+        pass
+
+    def subscribe(self, listener: Any) -> None:
+        listener.on_subscribed()
+
+    def close(self) -> None:
+        pass
+
+
+def test_own_echoes_are_skipped_before_decoding_and_a_lookalike_origin_is_not() -> None:
+    backplane = Backplane(_Silent, (), "ns", _Silent())
+    try:
+        own = encode(backplane.origin, ("keys", ("k",)))
+        assert own.startswith(backplane.own_mark)
+        backplane.on_message(own)
+        backplane.on_message(own[:-1])  # garbled, but ours by its first bytes: skipped as well
+        assert (backplane.received, backplane.malformed) == (0, 0)
+        lookalike = encode(backplane.origin + "0", ("keys", ("k",)))  # another process's name
+        backplane.on_message(lookalike)
+        assert backplane.received == 1
+    finally:
+        backplane.close()

@@ -305,6 +305,7 @@ class Backplane:
         self.disconnects = self.subscriptions = 0
         self._connect = connect
         self._origin = ""
+        self._mark = b""
         self._pid = 0
         self._coarse = 0  # log.seq of the last invalidation that names no single key (tags, prefix, clear)
         self._keys: dict[str, int] = {}
@@ -333,7 +334,15 @@ class Backplane:
         if self._pid != os.getpid():
             self._pid = os.getpid()
             self._origin = f"{self._pid}-{os.urandom(6).hex()}"
+            self._mark = encode(self._origin, ("clear", ()))[: -len(b'"clear":[]}')]
         return self._origin
+
+    @property
+    def own_mark(self) -> bytes:
+        """How this process's messages begin on the wire: its echoes are skipped before decoding
+        (with every write carrying its message, each ``set`` comes back to its own process)."""
+        _ = self.origin  # renewed after a fork
+        return self._mark
 
     # -- the writer's side ----------------------------------------------------------------------
 
@@ -404,6 +413,8 @@ class Backplane:
     # -- the listener (the transport's thread) --------------------------------------------------
 
     def on_message(self, data: bytes) -> None:
+        if data.startswith(self.own_mark):
+            return  # our own write: our local tiers already hold its outcome
         decoded = decode(data)
         if decoded is None:
             self.malformed += 1
