@@ -163,7 +163,10 @@ def test_get_many_and_set_many_take_one_round_trip(tier: RedisTier, monkeypatch:
     entries = {
         f"k{i}": Entry(f"v{i}".encode(), time.time() + 60, ("even",) if i % 2 else ()) for i in range(100)
     }
-    tier.tierkit_has("warm-up")  # open the pooled connection outside the count (a get has its own)
+    # Open the pooled connections outside the count (a get has its own lane): the read client's,
+    # and the write client's, which is a pool of its own when reads and writes are split.
+    tier.tierkit_has("warm-up")
+    tier.tierkit_set_many({"warm-up": Entry(b"w", None, ())})
     counter = SendCounter(monkeypatch)
     tier.tierkit_set_many(entries)
     assert counter.sends == 1

@@ -349,12 +349,16 @@ class RedisClusterTier(RedisTier):
         for _ in range(_REGROUPS):
             if not failures:
                 break
-            # One node's connection error makes redis-py re-read the topology, which can fail the
-            # other nodes' pipelines running at that moment (and, once in about ten kills, those
-            # of the first retry too): ask the failed groups again, so that only the dead shard's
-            # keys are lost.
+            # One node's connection error makes redis-py close the client and re-read the topology,
+            # which fails the other nodes' pipelines running at that moment: ask the failed groups
+            # again one at a time (the dead node's retry would close the client under the others
+            # again), so that only the dead shard's keys are lost.
             await self._arefresh(cluster)
-            again, failures = await _amget_nodes(cluster, [slots for slots, _ in failures])
+            if not replies:
+                # Every pipeline failed: redis-py re-initializes through its default node, which
+                # may be the dead one (as its own single-command path knows, and replaces).
+                cluster.replace_default_node()
+            again, failures = await _amget_each(cluster, [slots for slots, _ in failures])
             replies += again
         if failures and not replies:
             raise failures[0][1]
@@ -520,6 +524,19 @@ async def _amget_nodes(
             raise answer  # cancelled
         else:
             replies.append((slots, answer))
+    return replies, failures
+
+
+async def _amget_each(
+    cluster: Any, groups: Sequence[Mapping[int, list[str]]]
+) -> tuple[list[tuple[Any, Any]], list[tuple[Mapping[int, list[str]], Exception]]]:
+    """:func:`_amget` of every node's group, one after the other: the replies, and the groups that failed."""
+    replies, failures = [], []
+    for slots in groups:
+        try:
+            replies.append((slots, await _amget(cluster, slots)))
+        except Exception as exc:
+            failures.append((slots, exc))
     return replies, failures
 
 
