@@ -163,8 +163,8 @@ def test_get_many_and_set_many_take_one_round_trip(tier: RedisTier, monkeypatch:
     entries = {
         f"k{i}": Entry(f"v{i}".encode(), time.time() + 60, ("even",) if i % 2 else ()) for i in range(100)
     }
-    # Open the pooled connections outside the count (a get has its own lane): the read client's,
-    # and the write client's, which is a pool of its own when reads and writes are split.
+    # Connection set-up (a connect's handshake, a reconnect) happens outside the count, through
+    # both paths the batch uses: a read and a write (a get has a lane of its own).
     tier.tierkit_has("warm-up")
     tier.tierkit_set_many({"warm-up": Entry(b"w", None, ())})
     counter = SendCounter(monkeypatch)
