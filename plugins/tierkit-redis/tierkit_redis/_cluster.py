@@ -346,13 +346,13 @@ class RedisClusterTier(RedisTier):
         names = {self._entries + key: key for key in keys}
         groups = [slots for _, slots in self._by_node(cluster, names).values()]
         replies, failures = await _amget_nodes(cluster, groups)
-        for _ in range(_REGROUPS):
-            if not failures:
-                break
+        rounds = len(groups)
+        while failures and rounds:
+            rounds -= 1
             # One node's connection error makes redis-py close the client and re-read the topology,
             # which fails the other nodes' pipelines running at that moment: ask the failed groups
-            # again one at a time (the dead node's retry would close the client under the others
-            # again), so that only the dead shard's keys are lost.
+            # again one at a time, for as long as a round gets more of them answered, so that only
+            # the dead shard's keys are lost.
             await self._arefresh(cluster)
             if not replies:
                 # Every pipeline failed: redis-py re-initializes through its default node, which
@@ -360,6 +360,8 @@ class RedisClusterTier(RedisTier):
                 cluster.replace_default_node()
             again, failures = await _amget_each(cluster, [slots for slots, _ in failures])
             replies += again
+            if not again:
+                break
         if failures and not replies:
             raise failures[0][1]
         return self._found(names, replies)
@@ -505,10 +507,6 @@ async def _adrive(steps: Steps[T], execute: Callable[[Any], Awaitable[Any]]) -> 
             replies = await execute(steps.send(replies))
     except StopIteration as done:
         return done.value  # type: ignore[no-any-return]
-
-
-_REGROUPS = 2
-"""Times the groups of a batch read that failed are asked again after re-reading the topology."""
 
 
 async def _amget_nodes(
