@@ -53,8 +53,6 @@ WRITE_SHARE = 0.05
 WINDOW = 0.05
 """Seconds after a write completes from which an older version counts as a stale read."""
 PAD = "x" * 1000
-WARMUP_READS = 30_000
-"""Zipf reads each worker makes before the measured run starts."""
 FORK = multiprocessing.get_context("fork")
 
 
@@ -188,11 +186,23 @@ def plain_redis(url: str) -> tuple[Callable[[str], Any], Callable[[str, Any], An
     return get, put
 
 
-def _work(url: str, namespace: str, variant: str, worker: int, seconds: float, shared: Any, out: Any) -> None:
+def warm_up(cache: Cache, warmup: int, draw: Callable[[], int]) -> None:
+    """Fill the memory tier: every key once (``warmup`` < 0, as a long-running worker) or ``warmup`` reads."""
+    if warmup < 0:
+        for start in range(0, KEYS, 1000):
+            cache.get_many([f"k{i}" for i in range(start, min(start + 1000, KEYS))])
+    for _ in range(max(warmup, 0)):
+        cache.get(f"k{draw()}")
+
+
+def _work(
+    url: str, namespace: str, variant: str, worker: int, seconds: float, warmup: int, shared: Any, out: Any
+) -> None:
     rng = random.Random(worker)
     cdf = zipf_cdf(KEYS, ZIPF_S)
     order = list(range(KEYS))
     random.Random(42).shuffle(order)  # hot keys spread over the writers
+    names = [f"k{i}" for i in range(KEYS)]
     version, version_at = shared["version"], shared["version_at"]
     cache = None
     if variant == "redis-py":
@@ -200,8 +210,7 @@ def _work(url: str, namespace: str, variant: str, worker: int, seconds: float, s
     else:
         cache = subscribed(Cache(**settings(url, namespace, "auto" if variant == "backplane" else "off")))
         get, put = cache.get, cache.set
-    for _ in range(WARMUP_READS):  # local tiers filled as a long-running worker's would be
-        get(f"k{order[bisect.bisect_left(cdf, rng.random())]}")
+        warm_up(cache, warmup, lambda: order[bisect.bisect_left(cdf, rng.random())])
     shared["ready"][worker] = 1
     while not shared["go"].value:
         pass
@@ -215,14 +224,14 @@ def _work(url: str, namespace: str, variant: str, worker: int, seconds: float, s
         if rng.random() < WRITE_SHARE:
             index -= index % WORKERS - worker  # the key of this worker nearest in the order
             index = index if index < KEYS else worker
-            key = f"k{index}"
+            key = names[index]
             ver = next(counter)
             start = clock()
             put(key, {"v": ver, "pad": PAD})
             done = clock()
             version[index], version_at[index] = ver, time.perf_counter()
         else:
-            key = f"k{index}"
+            key = names[index]
             committed, committed_at = version[index], version_at[index]
             began = time.perf_counter()
             start = clock()
@@ -241,7 +250,7 @@ def _work(url: str, namespace: str, variant: str, worker: int, seconds: float, s
         cache.close()
 
 
-def workload(url: str, variant: str, seconds: float) -> dict[str, float]:
+def workload(url: str, variant: str, seconds: float, warmup: int) -> dict[str, float]:
     namespace = f"zipf-{variant}"
     shared = {
         "go": FORK.Value(ctypes.c_int, 0, lock=False),
@@ -251,7 +260,7 @@ def workload(url: str, variant: str, seconds: float) -> dict[str, float]:
     }
     out = FORK.Queue()
     procs = [
-        FORK.Process(target=_work, args=(url, namespace, variant, w, seconds, shared, out))
+        FORK.Process(target=_work, args=(url, namespace, variant, w, seconds, warmup, shared, out))
         for w in range(WORKERS)
     ]
     for proc in procs:
@@ -288,6 +297,12 @@ def main() -> None:
     parser.add_argument("--changes", type=int, default=1000)
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--only", choices=["propagation", "workload"])
+    parser.add_argument(
+        "--warmup",
+        type=int,
+        default=-1,
+        help="Zipf reads per worker before the run; -1 (default): every key once, as a long-running worker",
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         server = RedisServer(Path(tmp)).start()
@@ -305,11 +320,12 @@ def main() -> None:
                 prefill(server.url)
                 print(
                     f"workload: {WORKERS} processes, {KEYS} keys Zipf({ZIPF_S}), {WRITE_SHARE:.0%} writes, "
-                    f"1 KB values, {args.seconds:g} s each"
+                    f"1 KB values, {args.seconds:g} s each, warm-up "
+                    f"{'every key once' if args.warmup < 0 else f'{args.warmup} reads'}"
                 )
                 figures = {}
                 for variant in ("redis-py", "off", "backplane", "redis-py", "off", "backplane"):
-                    r = workload(server.url, variant, args.seconds)
+                    r = workload(server.url, variant, args.seconds, args.warmup)
                     best = figures.get(variant)
                     if best is None or r["ops_per_s"] > best["ops_per_s"]:
                         figures[variant] = r
