@@ -91,6 +91,9 @@ class Transport(Protocol):
     ``on_disconnected`` as soon as it is lost, and ``on_message`` for each
     message in between, in order.  ``publish`` may raise (the chain counts it).
 
+    Optional: ``details()``, a dict of the transport's own figures, shown in the backplane's
+    health and stats (e.g. whether writes by other programs are watched).
+
     Optional: ``outbox``, a :class:`contextvars.ContextVar` (default ``None``) for a
     transport whose tier can send a message in the same round trip as a write.  The
     backplane sets it to the message just before it calls that tier's write hook; the
@@ -505,7 +508,7 @@ class Backplane:
 
     def report(self) -> dict[str, Any]:
         """The backplane's figures for health and stats."""
-        return {
+        report: dict[str, Any] = {
             "state": self.state,
             "suspended": self.suspended,
             "channel": self.transport.channel,
@@ -516,6 +519,13 @@ class Backplane:
             "disconnects": self.disconnects,
             "subscriptions": self.subscriptions,
         }
+        details = getattr(self.transport, "details", None)
+        if details is not None:
+            try:
+                report.update(details())
+            except Exception:  # health and stats must not raise for a third-party transport
+                log.debug("backplane transport details failed", exc_info=True)
+        return report
 
     def close(self) -> None:
         self.state = "closed"

@@ -442,6 +442,8 @@ def tierkit_backplane() -> Any:
         to the message just before it calls this tier's ``set``, ``set_many``, ``delete`` or
         ``delete_many``; the hook, having written and sent the message, sets it back to
         ``None``.  A message left there is published with ``publish`` from a thread.
+        Optionally ``details()``, a dict of the transport's own figures added to the
+        backplane's health details and stats.
 
     Called once per chain, on the first remote tier that has it, when the setting
     ``backplane`` is ``auto``; called again in a forked child.  Optional: without

@@ -15,6 +15,8 @@ from collections.abc import Callable
 from contextvars import ContextVar
 from typing import Any, Protocol
 
+from tierkit_redis._keyspace import ForeignWrites, publishes_events
+
 HEARTBEAT = 1.0
 """Seconds of silence on the subscription before a PING; no answer within as long again: lost."""
 BACKOFF = (0.02, 1.0)
@@ -32,7 +34,9 @@ class RedisBackplane:
 
     ``describe`` turns a connection error into a password-free reason.  ``outbox``: the
     tier's, when its writes send the backplane's messages in their own round trip (the
-    ``outbox`` capability of :class:`tierkit._backplane.Transport`).
+    ``outbox`` capability of :class:`tierkit._backplane.Transport`).  ``keyspace``: the
+    tier's entry keys, for watching other programs' writes through keyspace notifications
+    when the server publishes them (``_keyspace``); ``None``: not watched.
     """
 
     def __init__(
@@ -42,9 +46,13 @@ class RedisBackplane:
         channel: str,
         describe: Callable[[BaseException], str],
         outbox: ContextVar[bytes | None] | None = None,
+        keyspace: ForeignWrites | None = None,
     ) -> None:
         self.channel = channel
         self.outbox = outbox
+        self.keyspace = keyspace
+        self.foreign_writes = "off" if keyspace is None else "connecting"
+        """Whether other programs' writes are seen: ``watched``, ``off``, or why not (server settings)."""
         self._publish = publisher.publish
         self._connect = connect
         self._describe = describe
@@ -81,8 +89,9 @@ class RedisBackplane:
             try:
                 connection = self._connection = self._connect()
                 connection.connect()
+                foreign = self._watch(connection)
                 connection.send_command("SUBSCRIBE", self.channel)
-                self._serve(connection, listener)
+                self._serve(connection, listener, foreign)
             except Exception as exc:
                 if self._closed.is_set():
                     break
@@ -95,10 +104,55 @@ class RedisBackplane:
                 break
             wait = min(wait * 2, BACKOFF[1])
 
-    def _serve(self, connection: Any, listener: Listener) -> None:
+    def details(self) -> dict[str, Any]:
+        """What the backplane's report adds from its transport."""
+        details: dict[str, Any] = {"foreign_writes": self.foreign_writes}
+        if self.keyspace is not None:
+            details["foreign_dropped"] = self.keyspace.seen
+        return details
+
+    def _watch(self, connection: Any) -> ForeignWrites | None:
+        """Listen to the keyspace events of the entry keys, if the server publishes them (asked on each
+        connection: a failover may land on a server configured otherwise)."""
+        if self.keyspace is None:
+            return None
+        from redis.exceptions import ResponseError  # the plugin imports redis-py only when it connects
+
+        connection.send_command("CONFIG", "GET", "notify-keyspace-events")
+        watching = "watched"
+        try:
+            reply = connection.read_response()
+        except ResponseError:
+            # CONFIG renamed or forbidden (managed services set the events in their console, ACL
+            # users): listen anyway — if the server publishes the events, they arrive.
+            watching = "watched if published (CONFIG GET notify-keyspace-events refused: cannot tell)"
+        else:
+            if isinstance(reply, list):  # RESP2 gives [name, value]; RESP3 (redis-py 8's default) a map
+                reply = dict(zip(reply[::2], reply[1::2], strict=False))
+            flags = reply.get(b"notify-keyspace-events", b"") if isinstance(reply, dict) else b""
+            flags = flags.decode() if isinstance(flags, bytes) else str(flags)
+            if not publishes_events(flags):
+                self.foreign_writes = (
+                    f"not published: notify-keyspace-events is {flags!r}, needs K and g$ (or A)"
+                )
+                return None
+        connection.send_command("PSUBSCRIBE", self.keyspace.pattern)
+        try:
+            connection.read_response(disable_decoding=True, push_request=True)
+        except ResponseError:  # an ACL user without the __keyspace@ channels
+            self.foreign_writes = "refused: PSUBSCRIBE to the keyspace channels"
+            return None
+        self.foreign_writes = watching
+        return self.keyspace
+
+    def _serve(self, connection: Any, listener: Listener, foreign: ForeignWrites | None) -> None:
         """Deliver until the connection fails (raises) or the backplane closes (returns)."""
         pinged = False
         while not self._closed.is_set():
+            if foreign is not None and not connection.can_read(timeout=0):
+                message = foreign.flush()  # the burst is over: what no writer announced
+                if message is not None:
+                    listener.on_message(message)
             if not connection.can_read(timeout=HEARTBEAT):
                 if pinged:
                     raise ConnectionError(f"no answer to PING within {HEARTBEAT:g}s")
@@ -110,7 +164,11 @@ class RedisBackplane:
             reply = connection.read_response(disable_decoding=True, push_request=True)
             kind = reply[0] if isinstance(reply, list) and reply else reply
             if kind == b"message":
+                if foreign is not None:
+                    foreign.announced(reply[2])
                 listener.on_message(reply[2])
+            elif kind == b"pmessage" and foreign is not None:
+                foreign.event(reply[2], reply[3])
             elif kind in (b"pong", b"PONG"):
                 pinged = False
             elif kind == b"subscribe":

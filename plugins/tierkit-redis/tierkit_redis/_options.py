@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Self
+from typing import Literal, Self
 from urllib.parse import parse_qsl, urlsplit
 
 from pydantic import (
@@ -87,6 +87,15 @@ class Options(BaseModel):
         min_length=1,
         max_length=200,
         description="Prefix of every key this tier writes. Default: 'tierkit:<namespace>:'.",
+    )
+    keyspace_events: Literal["auto", "off"] = Field(
+        "auto",
+        description=(
+            "auto: when the server publishes keyspace notifications (notify-keyspace-events "
+            "with K and g$, or KA), the backplane also watches the tier's keys, so that writes "
+            "by other programs drop local copies too (one server or Sentinel; not a cluster). "
+            "off: only tierkit's own messages."
+        ),
     )
     slow_threshold: float = Field(
         0.05, gt=0, description="PING latency, in seconds, above which health says 'degraded'."

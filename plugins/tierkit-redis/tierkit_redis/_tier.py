@@ -15,6 +15,7 @@ from tierkit import ConfigError, Entry, NotACounter, Payloads, Tier, TierContext
 from tierkit_redis._async import AsyncRedisHooks, LoopClients
 from tierkit_redis._backplane import RedisBackplane
 from tierkit_redis._format import DEADLINE_SIZE, as_entries, is_live, pack, unpack, unpack_columns
+from tierkit_redis._keyspace import ForeignWrites
 from tierkit_redis._options import Options, redacted_url
 from tierkit_redis._options import Options as RedisOptions  # the name Options is the class attribute below
 from tierkit_redis._scripts import (
@@ -406,8 +407,17 @@ class RedisTier(AsyncRedisHooks, Tier[RedisOptions]):
         """Pub/sub on ``<key_prefix>backplane``; the subscriber's connection comes from the tier's pool
         (with Sentinel, each reconnection asks for the current master)."""
         pool = self._client.connection_pool
+        keyspace = None
+        if self._opts.keyspace_events == "auto":
+            db = self._client.get_connection_kwargs().get("db", 0)
+            keyspace = ForeignWrites(db, self._entries, glob_escape)
         return RedisBackplane(
-            self._client, pool.make_connection, self.backplane_channel, self._why, outbox=self._outbox
+            self._client,
+            pool.make_connection,
+            self.backplane_channel,
+            self._why,
+            outbox=self._outbox,
+            keyspace=keyspace,
         )
 
     @property
