@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import struct
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -146,14 +147,19 @@ def test_tags_roundtrip_and_no_expiry_value(tier: RedisTier) -> None:
 
 
 class SendCounter:
-    """Counts packets sent to Redis: a pipeline or MGET is one send, one round trip."""
+    """Counts packets this thread sends to Redis: a pipeline or MGET is one send, one round trip.
+
+    Only this thread's: a backplane subscriber left by an earlier test PINGs its server after a
+    second of silence, through the same method (a CI run once counted one of those).
+    """
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.sends = 0
         original = Connection.send_packed_command
+        counted = threading.get_ident()
 
         def counting(conn: Connection, command: object, check_health: bool = True) -> None:
-            self.sends += 1
+            self.sends += threading.get_ident() == counted
             original(conn, command, check_health)
 
         monkeypatch.setattr(Connection, "send_packed_command", counting)
