@@ -303,9 +303,15 @@ def main() -> None:
         default=-1,
         help="Zipf reads per worker before the run; -1 (default): every key once, as a long-running worker",
     )
+    parser.add_argument(
+        "--keyspace",
+        action="store_true",
+        help="the server publishes keyspace events (notify-keyspace-events KA): foreign writes are watched",
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        server = RedisServer(Path(tmp)).start()
+        extra = ["notify-keyspace-events KA"] if args.keyspace else []
+        server = RedisServer(Path(tmp), extra=extra).start()
         try:
             if args.only != "workload":
                 print(f"propagation, {args.changes} changes each (ms from a change to the reader seeing it)")
