@@ -49,6 +49,7 @@ from tierkit._types import (
     HealthReport,
     HealthStatus,
     KeyReport,
+    Parts,
     Payloads,
     TierHealth,
     TierReport,
@@ -83,6 +84,7 @@ class TierSlot:
         "deletes",
         "errors",
         "get",
+        "get_buffer",
         "get_many",
         "get_many_payloads",
         "health",
@@ -101,6 +103,7 @@ class TierSlot:
         "remote",
         "set",
         "set_many",
+        "set_parts",
         "sets",
         "stats",
         "tier",
@@ -135,6 +138,14 @@ class TierSlot:
             getattr(tier, "tierkit_get_many_payloads", None) if self.holds_bytes else None
         )
         """A byte tier's batch read answered column by column, if it has one (``Cache.get_many``)."""
+        self.set_parts: Callable[[str, Entry], Any] | None = (
+            getattr(tier, "tierkit_set_parts", None) if self.holds_bytes else None
+        )
+        """A byte tier's write of a payload in pieces (:class:`~tierkit.Parts`), if it takes them."""
+        self.get_buffer: Callable[[str], Any] | None = (
+            getattr(tier, "tierkit_get_buffer", None) if self.holds_bytes else None
+        )
+        """A byte tier's read that hands its payload over in a ``bytearray``, if it has one."""
         self.set_many: Callable[[Mapping[str, Entry]], Any] = getattr(
             tier, "tierkit_set_many", self._set_each
         )
@@ -377,7 +388,7 @@ class Skipped:
         self.reason = reason
 
 
-_Hit = tuple[Any, bytes | None, Entry]
+_Hit = tuple[Any, bytes | bytearray | None, Entry]
 """A hit on its way up: (value, its payload if it came from a byte tier, the stored entry)."""
 
 
@@ -497,6 +508,9 @@ class Chain:
         self.persistent_writers = tuple(s for s in slots if s.write != "never")
         self.encode_plain = any(s.holds_bytes for s in self.writers)
         self.encode_persistent = any(s.holds_bytes for s in self.persistent_writers)
+        self.split_plain = any(s.set_parts for s in self.writers)
+        self.split_persistent = any(s.set_parts for s in self.persistent_writers)
+        """Whether a write goes to a tier that takes a payload in pieces (``tierkit_set_parts``)."""
         # A hit in tier i is copied into the "always" tiers above it.
         self._backfill_targets = tuple(
             tuple(above for above in slots[:i] if above.write == "always") for i in range(len(slots))
@@ -577,11 +591,12 @@ class Chain:
         stamp = self.stamp()
         for index in range(start, len(slots)):
             slot = slots[index]
-            entry = slot.ask(slot.get, key)
+            handed = slot.get_buffer is not None and codec.keeps_buffers
+            entry = slot.ask(slot.get_buffer if handed else slot.get, key)
             if entry is None and not slot.breaker.failures:
                 slot.misses += 1  # a plain miss, no failure to forget: accept() without its two calls
                 continue
-            hit = self.accept(slot, key, entry, codec)
+            hit = self.accept(slot, key, entry, codec, handed=handed)
             if hit is None:
                 continue
             if index:
@@ -589,11 +604,14 @@ class Chain:
             return index, hit
         return None
 
-    def accept(self, slot: TierSlot, key: str, entry: object, codec: Codec, now: bool = True) -> _Hit | None:
+    def accept(
+        self, slot: TierSlot, key: str, entry: object, codec: Codec, now: bool = True, handed: bool = False
+    ) -> _Hit | None:
         """A tier's ``tierkit_get`` answer as a checked, decoded hit — or ``None`` (a miss, a failure,
         an answer the contract forbids, undecodable bytes), counted either way.
 
-        Shared by the sync and async read paths (``now``: see :meth:`_undecodable`).
+        Shared by the sync and async read paths (``now``: see :meth:`_undecodable`).  ``handed``:
+        the answer of ``tierkit_get_buffer``, whose payload may be a ``bytearray`` handed over.
         """
         if entry is None:
             slot.ok()
@@ -605,8 +623,9 @@ class Chain:
             return None
         value = entry[0]
         holds_bytes = slot.holds_bytes
-        if holds_bytes and type(value) is not bytes:
-            slot.violated("tierkit_get", "an Entry holding bytes (a byte tier)", value)
+        if holds_bytes and type(value) is not bytes and not (handed and type(value) is bytearray):
+            hook = "tierkit_get_buffer" if handed else "tierkit_get"
+            slot.violated(hook, "an Entry holding bytes (a byte tier)", value)
             return None
         slot.ok()
         payload = None
@@ -755,7 +774,7 @@ class Chain:
                 self.write(slot, batch)
 
     def _backfill_one(
-        self, index: int, key: str, value: Any, payload: bytes | None, entry: Entry, stamp: int
+        self, index: int, key: str, value: Any, payload: bytes | bytearray | None, entry: Entry, stamp: int
     ) -> None:
         """:meth:`_backfill` for the single hit of a ``get`` (no batch to build)."""
         now = self.clock() if self._backfill_capped[index] else 0.0
@@ -814,7 +833,13 @@ class Chain:
         return backplane.carried(op, call, *args)
 
     def _copy_for(
-        self, slot: TierSlot, key: str, value: Any, payload: bytes | None, entry: Entry, now: float
+        self,
+        slot: TierSlot,
+        key: str,
+        value: Any,
+        payload: bytes | bytearray | None,
+        entry: Entry,
+        now: float,
     ) -> Entry | None:
         """The entry to backfill into ``slot``, with the remaining TTL (``None`` if it cannot hold it).
 
@@ -828,6 +853,8 @@ class Chain:
                     payload = self.codec.encode(key, value)
                 except TypeError:
                     return None  # an object-tier value the codec cannot write: leave byte tiers alone
+            elif type(payload) is bytearray:  # handed over: the decoded value now uses its memory
+                payload = bytes(payload)
             stored = payload
         tags = entry[2] if type(entry[2]) is tuple else tuple(entry[2])
         expires_at = entry[1] if slot.max_ttl is None else slot.cap(entry[1], now)
@@ -882,22 +909,32 @@ class Chain:
         if stale_ttl:
             return self._set_with_stale(key, value, ttl, tags, persistent, codec, stale_ttl)
         writers, encode, tag_tuple, now, expires_at = self._write_plan(ttl, tags, persistent)
-        if encode:
+        payload: bytes | Parts | None = None
+        if not encode:  # no byte tier to write: the value is still held to the codec, so it is refused
+            codec.check(key, value)  # here exactly when a chain with Redis would refuse it
+        elif self.split_persistent if persistent else self.split_plain:
+            payload = codec.encode_parts(key, value)
+        else:
             payload = codec.encode(key, value)
-        else:  # no byte tier to write: the value is still held to the codec, so it is refused
-            payload = None  # here exactly when a chain with Redis would refuse it
-            codec.check(key, value)
         stored = True
         backplane = self.backplane
         op: Op = ("keys", (key,))
         announced = False
         for slot in writers:
             exp = expires_at if slot.max_ttl is None else slot.cap(expires_at, now)
-            entry = new_entry((payload if slot.holds_bytes else value, exp, tag_tuple))
+            held, store = value, slot.set
+            if slot.holds_bytes:
+                held = payload
+                if type(payload) is Parts:  # pieces for the tiers that take them, else bytes joined once
+                    if slot.set_parts is None or self.coherent(slot):
+                        held = payload.join()
+                    else:
+                        store = slot.set_parts
+            entry = new_entry((held, exp, tag_tuple))
             if self.coherent(slot):
                 done = self.write_local(slot, {key: entry}, None)
             else:
-                outcome, sent = self.carrying(slot, op, slot.call, slot.set, key, entry)
+                outcome, sent = self.carrying(slot, op, slot.call, store, key, entry)
                 announced = announced or sent
                 done = outcome is not UNAVAILABLE
                 if done:
