@@ -388,7 +388,9 @@ class Skipped:
         self.reason = reason
 
 
-_Hit = tuple[Any, bytes | bytearray | None, Entry]
+_Hit = tuple[Any, bytes | bytearray | memoryview | None, Entry]
+_HANDED = (bytearray, memoryview)
+"""Types of the payloads ``tierkit_get_buffer`` may hand over, besides ``bytes``."""
 """A hit on its way up: (value, its payload if it came from a byte tier, the stored entry)."""
 
 
@@ -611,7 +613,8 @@ class Chain:
         an answer the contract forbids, undecodable bytes), counted either way.
 
         Shared by the sync and async read paths (``now``: see :meth:`_undecodable`).  ``handed``:
-        the answer of ``tierkit_get_buffer``, whose payload may be a ``bytearray`` handed over.
+        the answer of ``tierkit_get_buffer``, whose payload may be a ``bytearray`` or ``memoryview``
+        handed over.
         """
         if entry is None:
             slot.ok()
@@ -623,7 +626,7 @@ class Chain:
             return None
         value = entry[0]
         holds_bytes = slot.holds_bytes
-        if holds_bytes and type(value) is not bytes and not (handed and type(value) is bytearray):
+        if holds_bytes and type(value) is not bytes and not (handed and type(value) in _HANDED):
             hook = "tierkit_get_buffer" if handed else "tierkit_get"
             slot.violated(hook, "an Entry holding bytes (a byte tier)", value)
             return None
@@ -774,7 +777,13 @@ class Chain:
                 self.write(slot, batch)
 
     def _backfill_one(
-        self, index: int, key: str, value: Any, payload: bytes | bytearray | None, entry: Entry, stamp: int
+        self,
+        index: int,
+        key: str,
+        value: Any,
+        payload: bytes | bytearray | memoryview | None,
+        entry: Entry,
+        stamp: int,
     ) -> None:
         """:meth:`_backfill` for the single hit of a ``get`` (no batch to build)."""
         now = self.clock() if self._backfill_capped[index] else 0.0
@@ -837,7 +846,7 @@ class Chain:
         slot: TierSlot,
         key: str,
         value: Any,
-        payload: bytes | bytearray | None,
+        payload: bytes | bytearray | memoryview | None,
         entry: Entry,
         now: float,
     ) -> Entry | None:
@@ -853,7 +862,7 @@ class Chain:
                     payload = self.codec.encode(key, value)
                 except TypeError:
                     return None  # an object-tier value the codec cannot write: leave byte tiers alone
-            elif type(payload) is bytearray:  # handed over: the decoded value now uses its memory
+            elif type(payload) is not bytes:  # handed over: the decoded value now uses its memory
                 payload = bytes(payload)
             stored = payload
         tags = entry[2] if type(entry[2]) is tuple else tuple(entry[2])
