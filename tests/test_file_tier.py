@@ -912,7 +912,7 @@ def test_crash_leftovers_are_swept_at_open_and_a_young_file_is_not(build: Build)
     (kept,) = files_named(tier) - {n for n in files_named(tier) if _key_of(tier, n) == "dropped"}
     # What crashes leave: a file written but never committed, a temporary file, and a file
     # whose row was deleted but which was never unlinked (still listed in `dropped`).
-    uncommitted = tier._write_file(make_value(3, 5000))
+    uncommitted = tier._write_file((make_value(3, 5000),))
     tmp = tier._file_path(os.urandom(16).hex(), ".tmp")
     tmp.parent.mkdir(exist_ok=True)
     tmp.write_bytes(b"partial")
@@ -934,7 +934,7 @@ def test_crash_leftovers_are_swept_at_open_and_a_young_file_is_not(build: Build)
 def test_a_young_file_written_by_another_tier_survives_its_sweep_and_commits(build: Build) -> None:
     writer = build(file_min_bytes=SMALL_FILES)
     value = make_value(1, 5000)
-    name = writer._write_file(value)  # the file is written, the row not yet
+    name = writer._write_file((value,))  # the file is written, the row not yet
     build(file_min_bytes=SMALL_FILES)  # another process opens the store: sweeps
     with writer._writer as conn:
         conn.execute(file_module._SET, writer._row("k", value, None, (), name)).fetchone()

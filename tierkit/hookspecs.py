@@ -110,10 +110,11 @@ def tierkit_get_buffer(key: str) -> Entry | None:
 
     :param key: the cache key.
     :return: what ``tierkit_get`` answers, except that the payload may be a
-        ``bytearray`` (``bytes`` stay allowed) that the tier does not keep and
-        never hands out again: the codec decodes the value over its memory
-        instead of copying it (a numpy array read from the file tier lives in the
-        buffer the file was read into).
+        ``bytearray`` or a ``memoryview`` (``bytes`` stay allowed) of memory the
+        tier allocated for this answer, does not keep and never hands out again:
+        the codec decodes the value over that memory instead of copying it (a
+        numpy array read from the file tier lives in the memory the file was read
+        into).
 
     Optional, and used only on byte tiers, and only with a codec that keeps
     buffers (:attr:`tierkit.Codec.keeps_buffers`, the JSON codec): ``Cache.get``
