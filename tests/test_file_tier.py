@@ -875,13 +875,18 @@ def _corrupt_file(tier: FileTier, how: str) -> None:
 @pytest.mark.parametrize(
     "how", ["missing", "truncated", "longer", "head flipped", "tail zeroed", "named outside"]
 )
-@pytest.mark.parametrize("read", ["get", "get_many", "incr"])
-def test_a_damaged_value_file_is_a_miss_removed_and_counted(build: Build, how: str, read: str) -> None:
+@pytest.mark.parametrize("read", ["get", "get_buffer", "get_many", "incr"])
+@pytest.mark.parametrize("size", [300_000, 5 << 20])
+def test_a_damaged_value_file_is_a_miss_removed_and_counted(
+    build: Build, how: str, read: str, size: int
+) -> None:
     tier = build(file_min_bytes=SMALL_FILES)
-    put(tier, "big", b"7" * 300_000, None, "t")
+    put(tier, "big", b"7" * size, None, "t")
     _corrupt_file(tier, how)
     if read == "get":
         assert tier.tierkit_get("big") is None
+    elif read == "get_buffer":
+        assert tier.tierkit_get_buffer("big") is None
     elif read == "get_many":
         assert tier.tierkit_get_many(["big"]) == {}
     else:
