@@ -145,7 +145,7 @@ class TierSlot:
         self.get_buffer: Callable[[str], Any] | None = (
             getattr(tier, "tierkit_get_buffer", None) if self.holds_bytes else None
         )
-        """A byte tier's read that hands its payload over in a ``bytearray``, if it has one."""
+        """A byte tier's read that hands its payload over (``bytearray``, ``memoryview``), if it has one."""
         self.set_many: Callable[[Mapping[str, Entry]], Any] = getattr(
             tier, "tierkit_set_many", self._set_each
         )
@@ -389,9 +389,9 @@ class Skipped:
 
 
 _Hit = tuple[Any, bytes | bytearray | memoryview | None, Entry]
+"""A hit on its way up: (value, its payload if it came from a byte tier, the stored entry)."""
 _HANDED = (bytearray, memoryview)
 """Types of the payloads ``tierkit_get_buffer`` may hand over, besides ``bytes``."""
-"""A hit on its way up: (value, its payload if it came from a byte tier, the stored entry)."""
 
 
 class Hits:
@@ -788,6 +788,8 @@ class Chain:
         """:meth:`_backfill` for the single hit of a ``get`` (no batch to build)."""
         now = self.clock() if self._backfill_capped[index] else 0.0
         for slot in self._backfill_targets[index]:
+            if slot.holds_bytes and payload is not None and type(payload) is not bytes:
+                payload = bytes(payload)  # handed over, the decoded value's memory: copied once
             copy = self._copy_for(slot, key, value, payload, entry, now)
             if copy is None:
                 continue
@@ -862,8 +864,6 @@ class Chain:
                     payload = self.codec.encode(key, value)
                 except TypeError:
                     return None  # an object-tier value the codec cannot write: leave byte tiers alone
-            elif type(payload) is not bytes:  # handed over: the decoded value now uses its memory
-                payload = bytes(payload)
             stored = payload
         tags = entry[2] if type(entry[2]) is tuple else tuple(entry[2])
         expires_at = entry[1] if slot.max_ttl is None else slot.cap(entry[1], now)
