@@ -5,6 +5,9 @@ fastest correct path for this chain: the first tier's front door (a capability
 a local object tier may offer, :meth:`tierkit.Tier.front_door`), else
 :meth:`Chain.read_through`, which asks tiers in order, decodes a byte tier's hit
 once and copies it into the ``always`` tiers above it with its *remaining* TTL.
+A byte tier with ``tierkit_get_buffer`` is asked through it when the codec keeps
+buffers, and one with ``tierkit_set_parts`` is written a payload in pieces
+(:class:`~tierkit.Parts`): a large array is then copied neither way.
 
 Every tier call goes through the tier's :class:`TierSlot`: its hookimpls bound
 once, a circuit breaker, counters.  A tier that raises, or returns what the
@@ -622,7 +625,7 @@ class Chain:
             return None
         if type(entry) is not Entry:
             if entry is not UNAVAILABLE:
-                slot.violated("tierkit_get", "Entry or None", entry)
+                slot.violated("tierkit_get_buffer" if handed else "tierkit_get", "Entry or None", entry)
             return None
         value = entry[0]
         holds_bytes = slot.holds_bytes

@@ -4,7 +4,9 @@ Entries live in ``<directory>/<namespace>/cache.sqlite3`` (SQLite in WAL mode, f
 standard library); keys never become paths.  A value of at least ``file_min_bytes`` is
 written to a file of its own beside the database (``values/xx/<random>.val``, diskcache's
 design: SQLite writes a large blob at a fraction of the disk's speed), and its row holds
-the file's name and size.  Every write is one atomic transaction: a process killed mid-write
+the file's name and size; a payload in pieces (``tierkit_set_parts``) is written to it piece by
+piece, and ``tierkit_get_buffer`` reads it into memory handed over to the codec, so a numpy
+array is copied neither way.  Every write is one atomic transaction: a process killed mid-write
 leaves the old value or the new one (a value file is complete before the row naming it
 commits).  A value in the database carries a CRC-32; a value file is checked by its length
 and a CRC-32 of its first and last 64 KiB (a CRC of the whole file would cost as much as
