@@ -23,7 +23,7 @@ from typing import Any
 import pydantic
 import pytest
 
-from tierkit import ConfigError, Entry, TierkitError
+from tierkit import ConfigError, Entry, Parts, TierkitError
 from tierkit.testing import FakeClock, TierConformance, make_context
 from tierkit.tiers import file as file_module
 from tierkit.tiers.file import DB_NAME, FileOptions, FileTier
@@ -835,6 +835,26 @@ def test_touch_and_a_refused_add_keep_the_file(build: Build, clock: FakeClock) -
     assert not tier.tierkit_add("big", Entry(make_value(2, 6000), None, ()))  # its file is removed
     assert files_on_disk(tier) == before
     assert tier.tierkit_get("big") == Entry(value, clock() + 60, ())
+    assert_files_match_rows(tier)
+
+
+def test_a_payload_in_pieces_is_stored_like_its_bytes(build: Build) -> None:
+    """``tierkit_set_parts``: in the row below ``file_min_bytes``, in a value file above it, and
+    dropped (with what the key held) above ``max_bytes``; counted in bytes like any value."""
+    tier = build(file_min_bytes=SMALL_FILES, max_bytes=50_000)
+    small, big = make_value(1, 500), make_value(2, 20_000)
+    tier.tierkit_set_parts("small", Entry(Parts([small[:7], memoryview(small)[7:]]), None, ("t",)))
+    tier.tierkit_set_parts("big", Entry(Parts([big[:3], memoryview(big)[3:]]), None, ()))
+    assert tier.tierkit_get("small") == Entry(small, None, ("t",))
+    assert tier.tierkit_get("big") == Entry(big, None, ())
+    handed = tier.tierkit_get_buffer("big")
+    assert handed is not None and bytes(handed.value) == big
+    stats = tier.tierkit_stats()
+    assert (stats["bytes"], stats["value_files"]) == (len(small) + len(big), 1)
+    assert_files_match_rows(tier)
+    tier.tierkit_set_parts("big", Entry(Parts([bytes(60_000)]), None, ()))
+    assert tier.tierkit_get("big") is None
+    assert tier.tierkit_stats()["value_files"] == 0
     assert_files_match_rows(tier)
 
 

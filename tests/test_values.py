@@ -411,6 +411,7 @@ def test_arrays_through_value_files_with_compression_on(tmp_path: Path, kind: st
     )
     cache.set("a", array, persistent=True)
     stored = cache.inspect("a")["file"].size
+    assert stored is not None
     assert (stored < array.nbytes / 10) if kind == "compressible" else (stored > array.nbytes)
     got = cache.get("a")
     same_array(got, array)
