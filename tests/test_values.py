@@ -392,7 +392,11 @@ def test_an_array_read_from_a_value_file_is_the_read_memory_writable_and_indepen
 
 
 def test_arrays_in_pieces_and_handed_back_round_trip_nested(file_cache: tierkit.Cache) -> None:
-    value = {"a": _FILED["structured"], "b": [_FILED["big, Fortran"], np.float32(0.5)], "n": None}
+    value: dict[str, Any] = {
+        "a": _FILED["structured"],
+        "b": [_FILED["big, Fortran"], np.float32(0.5)],
+        "n": None,
+    }
     file_cache.set("v", value, persistent=True)
     got = file_cache.get("v")
     same_array(got["a"], value["a"])
