@@ -405,6 +405,15 @@ def test_arrays_in_pieces_and_handed_back_round_trip_nested(file_cache: tierkit.
     assert type(got["b"][1]) is np.float32 and got["n"] is None
 
 
+def test_large_values_without_arrays_decode_from_handed_over_memory(file_cache: tierkit.Cache) -> None:
+    """Plain JSON and the envelope decode from the memory a value file was read into too."""
+    plain = list(range(1_000_000))  # ~7 MB of JSON
+    tagged = [(i, dt.date(2026, 1, 1)) for i in range(200_000)]
+    file_cache.set("plain", plain, persistent=True)
+    file_cache.set("tagged", tagged, persistent=True)
+    assert file_cache.get("plain") == plain and file_cache.get("tagged") == tagged
+
+
 @pytest.mark.parametrize("kind", ["compressible", "random"])
 def test_arrays_through_value_files_with_compression_on(tmp_path: Path, kind: str) -> None:
     """A payload to compress is joined; one read back, compressed or not, still decodes exactly."""
