@@ -265,7 +265,7 @@ class TierSlot:
             return self._ask(method, *args)
         finally:
             operation = getattr(method, "__name__", "call").removeprefix("tierkit_").lstrip("_")
-            latency.observe(operation, time.perf_counter() - start)
+            latency.observe(_OPERATION.get(operation, operation), time.perf_counter() - start)
 
     def catch_up(self) -> bool:
         """Apply what this tier missed; False (a failure, counted) if it still cannot be applied."""
@@ -390,6 +390,9 @@ class Skipped:
         self.status: Literal["skipped", "down"] = status
         self.reason = reason
 
+
+_OPERATION = {"get_buffer": "get", "set_parts": "set"}
+"""Latency histograms of hooks that stand in for another: a ``get`` is a ``get``, whichever hook served it."""
 
 _Hit = tuple[Any, bytes | bytearray | memoryview | None, Entry]
 """A hit on its way up: (value, its payload if it came from a byte tier, the stored entry)."""
