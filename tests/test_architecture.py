@@ -32,6 +32,7 @@ def test_public_surface_is_exactly_this() -> None:
         "KeyReport",
         "NoOptions",
         "NotACounter",
+        "Parts",
         "Payloads",
         "PluginError",
         "Settings",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import array
 import logging
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
@@ -73,6 +74,16 @@ class MisbehavingPayloads(MisbehavingBytes):
         return self.tierkit_get_many_payloads(keys)
 
 
+class MisbehavingBuffer(MisbehavingBytes):
+    """A byte tier that hands its payloads over (``tierkit_get_buffer``), in a new bytearray."""
+
+    @hookimpl
+    def tierkit_get_buffer(self, key: str) -> Entry | None:
+        entry = DictTier.tierkit_get(self, key)
+        handed = None if entry is None else entry._replace(value=bytearray(entry.value))
+        return self.answers.get("get_buffer", handed)
+
+
 @pytest.fixture(autouse=True)
 def fresh() -> None:
     DictTier.stores.clear()
@@ -128,6 +139,35 @@ def test_a_byte_tier_must_return_bytes(clock: FakeClock) -> None:
     cache.clear(tiers=["memory"])
     assert cache.get_many(["k"]) == {"k": {"v": 1}}
     assert cache.stats()["tiers"]["bad"]["contract_errors"] == 2
+
+
+def test_a_get_reads_a_byte_tier_through_get_buffer_when_it_can(clock: FakeClock) -> None:
+    cache = chain(clock, MisbehavingBuffer)
+    cache.set("k", {"v": 1})
+    cache.clear(tiers=["memory"])
+    Misbehaving.answers["get"] = "never asked"  # Cache.get asks tierkit_get_buffer instead
+    assert cache.get("k") == {"v": 1}
+    bad = cache.stats()["tiers"]["bad"]
+    assert (bad["hits"], bad["contract_errors"]) == (1, 0)
+
+
+@pytest.mark.parametrize(
+    "answer",
+    ["hello", Entry("{}", None, ()), Entry(array.array("b", b"{}"), None, ())],
+    ids=["bare str", "str payload", "array payload"],
+)
+def test_a_get_buffer_of_the_wrong_type_is_a_failure_of_that_tier(
+    clock: FakeClock, answer: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    cache = chain(clock, MisbehavingBuffer)
+    cache.set("k", "from good")
+    cache.clear(tiers=["memory"])
+    Misbehaving.answers["get_buffer"] = answer
+    with caplog.at_level(logging.ERROR, logger="tierkit"):
+        assert cache.get("k") == "from good"
+    bad = cache.stats()["tiers"]["bad"]
+    assert (bad["hits"], bad["errors"], bad["contract_errors"]) == (0, 1, 1)
+    assert "tierkit_get_buffer returned" in caplog.text
 
 
 @pytest.mark.parametrize("answer", [["k"], None, {"k": ("v", None, ())}, {"k": "v"}])

@@ -23,7 +23,7 @@ from typing import Any
 import pydantic
 import pytest
 
-from tierkit import ConfigError, Entry, TierkitError
+from tierkit import ConfigError, Entry, Parts, TierkitError
 from tierkit.testing import FakeClock, TierConformance, make_context
 from tierkit.tiers import file as file_module
 from tierkit.tiers.file import DB_NAME, FileOptions, FileTier
@@ -838,6 +838,26 @@ def test_touch_and_a_refused_add_keep_the_file(build: Build, clock: FakeClock) -
     assert_files_match_rows(tier)
 
 
+def test_a_payload_in_pieces_is_stored_like_its_bytes(build: Build) -> None:
+    """``tierkit_set_parts``: in the row below ``file_min_bytes``, in a value file above it, and
+    dropped (with what the key held) above ``max_bytes``; counted in bytes like any value."""
+    tier = build(file_min_bytes=SMALL_FILES, max_bytes=50_000)
+    small, big = make_value(1, 500), make_value(2, 20_000)
+    tier.tierkit_set_parts("small", Entry(Parts([small[:7], memoryview(small)[7:]]), None, ("t",)))
+    tier.tierkit_set_parts("big", Entry(Parts([big[:3], memoryview(big)[3:]]), None, ()))
+    assert tier.tierkit_get("small") == Entry(small, None, ("t",))
+    assert tier.tierkit_get("big") == Entry(big, None, ())
+    handed = tier.tierkit_get_buffer("big")
+    assert handed is not None and bytes(handed.value) == big
+    stats = tier.tierkit_stats()
+    assert (stats["bytes"], stats["value_files"]) == (len(small) + len(big), 1)
+    assert_files_match_rows(tier)
+    tier.tierkit_set_parts("big", Entry(Parts([bytes(60_000)]), None, ()))
+    assert tier.tierkit_get("big") is None
+    assert tier.tierkit_stats()["value_files"] == 0
+    assert_files_match_rows(tier)
+
+
 def test_a_failed_write_leaves_no_file(build: Build) -> None:
     tier = build(file_min_bytes=SMALL_FILES)
     with raw(tier) as conn:  # a write lock held elsewhere: the row cannot be written
@@ -875,13 +895,18 @@ def _corrupt_file(tier: FileTier, how: str) -> None:
 @pytest.mark.parametrize(
     "how", ["missing", "truncated", "longer", "head flipped", "tail zeroed", "named outside"]
 )
-@pytest.mark.parametrize("read", ["get", "get_many", "incr"])
-def test_a_damaged_value_file_is_a_miss_removed_and_counted(build: Build, how: str, read: str) -> None:
+@pytest.mark.parametrize("read", ["get", "get_buffer", "get_many", "incr"])
+@pytest.mark.parametrize("size", [300_000, 5 << 20])
+def test_a_damaged_value_file_is_a_miss_removed_and_counted(
+    build: Build, how: str, read: str, size: int
+) -> None:
     tier = build(file_min_bytes=SMALL_FILES)
-    put(tier, "big", b"7" * 300_000, None, "t")
+    put(tier, "big", b"7" * size, None, "t")
     _corrupt_file(tier, how)
     if read == "get":
         assert tier.tierkit_get("big") is None
+    elif read == "get_buffer":
+        assert tier.tierkit_get_buffer("big") is None
     elif read == "get_many":
         assert tier.tierkit_get_many(["big"]) == {}
     else:
@@ -912,7 +937,7 @@ def test_crash_leftovers_are_swept_at_open_and_a_young_file_is_not(build: Build)
     (kept,) = files_named(tier) - {n for n in files_named(tier) if _key_of(tier, n) == "dropped"}
     # What crashes leave: a file written but never committed, a temporary file, and a file
     # whose row was deleted but which was never unlinked (still listed in `dropped`).
-    uncommitted = tier._write_file(make_value(3, 5000))
+    uncommitted = tier._write_file((make_value(3, 5000),))
     tmp = tier._file_path(os.urandom(16).hex(), ".tmp")
     tmp.parent.mkdir(exist_ok=True)
     tmp.write_bytes(b"partial")
@@ -934,7 +959,7 @@ def test_crash_leftovers_are_swept_at_open_and_a_young_file_is_not(build: Build)
 def test_a_young_file_written_by_another_tier_survives_its_sweep_and_commits(build: Build) -> None:
     writer = build(file_min_bytes=SMALL_FILES)
     value = make_value(1, 5000)
-    name = writer._write_file(value)  # the file is written, the row not yet
+    name = writer._write_file((value,))  # the file is written, the row not yet
     build(file_min_bytes=SMALL_FILES)  # another process opens the store: sweeps
     with writer._writer as conn:
         conn.execute(file_module._SET, writer._row("k", value, None, (), name)).fetchone()

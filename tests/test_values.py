@@ -348,6 +348,113 @@ print("ok")
     assert run.stdout.strip() == "ok", run.stderr
 
 
+# -- large arrays through the file tier: in pieces out, handed-over memory back -----------------
+
+_BIG = np.random.default_rng(0).random(5 << 17)  # 5 MiB: read back into memory that may use huge pages
+_FILED = {
+    "float64 3-D": np.arange(24.0).reshape(2, 3, 4),
+    "int16 Fortran": np.asfortranarray(np.arange(-6, 6, dtype=np.int16).reshape(3, 4)),
+    "big-endian float": np.arange(5, dtype=">f8"),
+    "complex": np.array([1 + 2j, -0.0 - 1j, np.nan]),
+    "structured": np.array(
+        [(1, 2.5, b"ab"), (3, -1.0, b"c")], dtype=[("i", "<i4"), ("f", "<f8"), ("s", "S2")]
+    ),
+    "datetime64": np.array(["2026-03-29T01:00", "NaT"], dtype="datetime64[ns]"),
+    "unicode": np.array(["é", "日本", ""]),
+    "bool": np.array([True, False, True]),
+    "strided": np.arange(20.0)[::3],
+    "big, Fortran": np.asfortranarray(_BIG.reshape(1024, -1)),
+}
+
+
+@pytest.fixture
+def file_cache(tmp_path: Path) -> tierkit.Cache:
+    """A file-only cache writing every payload to a value file of its own."""
+    options = {"directory": str(tmp_path), "file_min_bytes": 1, "max_bytes": 64 << 20}
+    return tierkit.Cache(namespace="arrays", order=["file"], tiers={"file": {"options": options}})
+
+
+@pytest.mark.parametrize("name", _FILED)
+def test_an_array_read_from_a_value_file_is_the_read_memory_writable_and_independent(
+    file_cache: tierkit.Cache, name: str
+) -> None:
+    array = _FILED[name]
+    file_cache.set("a", array, persistent=True)
+    got = file_cache.get("a")
+    same_array(got, array)
+    assert not got.flags.owndata  # decoded over the memory the tier read the file into: no copy
+    again = file_cache.get("a")
+    assert not np.shares_memory(got, array) and not np.shares_memory(got, again)
+    flat = got.T if got.flags.f_contiguous else got  # a C-contiguous view of the same memory
+    flat.reshape(-1).view(np.uint8)[...] = 0  # writing into it changes no one else's copy
+    same_array(again, array)
+    same_array(file_cache.get("a"), array)
+
+
+def test_arrays_in_pieces_and_handed_back_round_trip_nested(file_cache: tierkit.Cache) -> None:
+    value: dict[str, Any] = {
+        "a": _FILED["structured"],
+        "b": [_FILED["big, Fortran"], np.float32(0.5)],
+        "n": None,
+    }
+    file_cache.set("v", value, persistent=True)
+    got = file_cache.get("v")
+    same_array(got["a"], value["a"])
+    assert not got["a"].flags.owndata  # the first buffer is aligned in the payload: kept, not copied
+    same_array(got["b"][0], value["b"][0])
+    assert type(got["b"][1]) is np.float32 and got["n"] is None
+
+
+def test_large_values_without_arrays_decode_from_handed_over_memory(file_cache: tierkit.Cache) -> None:
+    """Plain JSON and the envelope decode from the memory a value file was read into too."""
+    plain = list(range(1_000_000))  # ~7 MB of JSON
+    tagged = [(i, dt.date(2026, 1, 1)) for i in range(200_000)]
+    file_cache.set("plain", plain, persistent=True)
+    file_cache.set("tagged", tagged, persistent=True)
+    assert file_cache.get("plain") == plain and file_cache.get("tagged") == tagged
+
+
+@pytest.mark.parametrize("kind", ["compressible", "random"])
+def test_arrays_through_value_files_with_compression_on(tmp_path: Path, kind: str) -> None:
+    """A payload to compress is joined; one read back, compressed or not, still decodes exactly."""
+    array = np.zeros(1 << 18) if kind == "compressible" else _BIG[: 1 << 18]
+    options = {"directory": str(tmp_path), "file_min_bytes": 1}
+    cache = tierkit.Cache(
+        order=["file"], tiers={"file": {"options": options}}, compress_min_bytes=1024, compression="zlib"
+    )
+    cache.set("a", array, persistent=True)
+    stored = cache.inspect("a")["file"].size
+    assert stored is not None
+    assert (stored < array.nbytes / 10) if kind == "compressible" else (stored > array.nbytes)
+    got = cache.get("a")
+    same_array(got, array)
+    got[...] = 1
+    same_array(cache.get("a"), array)
+
+
+def test_byte_tiers_without_the_piece_hooks_get_bytes_joined_once(clock: Any, tmp_path: Path) -> None:
+    from ._tiers import KINDS, DictTier
+
+    DictTier.stores.clear()
+    tiers: dict[str, Any] = {"bytes1": {"kind": "bytes"}, "bytes2": {"kind": "bytes"}}
+    tiers["file"] = {"options": {"directory": str(tmp_path), "file_min_bytes": 1}}
+    cache = tierkit.Cache(order=["bytes1", "bytes2", "file"], tiers=tiers, clock=clock, kinds=KINDS)
+    array = _FILED["float64 3-D"]
+    cache.set("a", array, persistent=True)
+    first, second = DictTier.stores["bytes1"]["a"].value, DictTier.stores["bytes2"]["a"].value
+    assert type(first) is bytes and first is second  # one join for both
+    assert first == cache.codec.encode("a", array)
+    same_array(cache.get("a"), array)  # read from bytes1, as before
+
+    cache.clear(tiers=["bytes1", "bytes2"])
+    got = cache.get("a")  # from the file, backfilled above
+    same_array(got, array)
+    got[...] = -1
+    first, second = DictTier.stores["bytes1"]["a"].value, DictTier.stores["bytes2"]["a"].value
+    assert type(first) is bytes and first == cache.codec.encode("a", array)  # not the array's memory
+    assert first is second  # copied once for both
+
+
 def same_frame(got: Any, expected: Any) -> None:
     assert type(got) is type(expected)
     if isinstance(expected, pd.DataFrame):

@@ -5,6 +5,9 @@ fastest correct path for this chain: the first tier's front door (a capability
 a local object tier may offer, :meth:`tierkit.Tier.front_door`), else
 :meth:`Chain.read_through`, which asks tiers in order, decodes a byte tier's hit
 once and copies it into the ``always`` tiers above it with its *remaining* TTL.
+A byte tier with ``tierkit_get_buffer`` is asked through it when the codec keeps
+buffers, and one with ``tierkit_set_parts`` is written a payload in pieces
+(:class:`~tierkit.Parts`): a large array is then copied neither way.
 
 Every tier call goes through the tier's :class:`TierSlot`: its hookimpls bound
 once, a circuit breaker, counters.  A tier that raises, or returns what the
@@ -49,6 +52,7 @@ from tierkit._types import (
     HealthReport,
     HealthStatus,
     KeyReport,
+    Parts,
     Payloads,
     TierHealth,
     TierReport,
@@ -83,6 +87,7 @@ class TierSlot:
         "deletes",
         "errors",
         "get",
+        "get_buffer",
         "get_many",
         "get_many_payloads",
         "health",
@@ -101,6 +106,7 @@ class TierSlot:
         "remote",
         "set",
         "set_many",
+        "set_parts",
         "sets",
         "stats",
         "tier",
@@ -135,6 +141,14 @@ class TierSlot:
             getattr(tier, "tierkit_get_many_payloads", None) if self.holds_bytes else None
         )
         """A byte tier's batch read answered column by column, if it has one (``Cache.get_many``)."""
+        self.set_parts: Callable[[str, Entry], Any] | None = (
+            getattr(tier, "tierkit_set_parts", None) if self.holds_bytes else None
+        )
+        """A byte tier's write of a payload in pieces (:class:`~tierkit.Parts`), if it takes them."""
+        self.get_buffer: Callable[[str], Any] | None = (
+            getattr(tier, "tierkit_get_buffer", None) if self.holds_bytes else None
+        )
+        """A byte tier's read that hands its payload over (``bytearray``, ``memoryview``), if it has one."""
         self.set_many: Callable[[Mapping[str, Entry]], Any] = getattr(
             tier, "tierkit_set_many", self._set_each
         )
@@ -251,7 +265,7 @@ class TierSlot:
             return self._ask(method, *args)
         finally:
             operation = getattr(method, "__name__", "call").removeprefix("tierkit_").lstrip("_")
-            latency.observe(operation, time.perf_counter() - start)
+            latency.observe(_OPERATION.get(operation, operation), time.perf_counter() - start)
 
     def catch_up(self) -> bool:
         """Apply what this tier missed; False (a failure, counted) if it still cannot be applied."""
@@ -377,8 +391,13 @@ class Skipped:
         self.reason = reason
 
 
-_Hit = tuple[Any, bytes | None, Entry]
+_OPERATION = {"get_buffer": "get", "set_parts": "set"}
+"""Latency histograms of hooks that stand in for another: a ``get`` is a ``get``, whichever hook served it."""
+
+_Hit = tuple[Any, bytes | bytearray | memoryview | None, Entry]
 """A hit on its way up: (value, its payload if it came from a byte tier, the stored entry)."""
+_HANDED = (bytearray, memoryview)
+"""Types of the payloads ``tierkit_get_buffer`` may hand over, besides ``bytes``."""
 
 
 class Hits:
@@ -497,6 +516,9 @@ class Chain:
         self.persistent_writers = tuple(s for s in slots if s.write != "never")
         self.encode_plain = any(s.holds_bytes for s in self.writers)
         self.encode_persistent = any(s.holds_bytes for s in self.persistent_writers)
+        self.split_plain = any(s.set_parts for s in self.writers)
+        self.split_persistent = any(s.set_parts for s in self.persistent_writers)
+        """Whether a write goes to a tier that takes a payload in pieces (``tierkit_set_parts``)."""
         # A hit in tier i is copied into the "always" tiers above it.
         self._backfill_targets = tuple(
             tuple(above for above in slots[:i] if above.write == "always") for i in range(len(slots))
@@ -577,11 +599,12 @@ class Chain:
         stamp = self.stamp()
         for index in range(start, len(slots)):
             slot = slots[index]
-            entry = slot.ask(slot.get, key)
+            handed = slot.get_buffer is not None and codec.keeps_buffers
+            entry = slot.ask(slot.get_buffer if handed else slot.get, key)
             if entry is None and not slot.breaker.failures:
                 slot.misses += 1  # a plain miss, no failure to forget: accept() without its two calls
                 continue
-            hit = self.accept(slot, key, entry, codec)
+            hit = self.accept(slot, key, entry, codec, handed=handed)
             if hit is None:
                 continue
             if index:
@@ -589,11 +612,15 @@ class Chain:
             return index, hit
         return None
 
-    def accept(self, slot: TierSlot, key: str, entry: object, codec: Codec, now: bool = True) -> _Hit | None:
+    def accept(
+        self, slot: TierSlot, key: str, entry: object, codec: Codec, now: bool = True, handed: bool = False
+    ) -> _Hit | None:
         """A tier's ``tierkit_get`` answer as a checked, decoded hit — or ``None`` (a miss, a failure,
         an answer the contract forbids, undecodable bytes), counted either way.
 
-        Shared by the sync and async read paths (``now``: see :meth:`_undecodable`).
+        Shared by the sync and async read paths (``now``: see :meth:`_undecodable`).  ``handed``:
+        the answer of ``tierkit_get_buffer``, whose payload may be a ``bytearray`` or ``memoryview``
+        handed over.
         """
         if entry is None:
             slot.ok()
@@ -601,12 +628,13 @@ class Chain:
             return None
         if type(entry) is not Entry:
             if entry is not UNAVAILABLE:
-                slot.violated("tierkit_get", "Entry or None", entry)
+                slot.violated("tierkit_get_buffer" if handed else "tierkit_get", "Entry or None", entry)
             return None
         value = entry[0]
         holds_bytes = slot.holds_bytes
-        if holds_bytes and type(value) is not bytes:
-            slot.violated("tierkit_get", "an Entry holding bytes (a byte tier)", value)
+        if holds_bytes and type(value) is not bytes and not (handed and type(value) in _HANDED):
+            hook = "tierkit_get_buffer" if handed else "tierkit_get"
+            slot.violated(hook, "an Entry holding bytes (a byte tier)", value)
             return None
         slot.ok()
         payload = None
@@ -755,11 +783,19 @@ class Chain:
                 self.write(slot, batch)
 
     def _backfill_one(
-        self, index: int, key: str, value: Any, payload: bytes | None, entry: Entry, stamp: int
+        self,
+        index: int,
+        key: str,
+        value: Any,
+        payload: bytes | bytearray | memoryview | None,
+        entry: Entry,
+        stamp: int,
     ) -> None:
         """:meth:`_backfill` for the single hit of a ``get`` (no batch to build)."""
         now = self.clock() if self._backfill_capped[index] else 0.0
         for slot in self._backfill_targets[index]:
+            if slot.holds_bytes and payload is not None and type(payload) is not bytes:
+                payload = bytes(payload)  # handed over, the decoded value's memory: copied once
             copy = self._copy_for(slot, key, value, payload, entry, now)
             if copy is None:
                 continue
@@ -814,7 +850,13 @@ class Chain:
         return backplane.carried(op, call, *args)
 
     def _copy_for(
-        self, slot: TierSlot, key: str, value: Any, payload: bytes | None, entry: Entry, now: float
+        self,
+        slot: TierSlot,
+        key: str,
+        value: Any,
+        payload: bytes | bytearray | memoryview | None,
+        entry: Entry,
+        now: float,
     ) -> Entry | None:
         """The entry to backfill into ``slot``, with the remaining TTL (``None`` if it cannot hold it).
 
@@ -882,22 +924,32 @@ class Chain:
         if stale_ttl:
             return self._set_with_stale(key, value, ttl, tags, persistent, codec, stale_ttl)
         writers, encode, tag_tuple, now, expires_at = self._write_plan(ttl, tags, persistent)
-        if encode:
+        payload: bytes | Parts | None = None
+        if not encode:  # no byte tier to write: the value is still held to the codec, so it is refused
+            codec.check(key, value)  # here exactly when a chain with Redis would refuse it
+        elif self.split_persistent if persistent else self.split_plain:
+            payload = codec.encode_parts(key, value)
+        else:
             payload = codec.encode(key, value)
-        else:  # no byte tier to write: the value is still held to the codec, so it is refused
-            payload = None  # here exactly when a chain with Redis would refuse it
-            codec.check(key, value)
         stored = True
         backplane = self.backplane
         op: Op = ("keys", (key,))
         announced = False
         for slot in writers:
             exp = expires_at if slot.max_ttl is None else slot.cap(expires_at, now)
-            entry = new_entry((payload if slot.holds_bytes else value, exp, tag_tuple))
+            held, store = value, slot.set
+            if slot.holds_bytes:
+                held = payload
+                if type(payload) is Parts:  # pieces for the tiers that take them, else bytes joined once
+                    if slot.set_parts is None or self.coherent(slot):
+                        held = payload.join()
+                    else:
+                        store = slot.set_parts
+            entry = new_entry((held, exp, tag_tuple))
             if self.coherent(slot):
                 done = self.write_local(slot, {key: entry}, None)
             else:
-                outcome, sent = self.carrying(slot, op, slot.call, slot.set, key, entry)
+                outcome, sent = self.carrying(slot, op, slot.call, store, key, entry)
                 announced = announced or sent
                 done = outcome is not UNAVAILABLE
                 if done:

@@ -48,6 +48,7 @@ from zoneinfo import ZoneInfo
 import orjson
 from pydantic import BaseModel, SecretStr, TypeAdapter
 
+from tierkit._types import Parts
 from tierkit.errors import CodecError, ConfigError
 
 if TYPE_CHECKING:
@@ -88,6 +89,11 @@ class Codec:
     stores_bytes: ClassVar[bool] = True
     """False only for the ``objects`` codec: values stay Python objects, byte tiers cannot run."""
 
+    keeps_buffers: ClassVar[bool] = False
+    """True if :meth:`decode` may be handed a ``bytearray`` payload to keep: the value it
+    returns may then use that memory instead of a copy (a tier's ``tierkit_get_buffer``
+    answer is read only for such a codec).  It must still accept ``bytes``."""
+
     @classmethod
     def from_settings(cls, settings: Settings) -> Codec:
         """The codec for a cache built from ``settings`` (default: ``cls()``); raise ``ConfigError``."""
@@ -96,6 +102,15 @@ class Codec:
     def encode(self, key: str, value: Any) -> bytes:
         """Return the payload for ``value``; raise ``TypeError`` naming ``key`` if it is not accepted."""
         raise NotImplementedError
+
+    def encode_parts(self, key: str, value: Any) -> bytes | Parts:
+        """The payload of :meth:`encode`, or the same bytes in pieces (:class:`~tierkit.Parts`).
+
+        The chain calls it instead of :meth:`encode` when a tier it writes to takes
+        pieces (``tierkit_set_parts``), so that a large buffer reaches that tier
+        without being copied into one ``bytes``.  The default returns :meth:`encode`'s.
+        """
+        return self.encode(key, value)
 
     def decode(self, payload: bytes) -> Any:
         """Return the value; raise :class:`~tierkit.errors.CodecError` on bytes it cannot read."""
@@ -232,10 +247,13 @@ class JsonCodec(Codec):
     """orjson with an exact-round-trip envelope (the default codec).
 
     numpy arrays and scalars and pandas DataFrames and Series are accepted too
-    (:mod:`tierkit._data`), their bytes beside the JSON.
+    (:mod:`tierkit._data`), their bytes beside the JSON: :meth:`encode_parts` gives
+    them as views of the values' memory, and :meth:`decode` of a ``bytearray``
+    returns arrays over its memory (the payload is handed over), not copies.
     """
 
     name = "json"
+    keeps_buffers = True
 
     def check(self, key: str, value: Any) -> None:
         # What orjson writes on its own the envelope accepts; the rest takes the
@@ -249,6 +267,10 @@ class JsonCodec(Codec):
                 raise TypeError(_refusal_message(key, value, refusal)) from None
 
     def encode(self, key: str, value: Any) -> bytes:
+        payload = self.encode_parts(key, value)
+        return payload.join() if isinstance(payload, Parts) else payload
+
+    def encode_parts(self, key: str, value: Any) -> bytes | Parts:
         # Fast path: orjson alone, refusing every type it would not bring back
         # (datetime, dataclass, str/int/dict/list subclasses go to _refuse), then
         # a check that the JSON reads back equal — that catches tuple, UUID,
@@ -274,7 +296,10 @@ class JsonCodec(Codec):
         buffers = encoder.buffers
         if buffers:
             head = orjson.dumps([tree, [b.nbytes for b in buffers]])
-            return b"".join([b"b", _LENGTH.pack(len(head)), head, *buffers])
+            # JSON may end in spaces: they put the first buffer at a multiple of _ALIGN, so that an
+            # array decoded in place from a bytearray (aligned by malloc) is aligned too.
+            head += b" " * (-(1 + _LENGTH.size + len(head)) % _ALIGN)
+            return Parts([b"b" + _LENGTH.pack(len(head)) + head, *buffers])
         body = orjson.dumps(tree)
         return b"e" + body if encoder.tagged else body
 
@@ -308,11 +333,13 @@ class JsonCodec(Codec):
 
 
 _LENGTH = struct.Struct("<I")
+_ALIGN = 64
 _NO_BUFFERS: list[memoryview] = []
 
 
-def _from_buffers(payload: bytes) -> Any:
-    """Decode a ``b`` payload: the buffers are views of ``payload``, not copies."""
+def _from_buffers(payload: bytes | bytearray) -> Any:
+    """Decode a ``b`` payload: the buffers are views of ``payload``, not copies (writable ones of a
+    ``bytearray``, which the decoded arrays may keep)."""
     view = memoryview(payload)
     (size,) = _LENGTH.unpack_from(view, 1)
     start = 1 + _LENGTH.size

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from tierkit._codec import Codec
 from tierkit._contract import suggest
+from tierkit._types import Parts
 from tierkit.errors import CodecError, ConfigError, PluginError
 from tierkit.hookspecs import PROJECT_NAME
 
@@ -118,6 +119,7 @@ class Compressing(Codec):
         self.inner = inner
         self.name = inner.name  # type: ignore[misc]
         self.stores_bytes = inner.stores_bytes  # type: ignore[misc]
+        self.keeps_buffers = inner.keeps_buffers  # type: ignore[misc]
         self.min_bytes = min_bytes
         self._zstd = library == "zstd"
         self._local = threading.local()  # zstandard (de)compressors are not thread-safe
@@ -137,6 +139,12 @@ class Compressing(Codec):
         else:
             packed = b"d" + zlib.compress(payload, _ZLIB_LEVEL)
         return packed if len(packed) <= len(payload) * _WORTH else payload
+
+    def encode_parts(self, key: str, value: Any) -> bytes | Parts:
+        # Without compression the inner codec's pieces go through; a payload to compress is joined.
+        if self.min_bytes is None:
+            return self.inner.encode_parts(key, value)
+        return self.encode(key, value)
 
     def decode(self, payload: bytes) -> Any:
         fmt = payload[0] if payload else -1

@@ -137,8 +137,12 @@ def _decode_array(np: Any, data: Any, buffers: list[memoryview]) -> Any:
         return np.empty(shape, dtype, order=order)
     if len(raw) != count * dtype.itemsize:
         raise CodecError("corrupt payload: array size does not match its shape")
-    # frombuffer reads the payload in place; copy() makes the one writable, owned array
-    return np.frombuffer(raw, dtype=dtype, count=count).reshape(shape, order=order).copy(order="K")
+    array = np.frombuffer(raw, dtype=dtype, count=count).reshape(shape, order=order)
+    # A payload handed over in a bytearray (writable) is the array's to keep; bytes are
+    # read-only and may be held elsewhere: copy() makes the one writable, owned array.
+    if raw.readonly or not array.flags.aligned:
+        return array.copy(order="K")
+    return array
 
 
 def _encode_scalar(np: Any, value: Any) -> Any:

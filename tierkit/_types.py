@@ -87,6 +87,36 @@ new_entry: Callable[[tuple[Any, float | None, tuple[str, ...]]], Entry] = functo
 NO_TAGS: Final[Mapping[str, tuple[str, ...]]] = MappingProxyType({})
 
 
+class Parts:
+    """A payload in pieces, for a byte tier with ``tierkit_set_parts``: its bytes are the
+    buffers' bytes end to end.
+
+    A large value (a numpy array) is encoded as a small header and views of the value's
+    own memory: a tier that writes the pieces itself (the file tier) never needs the
+    whole payload as one ``bytes``, so a 100 MB array is not copied to be stored.  The
+    views are valid only during the call that receives them: a tier that keeps the
+    payload keeps :meth:`join`'s bytes.
+    """
+
+    __slots__ = ("_joined", "buffers", "nbytes")
+
+    def __init__(self, buffers: Sequence[Any]) -> None:
+        self.buffers: tuple[memoryview, ...] = tuple(memoryview(b).cast("B") for b in buffers)
+        """The pieces, in order, as flat byte views."""
+        self.nbytes: int = sum(map(len, self.buffers))
+        """The payload's length."""
+        self._joined: bytes | None = None
+
+    def join(self) -> bytes:
+        """The payload as one ``bytes`` (built once, then the same object)."""
+        if self._joined is None:
+            self._joined = b"".join(self.buffers)
+        return self._joined
+
+    def __repr__(self) -> str:
+        return f"tierkit.Parts({len(self.buffers)} buffers, {self.nbytes} bytes)"
+
+
 class Payloads(NamedTuple):
     """A byte tier's answer to ``tierkit_get_many_payloads``: its hits, column by column.
 

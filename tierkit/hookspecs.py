@@ -105,6 +105,25 @@ def tierkit_get_many_payloads(keys: Sequence[str]) -> Payloads:
 
 
 @hookspec
+def tierkit_get_buffer(key: str) -> Entry | None:
+    """Look up one key of a byte tier, handing its payload over in a ``bytearray``.
+
+    :param key: the cache key.
+    :return: what ``tierkit_get`` answers, except that the payload may be a
+        ``bytearray`` or a ``memoryview`` (``bytes`` stay allowed) of memory the
+        tier allocated for this answer, does not keep and never hands out again:
+        the codec decodes the value over that memory instead of copying it (a
+        numpy array read from the file tier lives in the memory the file was read
+        into).
+
+    Optional, and used only on byte tiers, and only with a codec that keeps
+    buffers (:attr:`tierkit.Codec.keeps_buffers`, the JSON codec): ``Cache.get``
+    calls it instead of ``tierkit_get``.  Any other answer is checked as
+    ``tierkit_get``'s.
+    """
+
+
+@hookspec
 def tierkit_set(key: str, entry: Entry) -> None:
     """Store one entry, replacing any previous one under ``key``.
 
@@ -118,6 +137,25 @@ def tierkit_set(key: str, entry: Entry) -> None:
         can return them (the chain copies them when it backfills upper tiers).
 
     Required.
+    """
+
+
+@hookspec
+def tierkit_set_parts(key: str, entry: Entry) -> None:
+    """Store one entry of a byte tier whose payload comes in pieces, as ``tierkit_set`` does.
+
+    :param key: the cache key.
+    :param entry: as for ``tierkit_set``, but ``value`` is a :class:`tierkit.Parts`:
+        the payload is its buffers' bytes end to end (``value.join()``), and a
+        later ``tierkit_get`` returns those bytes.  The buffers may be views of the
+        cached value's own memory, valid only during the call: write them, or keep
+        ``value.join()``.
+
+    Optional, and used only on byte tiers: ``Cache.set`` encodes with
+    :meth:`tierkit.Codec.encode_parts` when a tier it writes has it, and calls it
+    with a ``Parts`` when the codec answers in pieces (the JSON codec does for
+    numpy arrays and pandas values); other tiers of the write get the joined
+    bytes, joined once.  Everything else (``set_many``, backfill) calls ``tierkit_set``.
     """
 
 

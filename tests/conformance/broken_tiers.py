@@ -57,6 +57,32 @@ class PayloadsDropTags(DiskcacheTier):
         return found._replace(tags={})
 
 
+class SetPartsKeepsTheFirstPiece(DiskcacheTier):
+    """A payload in pieces is stored as its first piece only."""
+
+    @tierkit.hookimpl
+    def tierkit_set_parts(self, key: str, entry: Entry) -> None:
+        self.tierkit_set(key, entry._replace(value=bytes(entry.value.buffers[0])))
+
+
+class GetBufferHandsOutItsOwnMemory(DiskcacheTier):
+    """``tierkit_get_buffer`` answers the same bytearray every time: the codec would write into
+    what the next reader gets."""
+
+    def __init__(self, options: BaseModel, context: TierContext) -> None:
+        super().__init__(options, context)
+        self.held: dict[str, Entry] = {}
+
+    @tierkit.hookimpl
+    def tierkit_get_buffer(self, key: str) -> Entry | None:
+        if key not in self.held:
+            entry = super().tierkit_get_buffer(key)
+            if entry is None:
+                return None
+            self.held[key] = entry
+        return self.held[key]
+
+
 class ExpiryOffByOne(DiskcacheTier):
     """An entry is still served at exactly ``expires_at`` (``<`` instead of ``<=``)."""
 

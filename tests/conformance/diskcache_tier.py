@@ -109,6 +109,12 @@ class DiskcacheTier(tierkit.Tier):
             {key: entry.tags for key, entry in found.items() if entry.tags},
         )
 
+    @tierkit.hookimpl
+    def tierkit_get_buffer(self, key: str) -> Entry | None:
+        """The same hit, its payload in a new bytearray the codec may keep (the optional hook)."""
+        entry = self.tierkit_get(key)
+        return None if entry is None else entry._replace(value=bytearray(entry.value))
+
     def live(self, raw: Any) -> Entry | None:
         """The entry in ``raw`` unless it is absent, not ours, or expired (``expires_at <= now``)."""
         entry = None if raw is None else decode(raw)
@@ -122,6 +128,11 @@ class DiskcacheTier(tierkit.Tier):
     def tierkit_set(self, key: str, entry: Entry) -> None:
         with self.cache.transact(retry=True):
             self.store(key, entry)
+
+    @tierkit.hookimpl
+    def tierkit_set_parts(self, key: str, entry: Entry) -> None:
+        """A payload in pieces (the optional hook): diskcache stores bytes, so they are joined."""
+        self.tierkit_set(key, entry._replace(value=entry.value.join()))
 
     @tierkit.hookimpl
     def tierkit_set_many(self, entries: Mapping[str, Entry]) -> None:

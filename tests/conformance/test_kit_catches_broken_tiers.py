@@ -57,6 +57,16 @@ CASES = [
         "get_many_payloads() for 'tagged': tags: expected ('a', 'b'), got ()",
     ),
     Case(
+        broken.SetPartsKeepsTheFirstPiece,
+        ("test_set_parts_stores_what_set_would",),
+        "get after set_parts of 1009 bytes: value: expected b'\\x00head\\x00\\x01",
+    ),
+    Case(
+        broken.GetBufferHandsOutItsOwnMemory,
+        ("test_get_buffer_answers_as_get",),
+        "get_buffer('buffer-1000').value: expected new memory on every call, got bytearray bytearray(b'\\xff",
+    ),
+    Case(
         broken.ExpiryOffByOne,
         ("test_expiry_is_exact_at_expires_at", "test_an_entry_set_past_its_deadline_is_a_miss"),
         "get at exactly expires_at (expired when expires_at <= now): expected a miss (None), got Entry(",

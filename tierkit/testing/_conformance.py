@@ -13,7 +13,7 @@ import pytest
 
 from tierkit import hookspecs
 from tierkit._contract import check_tier_class
-from tierkit._types import Entry, Payloads, TierHealth
+from tierkit._types import Entry, Parts, Payloads, TierHealth
 from tierkit.testing._atomic_conformance import AtomicConformance
 from tierkit.testing._context import FakeClock
 from tierkit.testing._expect import (
@@ -27,6 +27,16 @@ from tierkit.testing._expect import (
     fail,
 )
 from tierkit.testing._threads import _join, _run_threads, _start_thread
+
+_PIECE_SIZES = (1000, 3 << 20)
+"""Payload sizes of the piece checks: a small one, and one a tier may store apart (the file tier's
+value files start at 512 KiB)."""
+
+
+def _pattern(size: int) -> bytes:
+    """``size`` bytes that differ from their neighbours (a shifted or swapped piece shows)."""
+    return (bytes(range(251)) * (size // 251 + 1))[:size]
+
 
 OTHER_NAMESPACE = "conformance-other"
 """The namespace the suite passes to ``make_tier`` for a neighbour of the tier under test."""
@@ -348,6 +358,58 @@ class TierConformance(AtomicConformance):
             what = f"get_many_payloads() for {key!r}"
             expect_tags(tags, tuple(expected[key].tags), what)
             expect_entry(Entry(payload, deadline, tags), expected[key], what)
+
+    # -- large payloads in pieces (optional) -------------------------------------
+
+    def test_set_parts_stores_what_set_would(self, tier: Any, clock: FakeClock) -> None:
+        """``tierkit_set_parts`` (optional) stores the pieces joined, and keeps no view of them."""
+        write = getattr(tier, "tierkit_set_parts", None)
+        if write is None:
+            pytest.skip("tier has no tierkit_set_parts (the chain writes with tierkit_set)")
+        deadline = clock() + 60 if self.supports_ttl else None
+        for size in _PIECE_SIZES:
+            body = bytearray(_pattern(size))
+            payload = b"\x00head" + bytes(body) + b"tail"
+            write(
+                key=f"parts-{size}",
+                entry=Entry(Parts([b"\x00head", memoryview(body), b"tail"]), deadline, ("t",)),
+            )
+            body[:] = bytes(size)  # the caller's memory changes after the call: the tier must not care
+            expect_entry(
+                tier.tierkit_get(key=f"parts-{size}"),
+                Entry(payload, deadline, ("t",)),
+                f"get after set_parts of {size + 9} bytes",
+            )
+
+    def test_get_buffer_answers_as_get(self, tier: Any, clock: FakeClock) -> None:
+        """``tierkit_get_buffer`` (optional) says what ``tierkit_get`` says, in memory it hands over."""
+        read = getattr(tier, "tierkit_get_buffer", None)
+        if read is None:
+            pytest.skip("tier has no tierkit_get_buffer (the chain reads with tierkit_get)")
+        deadline = clock() + 60 if self.supports_ttl else None
+        keys = [f"buffer-{size}" for size in _PIECE_SIZES]
+        for key, size in zip(keys, _PIECE_SIZES, strict=True):
+            tier.tierkit_set(key=key, entry=Entry(_pattern(size), deadline, ("t",)))
+        for key in [*keys, "absent"]:
+            expected = tier.tierkit_get(key=key)
+            got = read(key=key)
+            if expected is None:
+                expect_miss(got, f"get_buffer({key!r}) where get misses")
+                continue
+            entry = expect_hit(got, f"get_buffer({key!r})")
+            value = entry.value
+            what = f"get_buffer({key!r}).value"
+            expect(
+                type(value) in (bytes, bytearray, memoryview), what, "bytes, bytearray or memoryview", value
+            )
+            expect_entry(Entry(bytes(value), entry.expires_at, entry.tags), expected, f"get_buffer({key!r})")
+            if type(value) is not bytes and not getattr(value, "readonly", False) and len(value):
+                value[0] ^= 0xFF  # the codec may write into what it was handed
+                again = read(key=key)
+                expect(again.value is not value, what, "new memory on every call", again.value)
+                expect_equal(
+                    bytes(again.value), expected.value, f"{what} after the last answer was written to"
+                )
 
     # -- namespaces (make_tier) --------------------------------------------------
 

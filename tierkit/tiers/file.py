@@ -4,7 +4,9 @@ Entries live in ``<directory>/<namespace>/cache.sqlite3`` (SQLite in WAL mode, f
 standard library); keys never become paths.  A value of at least ``file_min_bytes`` is
 written to a file of its own beside the database (``values/xx/<random>.val``, diskcache's
 design: SQLite writes a large blob at a fraction of the disk's speed), and its row holds
-the file's name and size.  Every write is one atomic transaction: a process killed mid-write
+the file's name and size; a payload in pieces (``tierkit_set_parts``) is written to it piece by
+piece, and ``tierkit_get_buffer`` reads it into memory handed over to the codec, so a numpy
+array is copied neither way.  Every write is one atomic transaction: a process killed mid-write
 leaves the old value or the new one (a value file is complete before the row naming it
 commits).  A value in the database carries a CRC-32; a value file is checked by its length
 and a CRC-32 of its first and last 64 KiB (a CRC of the whole file would cost as much as
@@ -39,6 +41,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import mmap
 import os
 import re
 import shutil
@@ -92,6 +95,11 @@ _EDGE = 64 << 10
 _ORPHAN_GRACE = 600.0
 """Seconds after its last write before a value file no row names may be swept: a writer
 commits its row right after writing the file, so only a crash leaves one that old."""
+Buffer = bytes | bytearray | memoryview
+"""A value file's bytes, or one piece of them (:class:`tierkit.Parts`)."""
+_HUGEPAGE: int | None = getattr(mmap, "MADV_HUGEPAGE", None)
+_HUGE_MIN = 4 << 20
+"""Value files read for the codec to keep from this size on go to memory that may use huge pages."""
 _DROP_BATCH = 256
 _REREADS = 4
 """Times a read re-reads a row whose value file a writer replaced under it."""
@@ -571,6 +579,12 @@ class FileTier(Tier[FileOptions]):
         return self._entry(rows[0]) if rows else None
 
     @hookimpl
+    def tierkit_get_buffer(self, key: str) -> Entry | None:
+        """``tierkit_get``, a value file read into writable memory the codec keeps (no copy)."""
+        rows = self._reader.fetch(_GET, (key,))
+        return self._entry(rows[0], handed=True) if rows else None
+
+    @hookimpl
     def tierkit_get_many(self, keys: Sequence[str]) -> Mapping[str, Entry]:
         rows = []
         with self._reader as conn:
@@ -583,17 +597,18 @@ class FileTier(Tier[FileOptions]):
                 found[key] = entry
         return found
 
-    def _entry(self, row: Sequence[Any], rereads: int = _REREADS) -> Entry | None:
+    def _entry(self, row: Sequence[Any], rereads: int = _REREADS, handed: bool = False) -> Entry | None:
         """Turn an ``_GET`` row into an Entry; ``None`` if expired, or if corrupt (then removed).
 
-        A value file is read here, after the read connection's lock is released.  When the
-        row was rewritten meanwhile (its file dropped under this reader) it is read again.
+        A value file is read here, after the read connection's lock is released (into memory
+        handed over to the codec if ``handed``).  When the row was rewritten meanwhile (its file dropped
+        under this reader) it is read again.
         """
         rowid, value, crc, expires_at, tags, size, file = row
         if expires_at is not None and expires_at <= self._clock():
             return None
         if file is not None:
-            value = self._read_file(file, size, crc)
+            value = self._read_file(file, size, crc, handed)
         elif type(value) is not bytes or crc32(value) != crc:
             value = None
         if value is not None:
@@ -607,7 +622,7 @@ class FileTier(Tier[FileOptions]):
             return None
         with self._reader as conn:
             row = conn.execute(_GET_ID, (rowid,)).fetchone()
-        return None if row is None else self._entry(row, rereads - 1)
+        return None if row is None else self._entry(row, rereads - 1, handed)
 
     def _remove_corrupt(self, rowid: int, file: str | None) -> bool:
         """Delete the row ``rowid`` if it still names ``file``, count it as corrupt, and say
@@ -632,8 +647,9 @@ class FileTier(Tier[FileOptions]):
     def _file_path(self, token: str, suffix: str = ".val") -> Path:
         return self._values / token[:2] / (token[2:] + suffix)
 
-    def _write_file(self, value: bytes) -> str:
-        """Write ``value`` to a new value file and return its name (its row is not written yet).
+    def _write_file(self, parts: Sequence[Buffer]) -> str:
+        """Write the bytes of ``parts`` to a new value file and return its name (its row is not
+        written yet).
 
         Written under a temporary name and renamed: a ``.val`` file is always complete.
         """
@@ -647,9 +663,10 @@ class FileTier(Tier[FileOptions]):
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         durable = self._opts.synchronous == "full"
         try:
-            view = memoryview(value)
-            while view:
-                view = view[os.write(fd, view) :]
+            for part in parts:
+                view = memoryview(part)
+                while view:
+                    view = view[os.write(fd, view) :]
             if durable:
                 os.fsync(fd)
         except BaseException:
@@ -662,9 +679,10 @@ class FileTier(Tier[FileOptions]):
             _fsync_directory(tmp.parent)
         return token
 
-    def _read_file(self, token: Any, size: Any, crc: int) -> bytes | None:
-        """The value in file ``token``; ``None`` if it is missing, not ``size`` bytes long, or
-        fails its CRC (:func:`_edge_crc`)."""
+    def _read_file(self, token: Any, size: Any, crc: int, handed: bool = False) -> Buffer | None:
+        """The value in file ``token`` (read into new writable memory, :func:`_memory`, if
+        ``handed``); ``None`` if it is missing, not ``size`` bytes long, or fails its CRC
+        (:func:`_edge_crc`)."""
         if type(token) is not str or not _TOKEN_RE.fullmatch(token) or type(size) is not int:
             return None
         try:
@@ -674,18 +692,28 @@ class FileTier(Tier[FileOptions]):
         try:
             if os.fstat(fd).st_size != size:
                 return None
-            value = os.read(fd, size)  # one read into a bytes of the final size: no join, no copy
-            if len(value) < size:
-                parts = [value]
-                while size > (got := sum(map(len, parts))):
-                    part = os.read(fd, size - got)
-                    if not part:
+            value: Buffer
+            if handed:  # read in place: the decoder keeps this memory
+                value = _memory(size)
+                got = 0
+                while got < size:
+                    read = os.readv(fd, [value[got:]])
+                    if not read:
                         return None
-                    parts.append(part)
-                value = b"".join(parts)
+                    got += read
+            else:
+                value = os.read(fd, size)  # one read into a bytes of the final size: no join, no copy
+                if len(value) < size:
+                    parts = [value]
+                    while size > (got := sum(map(len, parts))):
+                        part = os.read(fd, size - got)
+                        if not part:
+                            return None
+                        parts.append(part)
+                    value = b"".join(parts)
         finally:
             os.close(fd)
-        return value if _edge_crc(value) == crc else None
+        return value if _edge_crc((value,)) == crc else None
 
     def _unlink(self, token: str) -> None:
         if type(token) is str and _TOKEN_RE.fullmatch(token):
@@ -742,14 +770,14 @@ class FileTier(Tier[FileOptions]):
         """The ``_SET`` parameters: the value in the row, or the name of its value file."""
         if file is None:
             return (key, value, crc32(value), len(value), expires_at, _tags_blob(tags), None)
-        return (key, b"", _edge_crc(value), len(value), expires_at, _tags_blob(tags), file)
+        return (key, b"", _edge_crc((value,)), len(value), expires_at, _tags_blob(tags), file)
 
     def _maybe_file(self, value: bytes) -> str | None:
         """Write ``value`` to a value file if it is to have one (before the row's transaction)."""
         size = len(value)
         if size < self._min_file or size > self._max_bytes:
             return None
-        return self._write_file(value)
+        return self._write_file((value,))
 
     @hookimpl
     def tierkit_set(self, key: str, entry: Entry) -> None:
@@ -761,6 +789,26 @@ class FileTier(Tier[FileOptions]):
         else:
             file = self._maybe_file(value)
             row = self._row(key, value, expires_at, tags, file)
+        self._commit_row(key, row, size, tags, file)
+
+    @hookimpl
+    def tierkit_set_parts(self, key: str, entry: Entry) -> None:
+        """``tierkit_set`` of a payload in pieces: a value file is written from the pieces
+        themselves (a numpy array's own memory), never joined into one ``bytes``."""
+        parts, expires_at, tags = entry
+        size = parts.nbytes
+        if size < self._min_file:
+            self.tierkit_set(key, Entry(parts.join(), expires_at, tags))
+            return
+        buffers = parts.buffers
+        file = None if size > self._max_bytes else self._write_file(buffers)
+        row = (key, b"", _edge_crc(buffers), size, expires_at, _tags_blob(tags), file)
+        self._commit_row(key, row, size, tags, file)
+
+    def _commit_row(
+        self, key: str, row: tuple[Any, ...], size: int, tags: tuple[str, ...], file: str | None
+    ) -> None:
+        """Commit the ``_SET`` ``row`` of ``key`` (its value file, if any, already written)."""
         with self._writer as conn:
             if size > self._max_bytes:
                 self._delete(conn, key)
@@ -1073,16 +1121,43 @@ def _in_chunks(template: str, values: Sequence[str]) -> Iterator[tuple[str, Sequ
         yield _in_statement(template, width), chunk
 
 
-def _edge_crc(value: bytes) -> int:
-    """The CRC-32 of a value file: of its first and last ``_EDGE`` bytes (all of a short one).
+def _edge_crc(parts: Sequence[Buffer]) -> int:
+    """The CRC-32 of a value file, the bytes of ``parts`` end to end: of its first and last
+    ``_EDGE`` bytes (all of a short one).
 
     A torn or truncated file, a zeroed tail or a swapped file fails it; a bit flipped in the
     middle of a large value does not (a CRC of every byte would cost as much as the read).
     """
-    if len(value) <= 2 * _EDGE:
-        return crc32(value)
-    view = memoryview(value)
-    return crc32(view[-_EDGE:], crc32(view[:_EDGE]))
+    views = [memoryview(part).cast("B") for part in parts]
+    size = sum(map(len, views))
+    if size <= 2 * _EDGE:
+        return _crc_span(views, 0, size, 0)
+    return _crc_span(views, size - _EDGE, size, _crc_span(views, 0, _EDGE, 0))
+
+
+def _memory(size: int) -> memoryview:
+    """``size`` bytes of writable memory to read a value file into and hand over to the codec.
+
+    Large ones are anonymous private mappings the kernel may back with huge pages, as numpy
+    does for its own arrays: reading 100 MB then faults 50 pages in instead of 25 600, which
+    halves the time of the read (``bytearray`` memory does not get them).
+    """
+    if size < _HUGE_MIN or _HUGEPAGE is None:
+        return memoryview(bytearray(size))
+    memory = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    memory.madvise(_HUGEPAGE)
+    return memoryview(memory)
+
+
+def _crc_span(views: Sequence[memoryview], start: int, stop: int, crc: int) -> int:
+    """``crc`` carried over bytes ``start:stop`` of ``views`` end to end."""
+    offset = 0
+    for view in views:
+        end = offset + len(view)
+        if end > start and offset < stop:
+            crc = crc32(view[max(start - offset, 0) : min(stop, end) - offset], crc)
+        offset = end
+    return crc
 
 
 def _fsync_directory(path: Path) -> None:
