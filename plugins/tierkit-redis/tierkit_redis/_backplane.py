@@ -8,8 +8,7 @@ It tells the backplane at once when the connection is lost — redis-py's
 and PINGs when idle, so that a dead peer is noticed within two heartbeats.
 
 Once connected, the thread reads the socket itself (:mod:`tierkit_redis._resp`): each
-burst of messages is one ``recv`` and is handled whole before the thread blocks again,
-and the process's own echoes are skipped by their first bytes, before anything else.
+burst of messages is one ``recv`` and is handled whole before the thread blocks again.
 """
 
 from __future__ import annotations
@@ -19,6 +18,8 @@ from collections.abc import Callable
 from contextvars import ContextVar
 from typing import Any, Protocol
 
+from tierkit import Entry
+from tierkit_redis._format import unpack
 from tierkit_redis._keyspace import ForeignWrites, publishes_events
 from tierkit_redis._resp import Replies, ReplyError, make_reader
 
@@ -29,9 +30,6 @@ BACKOFF = (0.02, 1.0)
 
 
 class Listener(Protocol):
-    own_mark: bytes
-    """How this process's own messages begin (skipped unread)."""
-
     def on_subscribed(self) -> None: ...
     def on_message(self, data: bytes) -> None: ...
     def on_disconnected(self, reason: str) -> None: ...
@@ -70,6 +68,11 @@ class RedisBackplane:
 
     def __repr__(self) -> str:
         return f"RedisBackplane(channel={self.channel!r})"
+
+    @staticmethod
+    def unpack_value(raw: bytes, now: float) -> Entry | None:
+        """The entry in the stored bytes a message carries (the ``unpack_value`` capability)."""
+        return unpack(raw, now)
 
     def publish(self, message: bytes) -> None:
         self._publish(self.channel, message)
@@ -161,15 +164,12 @@ class RedisBackplane:
                 connection.send_command("PING")
                 pinged = True
                 continue
-            mark = listener.own_mark  # renewed after a fork, and a forked child has a thread of its own
             while (reply := replies.next()) is not False:
                 kind = reply[0] if isinstance(reply, list) and reply else reply  # RESP3: a list subclass
                 if kind == b"message":
-                    data = reply[2]
                     if foreign is not None:
-                        foreign.announced(data)
-                    if not data.startswith(mark):
-                        listener.on_message(data)
+                        foreign.announced(reply[2])
+                    listener.on_message(reply[2])
                 elif kind == b"pmessage" and foreign is not None:
                     foreign.event(reply[2], reply[3])
                 elif kind in (b"pong", b"PONG"):

@@ -21,6 +21,10 @@ _MASK = "***"
 _QUERY_PASSWORD = re.compile(r"([?&][^=&#]*password[^=&#]*=)[^&#]*", re.IGNORECASE)
 
 
+BACKPLANE_VALUES = 16384
+"""Default of ``backplane_values`` (see docs/coherence.md for the measurement behind it)."""
+
+
 class Options(BaseModel):
     """Options of a ``redis`` tier (``tiers.<name>.options``)."""
 
@@ -95,6 +99,16 @@ class Options(BaseModel):
             "with K and g$, or KA), the backplane also watches the tier's keys, so that writes "
             "by other programs drop local copies too (one server or Sentinel; not a cluster). "
             "off: only tierkit's own messages."
+        ),
+    )
+    backplane_values: int = Field(
+        BACKPLANE_VALUES,
+        ge=0,
+        description=(
+            "Largest stored value, in bytes, that a set's backplane message carries: other "
+            "processes holding the key replace their local copy with it instead of dropping it "
+            "(docs/coherence.md). Larger values are dropped by the others (read again from Redis "
+            "when next used). 0: messages never carry values."
         ),
     )
     slow_threshold: float = Field(
