@@ -22,7 +22,11 @@ _QUERY_PASSWORD = re.compile(r"([?&][^=&#]*password[^=&#]*=)[^&#]*", re.IGNORECA
 
 
 BACKPLANE_VALUES = 16384
-"""Default of ``backplane_values`` (see docs/coherence.md for the measurement behind it)."""
+"""Default of ``backplane_values``.  Applying a carried value in a receiver, against dropping the
+copy and reading the key again from Redis on loopback (a JSON string value, one process):
+1 KB 20 vs 55 µs, 16 KB 46 vs 77 µs, 64 KB 162 vs 146 µs.  Every holder pays the former, only
+the readers the latter, and pub/sub copies the message to every subscriber: 16 KB is below the
+crossover."""
 
 
 class Options(BaseModel):
