@@ -10,6 +10,7 @@ import json
 import logging
 import math
 import pickle
+import signal
 import struct
 import subprocess
 import sys
@@ -22,6 +23,7 @@ import pytest
 import redis
 from backplane_helpers import ABSENT, Peer, local_value, memory_redis, wait_until
 from redis_helpers import RedisServer
+from tierkit_redis._backplane import HEARTBEAT
 from topology_helpers import Cluster, SentinelGroup
 
 from tierkit import Cache, Entry
@@ -425,3 +427,27 @@ def test_an_own_echo_is_applied_when_another_message_came_between(cache: Cache, 
     cache.set("k", "mine")
     backplane.on_message(with_tail(encode(backplane.origin, ("keys", ("k",))), cache.chain.stamp()))
     assert local_value(cache, "k") == "mine", "nothing came between: the echo is skipped"
+
+
+def test_a_frozen_server_is_noticed_by_the_heartbeat(
+    redis_factory: Callable[..., RedisServer], namespace: str
+) -> None:
+    """No FIN, no RST: only the unanswered PING tells (within two heartbeats), and local copies go."""
+    server = redis_factory()
+    cache = Cache(**memory_redis(namespace, {"url": server.url}))
+    try:
+        wait_until(lambda: cache.stats()["backplane"]["state"] == "subscribed", "the cache to subscribe")
+        cache.set("k", "v")
+        assert server.process is not None
+        server.process.send_signal(signal.SIGSTOP)
+        began = time.monotonic()
+        try:
+            wait_until(lambda: cache.stats()["backplane"]["suspended"], "the heartbeat to notice")
+            noticed = time.monotonic() - began
+        finally:
+            server.process.send_signal(signal.SIGCONT)
+        assert noticed < 2 * HEARTBEAT + 1.0
+        assert local_value(cache, "k") is ABSENT
+        wait_until(lambda: cache.stats()["backplane"]["state"] == "subscribed", "the backplane to come back")
+    finally:
+        cache.close()
