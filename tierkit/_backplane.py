@@ -153,15 +153,12 @@ def carries(message: bytes) -> bool:
     return len(message) > STAMP_SIZE and message[-STAMP_SIZE - 1] == 0
 
 
-def split(data: bytes) -> tuple[bytes, int | None, bytes | None]:
-    """A message's JSON head, the writer's stamp (``None``: none) and the stored value it carries."""
+def split(data: bytes) -> tuple[bytes, bytes | None]:
+    """A message's JSON head and the stored value it carries (``None``: none)."""
     at = data.find(TAIL)
     if at < 0:
-        return data, None, None
-    tail = data[at + 1 :]
-    if len(tail) < STAMP_SIZE:
-        return data[:at], None, None
-    return data[:at], int.from_bytes(tail[:STAMP_SIZE], "little"), tail[STAMP_SIZE:] or None
+        return data, None
+    return data[:at], data[at + 1 + STAMP_SIZE :] or None
 
 
 def decode(data: bytes) -> tuple[str, Op] | None:
@@ -383,6 +380,7 @@ class Backplane:
                 follow(self.log)
         self.transport = transport
         self._answered = threading.Event()
+        _ = self.origin  # the mark on_message reads
         transport.subscribe(self)
         # A cache is usually used at once: wait for the subscription (or its failure) so that local
         # tiers serve from the first call; bounded, the transport's own timeouts come first.
@@ -487,10 +485,13 @@ class Backplane:
     # -- the listener (the transport's thread) --------------------------------------------------
 
     def on_message(self, data: bytes) -> None:
-        head, stamp, value = split(data)
-        if data.startswith(self.own_mark):
-            if stamp == self.log.seq:
+        own = data.startswith(self._mark)  # renewed in a forked child before its thread starts
+        if own:
+            at = data.find(TAIL)  # the writer's stamp; inline: every write comes back to its own process
+            if at > 0 and int.from_bytes(data[at + 1 : at + 1 + STAMP_SIZE], "little") == self.log.seq:
                 return  # our own write, nothing arrived since its local write: our copies hold its outcome
+        head, value = split(data)
+        if own:
             # Another message arrived since, and may have put an older value in a local tier: our
             # own message is applied too, in server order like any other (a drop without a value).
             decoded = decode(head)
@@ -655,6 +656,7 @@ class Backplane:
         self.state = "connecting"
         self.subscriptions = 0
         self.log.renew()
+        _ = self.origin  # this process's own name and mark, before its subscriber thread starts
         with self.lock:
             self._drop_local()
         self.transport = self._connect()
