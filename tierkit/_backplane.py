@@ -32,8 +32,8 @@ last one applied is the value the shared tier holds.  A value sent apart from
 its write (a pipeline, the sender thread) could land after a newer write's
 message and stay: those messages only drop.  A process's own messages carry the
 backplane's :attr:`InvalidationLog.seq` taken before its local write (the
-*stamp*): when another message arrived in between, the echo is applied too, so
-an older value replaced in its local tier is put right in server order.
+*stamp*): when a carried value replaced a local copy in between, the echo is
+applied too, so an older value put in its local tier is put right in server order.
 
 "Local tiers" are the process's own copies: tiers that are not remote and are
 written ``always`` (memory, session).  A persistent tier (the file tier) is
@@ -355,6 +355,7 @@ class Backplane:
         """Local copies replaced by carried values; carried values that could not be read (dropped)."""
         self.codec = codec
         self.clock = clock
+        self._replaced_at = 0  # log.seq of the last copy replaced by a carried value
         self._since: contextvars.ContextVar[int | None] = contextvars.ContextVar("since", default=None)
         self._connect = connect
         self._origin = ""
@@ -488,12 +489,13 @@ class Backplane:
         own = data.startswith(self._mark)  # renewed in a forked child before its thread starts
         if own:
             at = data.find(TAIL)  # the writer's stamp; inline: every write comes back to its own process
-            if at > 0 and int.from_bytes(data[at + 1 : at + 1 + STAMP_SIZE], "little") == self.log.seq:
-                return  # our own write, nothing arrived since its local write: our copies hold its outcome
+            stamp = int.from_bytes(data[at + 1 : at + 1 + STAMP_SIZE], "little") if at > 0 else 0
+            if self._replaced_at <= stamp:
+                return  # our own write, no copy replaced since its local write: our copies hold its outcome
         head, value = split(data)
         if own:
-            # Another message arrived since, and may have put an older value in a local tier: our
-            # own message is applied too, in server order like any other (a drop without a value).
+            # A carried value replaced a copy since, maybe with an older value than ours: our own
+            # message is applied too, in server order like any other (a drop without a value).
             decoded = decode(head)
             if decoded is None:
                 return  # a garbled echo of ours
@@ -538,6 +540,7 @@ class Backplane:
                     held = entry[0] if slot.holds_bytes else value
                     slot.set(key, Entry(held, slot.cap(entry[1], now), ()))
                     self.replaced += 1
+                    self._replaced_at = self.log.seq
             except Exception as exc:
                 slot.failed(exc)
                 slot.remember(keys=(key,))
