@@ -7,7 +7,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from tierkit._backplane import MESSAGE_NAMES, Backplane, Op, coalesce, decode, encode
+from tierkit._backplane import (
+    MESSAGE_NAMES,
+    Backplane,
+    Op,
+    carries,
+    coalesce,
+    decode,
+    encode,
+    split,
+    with_tail,
+)
 
 
 def test_a_burst_of_changes_travels_as_few_messages() -> None:
@@ -72,3 +82,13 @@ def test_own_echoes_are_skipped_before_decoding_and_a_lookalike_origin_is_not() 
         assert backplane.received == 1
     finally:
         backplane.close()
+
+
+def test_a_message_may_carry_a_binary_tail_after_its_json() -> None:
+    message = encode("me", ("keys", ("k",)))
+    assert not carries(message) and split(message) == (message, None)
+    tailed = with_tail(message, 7)
+    assert carries(tailed), "a tier may append the stored value"
+    assert split(tailed) == (message, None)
+    assert split(tailed + b"\x00stored\x00") == (message, b"\x00stored\x00")
+    assert decode(split(tailed + b"value")[0]) == ("me", ("keys", ("k",)))

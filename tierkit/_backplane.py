@@ -24,6 +24,17 @@ the tier sends both in one round trip, and the message is on the server, in
 write order, before the write returns.  A write that did not carry its message
 (the tier failed, or wrote some other way) is announced by the sender thread.
 
+**Carried values** — a message the tier sends atomically with its write (a
+script: ``SET`` then ``PUBLISH``) may carry the stored value; a process that
+holds the key in a local tier then *replaces* its copy instead of dropping it.
+Only an atomic write may: messages are then in the server's write order, so the
+last one applied is the value the shared tier holds.  A value sent apart from
+its write (a pipeline, the sender thread) could land after a newer write's
+message and stay: those messages only drop.  A process's own messages carry the
+backplane's :attr:`InvalidationLog.seq` taken before its local write (the
+*stamp*): when a carried value replaced a local copy in between, the echo is
+applied too, so an older value put in its local tier is put right in server order.
+
 "Local tiers" are the process's own copies: tiers that are not remote and are
 written ``always`` (memory, session).  A persistent tier (the file tier) is
 left alone: its store is shared by the host's processes, so another process's
@@ -49,10 +60,12 @@ import orjson
 
 from tierkit._config import redact
 from tierkit._events import Event, emit
+from tierkit._types import Entry
 
 if TYPE_CHECKING:
     from tierkit._breaker import Breaker
     from tierkit._chain import TierSlot
+    from tierkit._codec import Codec
 
 log = logging.getLogger("tierkit")
 
@@ -99,7 +112,13 @@ class Transport(Protocol):
     backplane sets it to the message just before it calls that tier's write hook; the
     tier, having written *and* sent the message, sets it back to ``None`` — anything
     else (no such transport, the hook failed, the tier wrote without it) leaves the
-    message to :meth:`Transport.publish` from the sender thread.
+    message to :meth:`Transport.publish` from the sender thread.  When :func:`carries`
+    says so and the tier's write and ``PUBLISH`` are one atomic step, the tier may
+    append the stored value (as it stores it) to the message it sends.
+
+    Optional: ``unpack_value(raw, now)``, the :class:`~tierkit.Entry` in stored bytes a
+    message carries (``None`` if expired or not readable): with it, receivers replace
+    their local copies with carried values; without it, every message drops.
     """
 
     channel: str
@@ -116,6 +135,30 @@ Op = tuple[Literal["keys", "tags", "prefix", "clear"], tuple[str, ...]]
 def encode(origin: str, op: Op) -> bytes:
     """The wire form of an invalidation: ``{"o": origin, "keys"|"tags"|"prefix"|"clear": [...]}``."""
     return orjson.dumps({"o": origin, op[0]: list(op[1])})
+
+
+TAIL = b"\x00"
+"""Separates a message's JSON head from its binary tail (JSON text never holds a NUL byte): the writer's
+stamp (8 bytes, little endian), then the stored value when the message carries one."""
+STAMP_SIZE = 8
+
+
+def with_tail(message: bytes, stamp: int) -> bytes:
+    """``message`` with the writer's ``stamp``: a tier may append the stored value to it (:func:`carries`)."""
+    return message + TAIL + stamp.to_bytes(STAMP_SIZE, "little")
+
+
+def carries(message: bytes) -> bool:
+    """Whether a tier may append the stored value to ``message`` (the backplane allowed it)."""
+    return len(message) > STAMP_SIZE and message[-STAMP_SIZE - 1] == 0
+
+
+def split(data: bytes) -> tuple[bytes, bytes | None]:
+    """A message's JSON head and the stored value it carries (``None``: none)."""
+    at = data.find(TAIL)
+    if at < 0:
+        return data, None
+    return data[:at], data[at + 1 + STAMP_SIZE :] or None
 
 
 def decode(data: bytes) -> tuple[str, Op] | None:
@@ -296,6 +339,8 @@ class Backplane:
         local: Sequence[TierSlot],
         namespace: str,
         transport: Transport,
+        codec: Codec | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.lock = threading.Lock()
         """Held while an invalidation is applied, and by a backfill between its check and its write."""
@@ -306,6 +351,12 @@ class Backplane:
         self.state: State = "connecting"
         self.received = self.published = self.publish_errors = self.malformed = 0
         self.disconnects = self.subscriptions = 0
+        self.replaced = self.bad_values = 0
+        """Local copies replaced by carried values; carried values that could not be read (dropped)."""
+        self.codec = codec
+        self.clock = clock
+        self._replaced_at = 0  # log.seq of the last copy replaced by a carried value
+        self._since: contextvars.ContextVar[int | None] = contextvars.ContextVar("since", default=None)
         self._connect = connect
         self._origin = ""
         self._mark = b""
@@ -319,12 +370,18 @@ class Backplane:
         self.rider: TierSlot | None = None
         """The tier whose writes carry their own messages (its transport has an outbox; set by start)."""
         self._outbox: contextvars.ContextVar[bytes | None] | None = getattr(transport, "outbox", None)
+        self._unpack: Callable[[bytes, float], Entry | None] | None = getattr(transport, "unpack_value", None)
+        self._replacing = tuple(
+            slot for slot in self.local if getattr(slot.tier, "follow_invalidations", None) is None
+        )
+        """Local tiers whose copies a carried value replaces (a session tier catches up through the log)."""
         for slot in self.local:
             follow = getattr(slot.tier, "follow_invalidations", None)
             if follow is not None:
                 follow(self.log)
         self.transport = transport
         self._answered = threading.Event()
+        _ = self.origin  # the mark on_message reads
         transport.subscribe(self)
         # A cache is usually used at once: wait for the subscription (or its failure) so that local
         # tiers serve from the first call; bounded, the transport's own timeouts come first.
@@ -359,15 +416,22 @@ class Backplane:
             return
         self._sender.put(op)
 
-    def carried(self, op: Op, write: Callable[..., T], *args: Any) -> tuple[T, bool]:
+    def carried(self, op: Op, write: Callable[..., T], *args: Any, value: bool = True) -> tuple[T, bool]:
         """``write(*args)`` — a call of :attr:`rider`'s write hook — with the message announcing
         ``op`` in its outbox; its outcome and whether the tier sent the message with the write.
 
-        When it did not, the caller announces ``op`` with :meth:`publish`.
+        The message carries the stamp of the local write before it (:meth:`wrote_local`) and,
+        with ``value`` (the value was encoded with the codec receivers decode with), lets the
+        tier append the stored value.  When the tier did not send it, the caller announces
+        ``op`` with :meth:`publish`.
         """
         outbox = self._outbox
         assert outbox is not None
-        outbox.set(encode(self.origin, op))
+        since = self._since.get()
+        self._since.set(None)
+        message = encode(self.origin, op)
+        stamp = self.log.seq if since is None else since
+        outbox.set(with_tail(message, stamp) if value else message)
         try:
             outcome = write(*args)
         finally:
@@ -377,6 +441,12 @@ class Backplane:
             self._failing = False
             self.published += 1
         return outcome, sent
+
+    def wrote_local(self) -> None:
+        """A write of this thread is putting its value in a local tier (call under :attr:`lock`): the
+        message that announces it carries the stamp of this moment (the earliest, if several)."""
+        if self._since.get() is None:
+            self._since.set(self.log.seq)
 
     def _send(self, op: Op) -> None:
         try:
@@ -416,20 +486,65 @@ class Backplane:
     # -- the listener (the transport's thread) --------------------------------------------------
 
     def on_message(self, data: bytes) -> None:
-        if data.startswith(self.own_mark):
-            return  # our own write: our local tiers already hold its outcome
-        decoded = decode(data)
-        if decoded is None:
-            self.malformed += 1
-            return
-        origin, op = decoded
-        if origin == self.origin:
-            return  # our own write: our local tiers already hold its outcome
-        self.received += 1
+        own = data.startswith(self._mark)  # renewed in a forked child before its thread starts
+        if own:
+            at = data.find(TAIL)  # the writer's stamp; inline: every write comes back to its own process
+            stamp = int.from_bytes(data[at + 1 : at + 1 + STAMP_SIZE], "little") if at > 0 else 0
+            if self._replaced_at <= stamp:
+                return  # our own write, no copy replaced since its local write: our copies hold its outcome
+        head, value = split(data)
+        if own:
+            # A carried value replaced a copy since, maybe with an older value than ours: our own
+            # message is applied too, in server order like any other (a drop without a value).
+            decoded = decode(head)
+            if decoded is None:
+                return  # a garbled echo of ours
+        else:
+            decoded = decode(head)
+            if decoded is None:
+                self.malformed += 1
+                return
+            if decoded[0] == self.origin:
+                return
+            self.received += 1
+        op = decoded[1]
         with self.lock:
             self._record(op)
+            if value is not None and op[0] == "keys" and len(op[1]) == 1 and self._replace(op[1][0], value):
+                return
             for slot in self.local:
                 self._apply(slot, op)
+
+    def _replace(self, key: str, raw: bytes) -> bool:
+        """Replace the local copies of ``key`` with the carried stored bytes ``raw`` (hold :attr:`lock`);
+        False if they are not readable (the caller drops the copies instead).  Never adds a key a
+        tier does not hold; caps the deadline by the tier's ``max_ttl`` as a backfill does."""
+        unpack, codec = self._unpack, self.codec
+        if unpack is None or codec is None:
+            return False
+        now = self.clock()
+        try:
+            entry = unpack(raw, now)
+            if entry is None or entry[2] or type(entry[0]) is not bytes:
+                raise ValueError("expired, tagged or not an entry")  # only untagged sets carry values
+            value = codec.decode(entry[0])
+        except Exception:  # untrusted bytes: whatever fails to read is dropped, never raised
+            self.bad_values += 1
+            return False
+        for slot in self.local:
+            if slot not in self._replacing:
+                self._apply(slot, ("keys", (key,)))
+                continue
+            try:
+                if slot.delete(key):
+                    held = entry[0] if slot.holds_bytes else value
+                    slot.set(key, Entry(held, slot.cap(entry[1], now), ()))
+                    self.replaced += 1
+                    self._replaced_at = self.log.seq
+            except Exception as exc:
+                slot.failed(exc)
+                slot.remember(keys=(key,))
+        return True
 
     def on_subscribed(self) -> None:
         """(Re)subscribed: what was missed meanwhile is unknown, so local copies go, then are used again."""
@@ -516,6 +631,8 @@ class Backplane:
             "published": self.published,
             "publish_errors": self.publish_errors,
             "malformed": self.malformed,
+            "replaced": self.replaced,
+            "bad_values": self.bad_values,
             "disconnects": self.disconnects,
             "subscriptions": self.subscriptions,
         }
@@ -542,6 +659,7 @@ class Backplane:
         self.state = "connecting"
         self.subscriptions = 0
         self.log.renew()
+        _ = self.origin  # this process's own name and mark, before its subscriber thread starts
         with self.lock:
             self._drop_local()
         self.transport = self._connect()
@@ -565,7 +683,12 @@ os.register_at_fork(after_in_child=_after_fork)
 atexit.register(_flush_all)
 
 
-def start(slots: Sequence[TierSlot], namespace: str) -> tuple[Backplane, str] | None:
+def start(
+    slots: Sequence[TierSlot],
+    namespace: str,
+    codec: Codec | None = None,
+    clock: Callable[[], float] = time.time,
+) -> tuple[Backplane, str] | None:
     """The backplane of a chain and the tier whose transport it uses; ``None`` when there is no use
     for one (no local tier) or no tier offers one.  A transport that fails to start is logged, not raised:
     the chain then runs as with ``backplane = "off"``.
@@ -581,7 +704,7 @@ def start(slots: Sequence[TierSlot], namespace: str) -> tuple[Backplane, str] | 
             transport = hook()
             if transport is None:
                 continue
-            backplane = Backplane(hook, local, namespace, transport)
+            backplane = Backplane(hook, local, namespace, transport, codec, clock)
             backplane.breaker = slot.breaker
             if getattr(transport, "outbox", None) is not None:
                 backplane.rider = slot

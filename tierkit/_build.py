@@ -154,6 +154,9 @@ def build_chain(
                 f"tier {slot.name!r} (kind {slot.kind!r}) does not match the hook specs: {exc}"
             ) from exc
     chain = Chain(slots, skipped, pm, codec, clock, settings.default_ttl, settings.tier_names())
-    if settings.backplane == "auto" and (started := start_backplane(slots, settings.namespace)) is not None:
+    if (
+        settings.backplane == "auto"
+        and (started := start_backplane(slots, settings.namespace, codec, clock)) is not None
+    ):
         chain.backplane, chain.backplane_tier = started
     return chain

@@ -833,6 +833,8 @@ class Chain:
                     batch = {key: batch[key] for key in keep}
             elif backplane.suspended:
                 return True
+            else:
+                backplane.wrote_local()
             return not batch or self.write(slot, batch)
 
     def announce(self, op: Op) -> None:
@@ -840,14 +842,17 @@ class Chain:
         if self.backplane is not None:
             self.backplane.publish(op)
 
-    def carrying(self, slot: TierSlot, op: Op, call: Callable[..., T], *args: Any) -> tuple[T, bool]:
+    def carrying(
+        self, slot: TierSlot, op: Op, call: Callable[..., T], *args: Any, value: bool = True
+    ) -> tuple[T, bool]:
         """``call(*args)``, a write to ``slot``; its outcome and whether the message announcing ``op``
         went with it — as it does when ``slot`` is the backplane's rider and the write succeeded
-        (:meth:`Backplane.carried`).  When it did not, the caller :meth:`announce` s ``op``."""
+        (:meth:`Backplane.carried`; ``value``: the message may carry the value).  When it did not,
+        the caller :meth:`announce` s ``op``."""
         backplane = self.backplane
         if backplane is None or slot is not backplane.rider:
             return call(*args), False
-        return backplane.carried(op, call, *args)
+        return backplane.carried(op, call, *args, value=value)
 
     def _copy_for(
         self,
@@ -949,7 +954,10 @@ class Chain:
             if self.coherent(slot):
                 done = self.write_local(slot, {key: entry}, None)
             else:
-                outcome, sent = self.carrying(slot, op, slot.call, store, key, entry)
+                # Receivers decode a carried value with the cache's codec: another one's is not carried.
+                outcome, sent = self.carrying(
+                    slot, op, slot.call, store, key, entry, value=codec is self.codec
+                )
                 announced = announced or sent
                 done = outcome is not UNAVAILABLE
                 if done:

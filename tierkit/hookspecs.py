@@ -479,8 +479,12 @@ def tierkit_backplane() -> Any:
         tier can send a message with its own writes, in the same round trip: the chain sets it
         to the message just before it calls this tier's ``set``, ``set_many``, ``delete`` or
         ``delete_many``; the hook, having written and sent the message, sets it back to
-        ``None``.  A message left there is published with ``publish`` from a thread.
-        Optionally ``details()``, a dict of the transport's own figures added to the
+        ``None``.  A message left there is published with ``publish`` from a thread.  When
+        ``tierkit._backplane.carries(message)`` and the write and its ``PUBLISH`` are one
+        atomic step on the server, the hook may append the stored value to the message; the
+        transport's optional ``unpack_value(raw, now)`` (the ``Entry`` in those bytes, or
+        ``None``) then lets receivers replace their local copies with it instead of dropping
+        them.  Optionally ``details()``, a dict of the transport's own figures added to the
         backplane's health details and stats.
 
     Called once per chain, on the first remote tier that has it, when the setting

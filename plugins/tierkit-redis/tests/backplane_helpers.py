@@ -27,7 +27,7 @@ def memory_redis(namespace: str, redis_options: dict[str, Any], **settings: Any)
 def _serve(settings: dict[str, Any], conn: Connection) -> None:
     cache = Cache(**settings)
     while True:
-        method, args = conn.recv()
+        method, args, kwargs = conn.recv()
         if method == "stop":
             cache.close()
             conn.send(None)
@@ -37,7 +37,7 @@ def _serve(settings: dict[str, Any], conn: Connection) -> None:
         elif method == "memory_holds":
             conn.send(cache.inspect(args[0])["memory"].status == "held")
         else:
-            conn.send(getattr(cache, method)(*args))
+            conn.send(getattr(cache, method)(*args, **kwargs))
 
 
 class Peer:
@@ -50,8 +50,8 @@ class Peer:
         self.process.start()
         wait_until(lambda: self.backplane()["state"] == "subscribed", "the peer to subscribe")
 
-    def call(self, method: str, *args: Any) -> Any:
-        self._conn.send((method, args))
+    def call(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        self._conn.send((method, args, kwargs))
         if not self._conn.poll(WAIT):
             raise RuntimeError(f"the peer did not answer {method}")
         return self._conn.recv()
@@ -64,6 +64,15 @@ class Peer:
         if self.process.is_alive():
             self.call("stop")
         self.process.join(WAIT)
+
+
+ABSENT = object()
+
+
+def local_value(cache: Cache, key: str) -> Any:
+    """The value ``cache``'s memory tier (its first) holds for ``key``, or :data:`ABSENT`."""
+    entry = cache.chain.slots[0].get(key)
+    return ABSENT if entry is None else entry.value
 
 
 def wait_until(condition: Callable[[], bool], what: str, timeout: float = WAIT) -> None:

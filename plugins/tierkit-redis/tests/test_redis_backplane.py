@@ -8,19 +8,26 @@ from __future__ import annotations
 
 import json
 import logging
+import math
+import pickle
+import signal
+import struct
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 import redis
-from backplane_helpers import Peer, memory_redis, wait_until
+from backplane_helpers import ABSENT, Peer, local_value, memory_redis, wait_until
 from redis_helpers import RedisServer
+from tierkit_redis._backplane import HEARTBEAT
 from topology_helpers import Cluster, SentinelGroup
 
 from tierkit import Cache, Entry
+from tierkit._backplane import encode, with_tail
 
 pytestmark = pytest.mark.redis
 
@@ -99,7 +106,7 @@ def test_a_change_made_just_before_exit_still_goes_out(settings: dict[str, Any],
     assert cache.inspect("k")["memory"].status == "held"
     script = "import json, sys, tierkit; tierkit.Cache(**json.loads(sys.argv[1])).set('k', 'new')"
     subprocess.run([sys.executable, "-c", script, json.dumps(settings)], check=True, timeout=60)
-    wait_until(lambda: cache.inspect("k")["memory"].status == "absent", "the exiting writer's message")
+    wait_until(lambda: local_value(cache, "k") == "new", "the exiting writer's message (its value)")
     assert cache.get("k") == "new"
 
 
@@ -127,7 +134,8 @@ def test_a_change_is_announced_before_it_returns(settings: dict[str, Any], cache
     )
     done = subprocess.run([sys.executable, "-c", script, json.dumps(settings)], timeout=60, check=False)
     assert done.returncode == -9
-    wait_until(lambda: cache.inspect("k")["memory"].status == "absent", "the killed writer's message")
+    # A plain set carries its value (the copy is replaced); the others drop it.
+    wait_until(lambda: local_value(cache, "k") in (ABSENT, "new"), "the killed writer's message")
 
 
 def test_own_changes_are_not_echoed_back(cache: Cache, peer: Peer) -> None:
@@ -305,3 +313,143 @@ def test_changes_reach_every_session_when_it_is_next_used(redis_url: str, namesp
         assert reader.inspect("a")["session"].status == "absent"
     writer.close()
     reader.close()
+
+
+# -- carried values: a plain set replaces the others' copies ----------------------------------------
+
+
+def _received(cache: Cache, count: int) -> Callable[[], bool]:
+    return lambda: cache.stats()["backplane"]["received"] >= count
+
+
+def test_a_plain_set_replaces_the_copies_others_hold_and_other_writes_drop_them(
+    cache: Cache, peer: Peer
+) -> None:
+    cache.set_many({"a": "old", "b": "old", "c": "old"})
+    peer.call("set", "a", "new")
+    wait_until(lambda: local_value(cache, "a") == "new", "the carried value to replace the copy")
+    assert cache.stats()["backplane"]["replaced"] == 1
+    peer.call("set", "b", "new", tags=["t"])  # tagged: a pipeline, not atomic with its message
+    peer.call("set_many", {"c": "new", "d": 1})  # a pipeline too
+    wait_until(_received(cache, 3), "the two other messages")
+    assert local_value(cache, "b") is ABSENT and local_value(cache, "c") is ABSENT
+    assert cache.get("b") == "new" and cache.get("c") == "new"
+    assert cache.stats()["backplane"]["replaced"] == 1
+
+
+def test_a_carried_value_is_never_added_where_the_key_is_not_held(cache: Cache, peer: Peer) -> None:
+    peer.call("set", "elsewhere", "v")
+    wait_until(_received(cache, 1), "the message")
+    assert local_value(cache, "elsewhere") is ABSENT
+    assert cache.stats()["backplane"]["replaced"] == 0
+
+
+def test_a_replaced_copy_keeps_the_local_tiers_ttl_cap(redis_url: str, namespace: str) -> None:
+    capped = memory_redis(namespace, {"url": redis_url}, tiers={"redis": {"options": {"url": redis_url}}})
+    capped["tiers"]["memory"] = {"max_ttl": 5}
+    cache = Cache(**capped)
+    other = Peer(memory_redis(namespace, {"url": redis_url}))
+    try:
+        wait_until(lambda: cache.stats()["backplane"]["state"] == "subscribed", "the cache to subscribe")
+        cache.set("k", "old", ttl=3600)
+        other.call("set", "k", "new", 3600)
+        wait_until(lambda: local_value(cache, "k") == "new", "the carried value")
+        deadline = cache.chain.slots[0].get("k").expires_at
+        assert deadline is not None and deadline <= time.time() + 5
+    finally:
+        other.stop()
+        cache.clear()
+        cache.close()
+
+
+def test_a_read_racing_a_carried_value_does_not_put_the_older_value_back(
+    settings: dict[str, Any], cache: Cache
+) -> None:
+    writer = Cache(**settings)  # another backplane end (its own name on the channel), same process
+    cache.set("k", "old")
+    stamp = cache.chain.stamp()  # a read of "k" from Redis starts and gets "old" …
+    writer.set("k", "new")  # … the value changes and its message replaces the copy …
+    wait_until(lambda: local_value(cache, "k") == "new", "the carried value")
+    cache.chain.write_local(cache.chain.slots[0], {"k": Entry("old", None, ())}, stamp)
+    assert local_value(cache, "k") == "new", "… so the read's backfill of the old value is refused"
+    writer.close()
+
+
+def test_values_above_the_threshold_are_not_carried(redis_url: str, namespace: str, cache: Cache) -> None:
+    small = Peer(memory_redis(namespace, {"url": redis_url, "backplane_values": 64}))
+    try:
+        cache.set_many({"small": "old", "big": "old"})
+        small.call("set", "small", "x")
+        small.call("set", "big", "x" * 100)
+        wait_until(_received(cache, 2), "both messages")
+        assert local_value(cache, "small") == "x"
+        assert local_value(cache, "big") is ABSENT
+    finally:
+        small.stop()
+
+
+@pytest.mark.parametrize(
+    "stored",
+    [
+        b"",  # a tail with no value
+        b"\x01garbage",  # too short for a header
+        b"\x07" + b"\x00" * 10 + b'"v"',  # not our format's version
+        struct.pack("<BdH", 1, math.inf, 0) + b"\xff\xfe",  # undecodable payload
+        struct.pack("<BdH", 1, math.inf, 0) + b"p" + pickle.dumps(print),  # pickle: never loaded
+        struct.pack("<BdH", 1, 1.0, 0) + b'"v"',  # expired long ago
+        struct.pack("<BdH", 1, math.inf, 3) + b"\x01\x00t" + b'"v"',  # tagged: only plain sets carry
+    ],
+)
+def test_a_hostile_carried_value_drops_the_key(
+    redis_url: str, namespace: str, cache: Cache, stored: bytes
+) -> None:
+    cache.set("k", "old")
+    message = b'{"o":"someone","keys":["k"]}\x00' + (5).to_bytes(8, "little") + stored
+    redis.Redis.from_url(redis_url).publish(f"tierkit:{namespace}:backplane", message)
+    wait_until(_received(cache, 1), "the message")
+    assert local_value(cache, "k") is ABSENT, "a value that cannot be read drops the copy"
+    assert cache.stats()["backplane"]["bad_values"] == (0 if stored == b"" else 1)
+    assert cache.get("k") == "old"
+
+
+def test_an_own_echo_is_applied_when_a_carried_value_came_between(cache: Cache, peer: Peer) -> None:
+    """Server order decides: an older value a peer's message put in after our local write is
+    replaced again by our own write's echo (here a drop: the message as tierkit sends it, bare)."""
+    backplane = cache.chain.backplane
+    assert backplane is not None
+    cache.set_many({"k": "mine", "other": 0})
+    stamp = cache.chain.stamp()
+    peer.call("set", "other", 1, tags=["t"])  # a drop: no copy replaced, the echo is still skipped
+    wait_until(_received(cache, 1), "the peer's drop")
+    backplane.on_message(with_tail(encode(backplane.origin, ("keys", ("k",))), stamp))
+    assert local_value(cache, "k") == "mine"
+    cache.set("other", 0)
+    peer.call("set", "other", 2)  # a carried value replaces a copy: the stamp is now behind it
+    wait_until(lambda: local_value(cache, "other") == 2, "the peer's carried value")
+    cache.chain.slots[0].set("k", Entry("older", None, ()))  # as a late, older carried value would
+    backplane.on_message(with_tail(encode(backplane.origin, ("keys", ("k",))), stamp))
+    assert local_value(cache, "k") is ABSENT
+
+
+def test_a_frozen_server_is_noticed_by_the_heartbeat(
+    redis_factory: Callable[..., RedisServer], namespace: str
+) -> None:
+    """No FIN, no RST: only the unanswered PING tells (within two heartbeats), and local copies go."""
+    server = redis_factory()
+    cache = Cache(**memory_redis(namespace, {"url": server.url}))
+    try:
+        wait_until(lambda: cache.stats()["backplane"]["state"] == "subscribed", "the cache to subscribe")
+        cache.set("k", "v")
+        assert server.process is not None
+        server.process.send_signal(signal.SIGSTOP)
+        began = time.monotonic()
+        try:
+            wait_until(lambda: cache.stats()["backplane"]["suspended"], "the heartbeat to notice")
+            noticed = time.monotonic() - began
+        finally:
+            server.process.send_signal(signal.SIGCONT)
+        assert noticed < 2 * HEARTBEAT + 1.0
+        assert local_value(cache, "k") is ABSENT
+        wait_until(lambda: cache.stats()["backplane"]["state"] == "subscribed", "the backplane to come back")
+    finally:
+        cache.close()

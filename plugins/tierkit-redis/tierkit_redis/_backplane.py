@@ -6,6 +6,9 @@ cluster subscribes on one of its nodes: plain ``PUBLISH`` reaches every node).
 It tells the backplane at once when the connection is lost — redis-py's
 ``PubSub`` would reconnect silently and hide the messages missed meanwhile —
 and PINGs when idle, so that a dead peer is noticed within two heartbeats.
+
+Once connected, the thread reads the socket itself (:mod:`tierkit_redis._resp`): each
+burst of messages is one ``recv`` and is handled whole before the thread blocks again.
 """
 
 from __future__ import annotations
@@ -15,7 +18,10 @@ from collections.abc import Callable
 from contextvars import ContextVar
 from typing import Any, Protocol
 
+from tierkit import Entry
+from tierkit_redis._format import unpack
 from tierkit_redis._keyspace import ForeignWrites, publishes_events
+from tierkit_redis._resp import Replies, ReplyError, replies_of
 
 HEARTBEAT = 1.0
 """Seconds of silence on the subscription before a PING; no answer within as long again: lost."""
@@ -63,6 +69,11 @@ class RedisBackplane:
     def __repr__(self) -> str:
         return f"RedisBackplane(channel={self.channel!r})"
 
+    @staticmethod
+    def unpack_value(raw: bytes, now: float) -> Entry | None:
+        """The entry in the stored bytes a message carries (the ``unpack_value`` capability)."""
+        return unpack(raw, now)
+
     def publish(self, message: bytes) -> None:
         self._publish(self.channel, message)
 
@@ -89,9 +100,10 @@ class RedisBackplane:
             try:
                 connection = self._connection = self._connect()
                 connection.connect()
-                foreign = self._watch(connection)
+                replies = replies_of(connection)
+                foreign = self._watch(connection, replies)
                 connection.send_command("SUBSCRIBE", self.channel)
-                self._serve(connection, listener, foreign)
+                self._serve(connection, replies, listener, foreign)
             except Exception as exc:
                 if self._closed.is_set():
                     break
@@ -111,18 +123,15 @@ class RedisBackplane:
             details["foreign_dropped"] = self.keyspace.seen
         return details
 
-    def _watch(self, connection: Any) -> ForeignWrites | None:
+    def _watch(self, connection: Any, replies: Replies) -> ForeignWrites | None:
         """Listen to the keyspace events of the entry keys, if the server publishes them (asked on each
         connection: a failover may land on a server configured otherwise)."""
         if self.keyspace is None:
             return None
-        from redis.exceptions import ResponseError  # the plugin imports redis-py only when it connects
-
         connection.send_command("CONFIG", "GET", "notify-keyspace-events")
         watching = "watched"
-        try:
-            reply = connection.read_response()
-        except ResponseError:
+        reply = replies.reply(HEARTBEAT)
+        if isinstance(reply, ReplyError):
             # CONFIG renamed or forbidden (managed services set the events in their console, ACL
             # users): listen anyway — if the server publishes the events, they arrive.
             watching = "watched if published (CONFIG GET notify-keyspace-events refused: cannot tell)"
@@ -137,42 +146,42 @@ class RedisBackplane:
                 )
                 return None
         connection.send_command("PSUBSCRIBE", self.keyspace.pattern)
-        try:
-            connection.read_response(disable_decoding=True, push_request=True)
-        except ResponseError:  # an ACL user without the __keyspace@ channels
+        if isinstance(replies.reply(HEARTBEAT), ReplyError):  # an ACL user without the __keyspace@ channels
             self.foreign_writes = "refused: PSUBSCRIBE to the keyspace channels"
             return None
         self.foreign_writes = watching
         return self.keyspace
 
-    def _serve(self, connection: Any, listener: Listener, foreign: ForeignWrites | None) -> None:
+    def _serve(
+        self, connection: Any, replies: Replies, listener: Listener, foreign: ForeignWrites | None
+    ) -> None:
         """Deliver until the connection fails (raises) or the backplane closes (returns)."""
         pinged = False
         while not self._closed.is_set():
-            if foreign is not None and not connection.can_read(timeout=0):
-                message = foreign.flush()  # the burst is over: what no writer announced
-                if message is not None:
-                    listener.on_message(message)
-            if not connection.can_read(timeout=HEARTBEAT):
+            if not replies.wait(HEARTBEAT):
                 if pinged:
                     raise ConnectionError(f"no answer to PING within {HEARTBEAT:g}s")
                 connection.send_command("PING")
                 pinged = True
                 continue
-            # push_request: hiredis hands subscription replies over as push notifications,
-            # which redis-py would otherwise route to a push handler and never return.
-            reply = connection.read_response(disable_decoding=True, push_request=True)
-            kind = reply[0] if isinstance(reply, list) and reply else reply
-            if kind == b"message":
-                if foreign is not None:
-                    foreign.announced(reply[2])
-                listener.on_message(reply[2])
-            elif kind == b"pmessage" and foreign is not None:
-                foreign.event(reply[2], reply[3])
-            elif kind in (b"pong", b"PONG"):
-                pinged = False
-            elif kind == b"subscribe":
-                listener.on_subscribed()
+            while (reply := replies.next()) is not False:
+                kind = reply[0] if isinstance(reply, list) and reply else reply  # RESP3: a list subclass
+                if kind == b"message":
+                    if foreign is not None:
+                        foreign.announced(reply[2])
+                    listener.on_message(reply[2])
+                elif kind == b"pmessage" and foreign is not None:
+                    foreign.event(reply[2], reply[3])
+                elif kind in (b"pong", b"PONG"):
+                    pinged = False
+                elif kind == b"subscribe":
+                    listener.on_subscribed()
+                elif isinstance(reply, ReplyError):
+                    raise reply
+            if foreign is not None:
+                message = foreign.flush()  # the burst is over: what no writer announced
+                if message is not None:
+                    listener.on_message(message)
 
     def _drop(self) -> None:
         connection, self._connection = self._connection, None

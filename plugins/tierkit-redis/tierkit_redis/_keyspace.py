@@ -65,7 +65,7 @@ class ForeignWrites:
         if not pending:
             return
         try:
-            message: Any = orjson.loads(data)
+            message: Any = orjson.loads(data.partition(b"\x00")[0])  # a carried value follows a NUL
         except orjson.JSONDecodeError:
             return
         if type(message) is not dict:

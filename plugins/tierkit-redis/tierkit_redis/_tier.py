@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, cast
 from pydantic import BaseModel
 
 from tierkit import ConfigError, Entry, NotACounter, Payloads, Tier, TierContext, TierHealth, hookimpl
+from tierkit._backplane import carries
 from tierkit_redis._async import AsyncRedisHooks, LoopClients
 from tierkit_redis._backplane import RedisBackplane
 from tierkit_redis._format import DEADLINE_SIZE, as_entries, is_live, pack, unpack, unpack_columns
@@ -171,6 +172,11 @@ class RedisTier(AsyncRedisHooks, Tier[RedisOptions]):
             self.tierkit_set_many({key: entry})  # a script and its tag sets, or an unlink: pipelined
             return
         data = pack(value, expires_at, tags)
+        if carries(message) and len(data) <= self._opts.backplane_values:
+            # SET and PUBLISH are one script: the value reaches the others in write order. (A
+            # pipeline's or the sender thread's message could land after a newer write's and
+            # leave the older value for good: those only drop.)
+            message += data
         self._set_announced(keys=(self._entries + key,), args=(data, ttl, self.backplane_channel, message))
         self._outbox.set(None)
 
