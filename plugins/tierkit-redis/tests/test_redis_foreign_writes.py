@@ -92,6 +92,10 @@ def test_announced_writes_keep_the_local_copies(cache: Cache, settings: dict[str
             peer.set(f"p{round_}", round_)
         wait_until(lambda: peer.stats()["backplane"]["received"] >= 20, "the peer to get the messages")
         assert all(held(cache, f"k{i}") for i in range(20)), "own writes must keep own copies"
+        cache.get("p0")  # now held here too: the peer's next set carries its value, which replaces it
+        peer.set("p0", "carried")
+        wait_until(lambda: cache.stats()["backplane"]["replaced"] >= 1, "the carried value to replace it")
+        assert held(cache, "p0") and cache.get("p0") == "carried"
         assert cache.stats()["backplane"]["foreign_dropped"] == 0
     finally:
         peer.close()
@@ -141,6 +145,8 @@ def test_an_event_is_settled_only_by_a_message_after_it() -> None:
     foreign.announced(b'{"o":"peer","keys":["a"]}')
     foreign.event(channel + b"a", b"del")  # after the message: another write
     foreign.announced(b"\x00 not a message")
+    foreign.event(channel + b"t", b"set")
+    foreign.announced(b'{"o":"peer","keys":["t"]}\x00' + bytes(8) + b"stored bytes")  # a carried value
     assert foreign.flush() == b'{"o":"keyspace","keys":["b","a"]}'
     assert foreign.flush() is None
     foreign.event(channel + b"user:1", b"set")
