@@ -528,13 +528,20 @@ async def _amget_nodes(
 async def _amget_each(
     cluster: Any, groups: Sequence[Mapping[int, list[str]]]
 ) -> tuple[list[tuple[Any, Any]], list[tuple[Mapping[int, list[str]], Exception]]]:
-    """:func:`_amget` of every node's group, one after the other: the replies, and the groups that failed."""
+    """:func:`_amget` of every node's group, one after the other: the replies, and the groups that failed.
+
+    A group that fails is asked once more at once: the failure may be the previous group's (a dead
+    node's error makes redis-py re-read the topology, and a pipeline sent meanwhile fails with it).
+    """
     replies, failures = [], []
     for slots in groups:
-        try:
-            replies.append((slots, await _amget(cluster, slots)))
-        except Exception as exc:
-            failures.append((slots, exc))
+        for attempt in (1, 2):
+            try:
+                replies.append((slots, await _amget(cluster, slots)))
+                break
+            except Exception as exc:
+                if attempt == 2:
+                    failures.append((slots, exc))
     return replies, failures
 
 
