@@ -11,6 +11,7 @@ from decimal import Decimal
 from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
+import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -181,6 +182,59 @@ def test_json_codec_round_trip_is_exact(value: Any) -> None:
 def test_pickle_codec_round_trip(value: Any) -> None:
     pickle_codec = PickleCodec([KEY])
     assert same(pickle_codec.decode(pickle_codec.encode("k", value)), value)
+
+
+json_scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**63), max_value=2**64 - 1)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(st.characters(codec="utf-8"))
+)
+plain_json = st.recursive(
+    json_scalars,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=15,
+)
+# What orjson writes without complaint but reads back as something else: each must take the envelope.
+spoilers = (
+    st.sampled_from(
+        [(), (1, "a"), float("nan"), float("inf"), float("-inf"), Level.HIGH, Mood.CALM, Perm.R, Colour.RED]
+    )
+    | st.uuids()
+)
+with_one_spoiler = st.recursive(
+    spoilers,
+    lambda inner: (
+        st.builds(
+            lambda items, at, x: [*items[:at], x, *items[at:]],
+            st.lists(plain_json, max_size=3),
+            st.integers(0, 3),
+            inner,
+        )
+        | st.builds(
+            lambda d, k, x: {**d, k: x}, st.dictionaries(st.text(), plain_json, max_size=3), st.text(), inner
+        )
+        | st.builds(lambda a, x: (a, x), plain_json, inner)
+    ),
+    max_leaves=6,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(plain_json)
+def test_plain_json_is_stored_as_orjson_writes_it(value: Any) -> None:
+    payload = codec.encode("k", value)
+    assert payload == orjson.dumps(value)
+    assert same(codec.decode(payload), value)
+
+
+@settings(max_examples=300, deadline=None)
+@given(with_one_spoiler)
+def test_a_tuple_nan_enum_or_uuid_anywhere_takes_the_envelope(value: Any) -> None:
+    payload = codec.encode("k", value)
+    assert payload[:1] == b"e"
+    assert same(codec.decode(payload), value)
 
 
 def test_plain_json_needs_no_envelope_and_is_stored_as_is() -> None:

@@ -30,9 +30,9 @@ import binascii
 import dataclasses
 import datetime as dt
 import enum
+import gc
 import hashlib
 import hmac
-import marshal
 import math
 import operator
 import pickle
@@ -272,22 +272,17 @@ class JsonCodec(Codec):
 
     def encode_parts(self, key: str, value: Any) -> bytes | Parts:
         # Fast path: orjson alone, refusing every type it would not bring back
-        # (datetime, dataclass, str/int/dict/list subclasses go to _refuse), then
-        # a check that the JSON reads back equal — that catches tuple, UUID,
-        # Enum, NaN — and marshal, which refuses every type but the exact
-        # builtins: an IntEnum/StrEnum member reads back equal, but as a plain int/str.
+        # (datetime, dataclass, str/int/dict/list subclasses go to _refuse), if the
+        # value holds exact JSON types only — what orjson still writes for other
+        # types (tuple, UUID, Enum members, fragments) reads back as something else —
+        # and no NaN or infinity, which orjson writes as null.
         try:
             body = orjson.dumps(value, default=_refuse, option=_STRICT)
         except TypeError:
             pass
         else:
-            if orjson.loads(body) == value:
-                try:
-                    marshal.dumps(value)
-                except ValueError:
-                    pass
-                else:
-                    return body
+            if _json_types_only(value) and (b"null" not in body or orjson.loads(body) == value):
+                return body
         encoder = _Encoder()
         try:
             tree = encoder.tree(value, 1)
@@ -359,6 +354,30 @@ _STRICT = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS | o
 
 def _refuse(value: Any) -> Any:
     raise TypeError
+
+
+_JSON_TYPES = frozenset((str, int, float, bool, type(None), list, dict))
+_CONTAINERS = frozenset((list, dict))
+
+
+def _json_types_only(value: Any) -> bool:
+    """Whether ``value`` and everything in it is exactly of a JSON type (no subclass, no tuple).
+
+    Level by level: one ``gc.get_referents`` call lists what a level's lists and
+    dicts hold (their items; a str-keyed dict's values), one set of their types
+    checks them, all in C — cheaper than decoding the JSON again and comparing,
+    and, unlike that comparison, it sees that an ``IntEnum`` member is not an int.
+    Dict keys need no look: orjson has already refused every key that is not
+    exactly a ``str``.
+    """
+    level = [value]
+    while True:
+        kinds = {*map(type, level)}
+        if not kinds <= _JSON_TYPES:
+            return False
+        if kinds.isdisjoint(_CONTAINERS):
+            return True
+        level = gc.get_referents(*level)
 
 
 class _Encoder:
