@@ -89,7 +89,7 @@ class Codec:
     stores_bytes: ClassVar[bool] = True
     """False only for the ``objects`` codec: values stay Python objects, byte tiers cannot run."""
 
-    keeps_buffers: ClassVar[bool] = False
+    keeps_buffers: bool = False
     """True if :meth:`decode` may be handed a ``bytearray`` payload to keep: the value it
     returns may then use that memory instead of a copy (a tier's ``tierkit_get_buffer``
     answer is read only for such a codec).  It must still accept ``bytes``."""

@@ -119,7 +119,7 @@ class Compressing(Codec):
         self.inner = inner
         self.name = inner.name  # type: ignore[misc]
         self.stores_bytes = inner.stores_bytes  # type: ignore[misc]
-        self.keeps_buffers = inner.keeps_buffers  # type: ignore[misc]
+        self.keeps_buffers = inner.keeps_buffers
         self.min_bytes = min_bytes
         self._zstd = library == "zstd"
         self._local = threading.local()  # zstandard (de)compressors are not thread-safe
