@@ -35,13 +35,16 @@ _PRUNE = """
 then stays within about twice its live members (each member added is later checked at twice
 the rate members die) instead of growing forever."""
 
-TAGGED_SET = """
+_SET_PX = """
 local ttl = tonumber(ARGV[2])
 if ttl > 0 then
   redis.call('SET', KEYS[1], ARGV[1], 'PX', ttl)
 else
   redis.call('SET', KEYS[1], ARGV[1])
-end""" + _ADD_TO_SETS.format(first=2, member="KEYS[1]", prune=_PRUNE)
+end"""
+"""``SET`` the entry with its TTL in milliseconds (``ARGV[2]``; 0: none)."""
+
+TAGGED_SET = _SET_PX + _ADD_TO_SETS.format(first=2, member="KEYS[1]", prune=_PRUNE)
 """Store an entry and index it under its tags.
 
 KEYS: the entry, then its tag sets.  ARGV: the stored bytes, the TTL in ms (0 = none).
@@ -163,16 +166,13 @@ KEYS: the entry.  ARGV: now, the new deadline, the TTL in ms (0 = none).  Return
 rewritten bytes (so the caller can extend its tag sets), nil if no live entry.
 """
 
-SET_ANNOUNCED = """
-local ttl = tonumber(ARGV[2])
-if ttl > 0 then
-  redis.call('SET', KEYS[1], ARGV[1], 'PX', ttl)
-else
-  redis.call('SET', KEYS[1], ARGV[1])
-end
+SET_ANNOUNCED = (
+    _SET_PX
+    + """
 redis.call('PUBLISH', ARGV[3], ARGV[4])
 return 1
 """
+)
 """Store an untagged entry and announce it on the backplane, in one command (docs/coherence.md):
 of the ways to send ``SET`` and ``PUBLISH`` in one round trip, the one the client spends least on.
 
