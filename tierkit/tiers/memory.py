@@ -18,6 +18,7 @@ from tierkit.errors import NotACounter
 from tierkit.hookspecs import hookimpl
 
 _tags_of = operator.itemgetter(2)
+_NEVER = NEVER_DUE.until
 
 
 class MemoryOptions(BaseModel):
@@ -94,18 +95,19 @@ class MemoryTier(Tier[MemoryOptions]):
             except TypeError:  # unhashable key: on_miss raises the proper error
                 return on_miss(key, default)
             if entry is not None:
-                expires_at = entry[1]
-                now = clock()
-                if now >= fresh.until:
-                    return on_miss(key, default)
-                if expires_at is None or expires_at > now:
+                expires_at, until = entry[1], fresh.until
+                # No clock read for an entry without a TTL in a chain that never catches up.
+                if (expires_at is None and until == _NEVER) or (
+                    (now := clock()) < until and (expires_at is None or expires_at > now)
+                ):
                     try:
                         touch(key)
                     except KeyError:  # removed by another thread since the lookup
                         pass
                     counters.hits += 1
                     return entry[0]
-                expire(key, entry)
+                if now < until:  # expired (past until, on_miss catches up and reads again)
+                    expire(key, entry)
             return on_miss(key, default)
 
         return get
