@@ -212,6 +212,9 @@ def decode(data: bytes) -> tuple[str, Op] | None:
     return None
 
 
+_UNDECODED, _UNREADABLE = object(), object()
+"""A carried value not decoded yet; one that could not be (:meth:`Backplane._replace`)."""
+
 Mark = tuple[str, int]
 """Where a place stands in an :class:`InvalidationLog`: (the log's id, the last number applied)."""
 
@@ -550,7 +553,7 @@ class Backplane:
             if decoded is None:
                 self.malformed += 1
                 return
-            if decoded[0] == self.origin:
+            if decoded[0] == self._origin:  # renewed in a forked child before its thread starts
                 return
             self.received += 1
         op = decoded[1]
@@ -564,7 +567,8 @@ class Backplane:
     def _replace(self, key: str, raw: bytes) -> bool:
         """Replace the local copies of ``key`` with the carried stored bytes ``raw`` (hold :attr:`lock`);
         False if they are not readable (the caller drops the copies instead).  Never adds a key a
-        tier does not hold; caps the deadline by the tier's ``max_ttl`` as a backfill does."""
+        tier does not hold; caps the deadline by the tier's ``max_ttl`` as a backfill does.  The value
+        is decoded only once a tier is found holding the key (most messages name keys nobody here read)."""
         unpack, codec = self._unpack, self.codec
         if unpack is None or codec is None:
             return False
@@ -573,23 +577,35 @@ class Backplane:
             entry = unpack(raw, now)
             if entry is None or entry[2] or type(entry[0]) is not bytes:
                 raise ValueError("expired, tagged or not an entry")  # only untagged sets carry values
-            value = codec.decode(entry[0])
         except Exception:  # untrusted bytes: whatever fails to read is dropped, never raised
             self.bad_values += 1
             return False
+        value: Any = _UNDECODED
         for slot in self.local:
             if slot not in self._replacing:
                 self._apply(slot, ("keys", (key,)))
                 continue
             try:
-                if slot.delete(key):
-                    held = entry[0] if slot.holds_bytes else value
-                    slot.set(key, Entry(held, slot.cap(entry[1], now), ()))
-                    self.replaced += 1
-                    self._replaced_at = self.log.seq
+                if not slot.delete(key):
+                    continue
             except Exception as exc:
-                slot.failed(exc)
-                slot.remember(keys=(key,))
+                self._missed(slot, ("keys", (key,)), exc)
+                continue
+            if value is _UNDECODED and not slot.holds_bytes:
+                try:
+                    value = codec.decode(entry[0])
+                except Exception:  # untrusted bytes: the copies stay dropped, nothing is raised
+                    self.bad_values += 1
+                    value = _UNREADABLE
+            if value is _UNREADABLE and not slot.holds_bytes:
+                continue
+            try:
+                slot.set(key, Entry(entry[0] if slot.holds_bytes else value, slot.cap(entry[1], now), ()))
+            except Exception as exc:
+                self._missed(slot, ("keys", (key,)), exc)
+                continue
+            self.replaced += 1
+            self._replaced_at = self.log.seq
         return True
 
     def on_subscribed(self) -> None:
@@ -639,21 +655,26 @@ class Backplane:
         for key in op[1]:
             keys[key] = log_.seq
 
-    @staticmethod
-    def _apply(slot: TierSlot, op: Op) -> None:
+    @classmethod
+    def _apply(cls, slot: TierSlot, op: Op) -> None:
         try:
             apply_op(op, slot.delete, slot.invalidate_tags, slot.invalidate_prefix, slot.clear)
         except Exception as exc:
-            slot.failed(exc)
-            what, names = op
-            if what == "clear":
-                slot.remember_clear()
-            elif what == "keys":
-                slot.remember(keys=names)
-            elif what == "tags":
-                slot.remember(tags=names)
-            else:
-                slot.remember(prefix=names[0])
+            cls._missed(slot, op, exc)
+
+    @staticmethod
+    def _missed(slot: TierSlot, op: Op, exc: Exception) -> None:
+        """``slot`` failed to apply ``op``: counted, and pending until the tier is back."""
+        slot.failed(exc)
+        what, names = op
+        if what == "clear":
+            slot.remember_clear()
+        elif what == "keys":
+            slot.remember(keys=names)
+        elif what == "tags":
+            slot.remember(tags=names)
+        else:
+            slot.remember(prefix=names[0])
 
     def _event(self, event: Event, message: str, reason: str = "") -> None:
         emit(

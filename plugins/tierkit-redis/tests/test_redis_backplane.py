@@ -412,6 +412,20 @@ def test_a_hostile_carried_value_drops_the_key(
     assert cache.get("k") == "old"
 
 
+def test_a_carried_value_is_decoded_only_where_the_key_is_held(
+    redis_url: str, namespace: str, cache: Cache
+) -> None:
+    """Most messages name keys a process never read: their values are not decoded at all."""
+    cache.set("held", "old")
+    undecodable = struct.pack("<BdH", 1, math.inf, 0) + b"\xff\xfe"
+    for key in ("not-held", "held"):
+        message = f'{{"o":"someone","keys":["{key}"]}}'.encode() + b"\x00" + (5).to_bytes(8, "little")
+        redis.Redis.from_url(redis_url).publish(f"tierkit:{namespace}:backplane", message + undecodable)
+    wait_until(_received(cache, 2), "the messages")
+    assert cache.stats()["backplane"]["bad_values"] == 1, "only the held key's value was decoded"
+    assert local_value(cache, "held") is ABSENT and local_value(cache, "not-held") is ABSENT
+
+
 def test_an_own_echo_is_applied_when_a_carried_value_came_between(cache: Cache, peer: Peer) -> None:
     """Server order decides: an older value a peer's message put in after our local write is
     replaced again by our own write's echo (here a drop: the message as tierkit sends it, bare)."""

@@ -212,9 +212,22 @@ class RedisBackplane:
             self._closed.wait(LEAVE)  # the readers are draining: look again later
 
     def _pump(self, replies: Replies, listener: Listener, foreign: ForeignWrites | None) -> None:
-        """Receive what has arrived and deliver every whole reply (hold :attr:`_reading`)."""
-        while replies.wait(0):
+        """Receive what has arrived and deliver every whole reply (hold :attr:`_reading`).
+
+        Chunk by chunk: hiredis moves the unread rest of its buffer down after each reply, so a
+        backlog received whole would cost time quadratic in its size."""
+        while True:
+            self._deliver(replies, listener, foreign)
+            if not replies.wait(0):
+                break
             self._heard_at = time.monotonic()
+        if foreign is not None:
+            message = foreign.flush()  # the burst is over: what no writer announced
+            if message is not None:
+                listener.on_message(message)
+
+    def _deliver(self, replies: Replies, listener: Listener, foreign: ForeignWrites | None) -> None:
+        """Hand over every whole reply received so far (hold :attr:`_reading`)."""
         while (reply := replies.next()) is not False:
             kind = reply[0] if isinstance(reply, list) and reply else reply  # RESP3: a list subclass
             if kind == b"message":
@@ -230,10 +243,6 @@ class RedisBackplane:
                 self._live = (replies, listener, foreign)
             elif isinstance(reply, ReplyError):
                 raise reply
-        if foreign is not None:
-            message = foreign.flush()  # the burst is over: what no writer announced
-            if message is not None:
-                listener.on_message(message)
 
     def _wake(self) -> None:
         """Make the thread's wait on the socket return (a reader's drain failed)."""
