@@ -10,6 +10,7 @@ Real processes (``fork``) and a real redis-server; nothing is timed.
 
 from __future__ import annotations
 
+import multiprocessing
 import threading
 import time
 import uuid
@@ -67,15 +68,26 @@ def read_until(get: Callable[[str], Any], key: str, value: Any, what: str) -> No
             raise AssertionError(f"{what}: still {get(key)!r} after 10 s, expected {value!r}")
 
 
-def test_a_busy_reader_applies_the_messages_itself(settings: dict[str, Any], peer: Peer) -> None:
+def _write_versions(settings: dict[str, Any], versions: int) -> None:
+    """In a forked child: set ``k`` to 0 … ``versions - 1``, a write every 2 ms."""
+    writer = subscribed(Cache(**settings))
+    for version in range(versions):
+        writer.set("k", version)
+        time.sleep(0.002)
+    writer.close()
+
+
+def test_a_busy_reader_applies_the_messages_itself(settings: dict[str, Any]) -> None:
     cache = subscribed(Cache(**settings))
+    cache.set("k", -1)
     counts = deliveries_by_thread(cache)
-    for version in range(30):
-        peer.call("set", "k", version)
-        read_until(cache.get, "k", version, "the reader to see the peer's set")
+    writer = multiprocessing.get_context("fork").Process(target=_write_versions, args=(settings, 200))
+    writer.start()
+    read_until(cache.get, "k", 199, "the reader to see the writer's last set")
+    writer.join(10)
     on_reader = counts.get(threading.get_ident(), 0)
     assert on_reader >= sum(counts.values()) / 2, f"deliveries by thread: {counts}"
-    assert cache.stats()["backplane"]["received"] == 30
+    assert cache.stats()["backplane"]["received"] == 200
     cache.close()
 
 

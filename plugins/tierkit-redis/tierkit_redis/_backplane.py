@@ -11,8 +11,8 @@ Once connected, the socket is read directly (:mod:`tierkit_redis._resp`): each b
 messages is one ``recv`` and is handled whole.  Readers of the cache drain it on their own
 thread (:meth:`RedisBackplane.drain`, every millisecond while they read): while they do, the
 thread leaves the bursts to them and only watches — it would otherwise take the GIL from a
-busy reader for every burst (docs/coherence.md).  It delivers what no reader drained within
-:data:`LEAVE` (an idle process), sends the heartbeats and reconnects.
+busy reader for every burst (docs/coherence.md).  When no reader drained within :data:`BUSY`
+(a process waiting on I/O, or idle) it delivers at once; it sends the heartbeats and reconnects.
 """
 
 from __future__ import annotations
@@ -33,9 +33,12 @@ HEARTBEAT = 1.0
 """Seconds of silence on the subscription before a PING; no answer within as long again: lost."""
 BACKOFF = (0.02, 1.0)
 """First and longest wait between reconnection attempts, in seconds."""
+BUSY = 0.002
+"""Seconds since a reader last drained within which the readers count as busy: catching up every
+millisecond (``tierkit._backplane.CATCH_UP_EVERY``), they get a burst soon without a thread hand-off."""
 LEAVE = 0.05
-"""Seconds since a reader last drained within which the thread leaves a burst to the readers (and
-looks again after as long): it then takes the GIL at most this often, not once per burst."""
+"""Seconds the thread leaves the subscription to busy readers before it looks again: it then takes
+the GIL from them at most this often, not once per burst."""
 
 
 class Listener(Protocol):
@@ -206,10 +209,10 @@ class RedisBackplane:
             with self._reading:
                 if self._failure is not None:
                     raise self._failure
-                if not arrived or time.monotonic() - self._drained_at >= LEAVE:
+                if not arrived or time.monotonic() - self._drained_at >= BUSY:
                     self._pump(replies, listener, foreign)
                     continue
-            self._closed.wait(LEAVE)  # the readers are draining: look again later
+            self._closed.wait(LEAVE)  # the readers are busy and draining: look again later
 
     def _pump(self, replies: Replies, listener: Listener, foreign: ForeignWrites | None) -> None:
         """Receive what has arrived and deliver every whole reply (hold :attr:`_reading`).
