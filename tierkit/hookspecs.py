@@ -485,7 +485,11 @@ def tierkit_backplane() -> Any:
         transport's optional ``unpack_value(raw, now)`` (the ``Entry`` in those bytes, or
         ``None``) then lets receivers replace their local copies with it instead of dropping
         them.  Optionally ``details()``, a dict of the transport's own figures added to the
-        backplane's health details and stats.
+        backplane's health details and stats.  Optionally ``drain()``, when the transport can
+        deliver on the calling thread: it calls the listener there for what has arrived and
+        returns without waiting (raising nothing).  Readers then catch up themselves every
+        millisecond, and the transport's thread may leave the messages to them while they do;
+        it must still deliver what no reader drains (a process idle or waiting on I/O).
 
     Called once per chain, on the first remote tier that has it, when the setting
     ``backplane`` is ``auto``; called again in a forked child.  Optional: without

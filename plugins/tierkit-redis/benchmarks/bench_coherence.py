@@ -83,8 +83,8 @@ def _watch(url: str, namespace: str, kind: str, changes: int, shared: Any, pause
     """Process B: read "k" until it shows change ``i``; record when; count stale reads after that.
 
     ``pause``: yield the GIL between reads (``time.sleep(0)``, as a request doing any I/O
-    does); without it the reader spins in pure Python and the subscriber thread waits for
-    the interpreter's switch interval (5 ms by default) before it may run.
+    does); without it the reader spins in pure Python.  Either way it reads continuously, so
+    it catches up with the backplane on its own thread every millisecond (docs/coherence.md).
     """
     cache = subscribed(Cache(**settings(url, namespace)))
     shared["ready"].value = 1
