@@ -10,6 +10,7 @@ Real processes (``fork``) and a real redis-server; nothing is timed.
 
 from __future__ import annotations
 
+import asyncio
 import multiprocessing
 import threading
 import time
@@ -88,6 +89,25 @@ def test_a_busy_reader_applies_the_messages_itself(settings: dict[str, Any]) -> 
     on_reader = counts.get(threading.get_ident(), 0)
     assert on_reader >= sum(counts.values()) / 2, f"deliveries by thread: {counts}"
     assert cache.stats()["backplane"]["received"] == 200
+    cache.close()
+
+
+def test_a_busy_async_reader_applies_the_messages_on_the_event_loop(settings: dict[str, Any]) -> None:
+    cache = subscribed(Cache(**settings))
+    cache.set("k", -1)
+    counts = deliveries_by_thread(cache)
+
+    async def read_until_last() -> None:
+        deadline = time.monotonic() + 10
+        while await cache.aget("k") != 199:
+            assert time.monotonic() < deadline, f"still {await cache.aget('k')!r}"
+
+    writer = multiprocessing.get_context("fork").Process(target=_write_versions, args=(settings, 200))
+    writer.start()
+    asyncio.run(read_until_last())
+    writer.join(10)
+    on_loop = counts.get(threading.get_ident(), 0)
+    assert on_loop >= sum(counts.values()) / 2, f"deliveries by thread: {counts}"
     cache.close()
 
 
