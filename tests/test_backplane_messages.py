@@ -5,7 +5,10 @@ The transport is tested with real processes in plugins/tierkit-redis/tests/test_
 
 from __future__ import annotations
 
+import logging
 from typing import Any
+
+import pytest
 
 from tierkit._backplane import (
     MESSAGE_NAMES,
@@ -80,6 +83,27 @@ def test_own_echoes_are_skipped_before_decoding_and_a_lookalike_origin_is_not() 
         lookalike = encode(backplane.origin + "0", ("keys", ("k",)))  # another process's name
         backplane.on_message(lookalike)
         assert backplane.received == 1
+    finally:
+        backplane.close()
+
+
+class _BrokenDrain(_Silent):
+    """A transport whose optional ``drain`` raises."""
+
+    def drain(self) -> None:
+        raise RuntimeError("bug in a third-party transport")
+
+
+def test_a_transport_drain_that_raises_never_reaches_a_read(caplog: pytest.LogCaptureFixture) -> None:
+    backplane = Backplane(_BrokenDrain, (), "ns", _BrokenDrain())
+    try:
+        assert backplane.fresh is not None
+        caplog.set_level(logging.WARNING, logger="tierkit")
+        for _ in range(3):
+            backplane.fresh.until = float("-inf")
+            assert backplane.stamp() == backplane.log.seq  # a read's catch-up: no exception
+        warnings = [r for r in caplog.records if "drain() raised" in r.getMessage()]
+        assert len(warnings) == 1, "logged once, not per catch-up"
     finally:
         backplane.close()
 

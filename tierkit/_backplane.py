@@ -401,6 +401,7 @@ class Backplane:
         self._coarse = 0  # log.seq of the last invalidation that names no single key (tags, prefix, clear)
         self._keys: dict[str, int] = {}
         self._failing = False
+        self._drain_failed = False
         self._sender = _Sender(self._send)
         self.breaker: Breaker | None = None
         """The breaker of the tier whose transport this is (set by :func:`start`)."""
@@ -497,7 +498,17 @@ class Backplane:
         self.published += 1
 
     def _drain(self) -> None:
-        getattr(self.transport, "drain")()  # noqa: B009 — an optional capability; renewed after a fork
+        try:
+            getattr(self.transport, "drain")()  # noqa: B009 — an optional capability; renewed after a fork
+        except Exception:  # a transport's bug never reaches a read: its own thread still delivers
+            if not self._drain_failed:
+                self._drain_failed = True
+                log.warning(
+                    "backplane of namespace %r: the transport's drain() raised; its own thread "
+                    "delivers the messages instead",
+                    self.namespace,
+                    exc_info=True,
+                )
 
     def _failed(self, exc: Exception) -> None:
         """Count a message the others will not get; logged once per streak of failures, not per write."""
