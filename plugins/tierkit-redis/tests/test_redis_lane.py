@@ -14,6 +14,7 @@ from redis_helpers import RedisServer
 from tierkit_redis import RedisTier
 from tierkit_redis._lane import JOIN_UP_TO, lane_of
 
+import tierkit
 from tierkit import Entry
 
 pytestmark = [pytest.mark.redis]
@@ -161,3 +162,55 @@ def test_a_script_the_server_forgot_is_loaded_again(redis_url: str) -> None:
     with pytest.raises(TypeError, match="float"):
         echo(keys=["key"], args=[1.5, 1])
     lane.close()
+
+
+def test_a_set_and_its_message_go_as_one_transaction(redis_url: str) -> None:
+    lane = lane_of(redis.Redis.from_url(redis_url), retries=1)
+    assert lane is not None
+    listener = redis.Redis.from_url(redis_url).pubsub()
+    listener.subscribe("lane-test")
+    assert listener.get_message(timeout=2) is not None  # the subscription's confirmation
+    lane.set_announced("lane:k", b"value", 60_000, "lane-test", b"message")
+    message = listener.get_message(timeout=2)
+    assert message is not None and message["data"] == b"message"
+    admin = redis.Redis.from_url(redis_url)
+    assert admin.get("lane:k") == b"value" and 55_000 < admin.pttl("lane:k") <= 60_000
+    lane.set_announced("lane:k", b"forever", 0, "lane-test", b"again")
+    assert admin.get("lane:k") == b"forever" and admin.pttl("lane:k") == -1
+    listener.close()
+    lane.close()
+
+
+def test_an_error_among_a_transactions_replies_leaves_the_connection_clean(
+    redis_factory: Callable[..., RedisServer],
+) -> None:
+    server = redis_factory()
+    server.admin().execute_command("ACL", "SETUSER", "nomulti", "on", ">pw", "~*", "&*", "+@all", "-multi")
+    lane = lane_of(redis.Redis.from_url(server.url_for("nomulti", "pw")), retries=0)
+    assert lane is not None
+    with pytest.raises(redis.exceptions.NoPermissionError):
+        lane.set_announced("k", b"v", 0, "ch", b"m")  # MULTI refused; SET and PUBLISH run; EXEC errs
+    assert lane.get("k") == b"v", "every reply was read: the next command gets its own"
+    lane.close()
+
+
+def test_a_user_without_multi_and_exec_gets_the_script_with_no_failed_write(
+    redis_factory: Callable[..., RedisServer],
+) -> None:
+    """ACL rules written before tierkit sent MULTI/EXEC keep working."""
+    server = redis_factory()
+    rules = (
+        "on >pw ~tierkit:* resetchannels &tierkit:* -@all +get +set +unlink +eval +evalsha +ping "
+        "+publish +subscribe"
+    )
+    server.admin().execute_command("ACL", "SETUSER", "older", *rules.split())
+    settings = {"url": server.url_for("older", "pw")}
+    cache = tierkit.Cache(namespace="acl", order=["memory", "redis"], tiers={"redis": {"options": settings}})
+    other = tierkit.Cache(namespace="acl", order=["memory", "redis"], tiers={"redis": {"options": settings}})
+    for version in range(3):
+        cache.set("k", version)
+        other.clear(tiers=["memory"])
+        assert other.get("k") == version
+    assert cache.stats()["tiers"]["redis"]["errors"] == 0
+    cache.close()
+    other.close()

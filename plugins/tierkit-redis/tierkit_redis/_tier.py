@@ -112,6 +112,8 @@ class RedisTier(AsyncRedisHooks, Tier[RedisOptions]):
 
     def _connect(self, opts: RedisOptions) -> None:
         """Make the clients: one server, or the master (and replicas) a Sentinel names."""
+        from redis.exceptions import NoPermissionError
+
         from tierkit_redis._client import connect
         from tierkit_redis._lane import lane_of
 
@@ -125,8 +127,18 @@ class RedisTier(AsyncRedisHooks, Tier[RedisOptions]):
         get = self._reader.get if read_lane is None else read_lane.get
         self._redis_get = cast("Callable[[str], bytes | None]", get)
         script = self._client.register_script if self._lane is None else self._lane.script
-        self._set_announced = script(SET_ANNOUNCED)
         self._unlink_announced = script(UNLINK_ANNOUNCED)
+        self._refused: type[Exception] = NoPermissionError
+        set_script = script(SET_ANNOUNCED)
+        self._set_scripted: Callable[[str, bytes, int, str, bytes], Any] = (
+            lambda name, data, ttl, channel, message: set_script(
+                keys=(name,), args=(data, ttl, channel, message)
+            )
+        )
+        """``SET`` then ``PUBLISH`` in one script (``EVALSHA``)."""
+        self._set_announced: Callable[[str, bytes, int, str, bytes], Any] = (
+            self._set_scripted if self._lane is None else self._set_in_transaction
+        )
 
     @classmethod
     def unavailable_reason(cls, options: BaseModel, context: TierContext) -> str | None:
@@ -186,7 +198,7 @@ class RedisTier(AsyncRedisHooks, Tier[RedisOptions]):
             # pipeline's or the sender thread's message could land after a newer write's and
             # leave the older value for good: those only drop.)
             message += data
-        self._set_announced(keys=(self._entries + key,), args=(data, ttl, self.backplane_channel, message))
+        self._set_announced(self._entries + key, data, ttl, self.backplane_channel, message)
         self._outbox.set(None)
 
     @hookimpl
@@ -220,6 +232,17 @@ class RedisTier(AsyncRedisHooks, Tier[RedisOptions]):
             target.eval(TAGGED_SET, 1 + len(tag_sets), name, *tag_sets, data, ttl or 0)
         else:
             target.set(name, data, px=ttl)
+
+    def _set_in_transaction(self, name: str, data: bytes, ttl: int, channel: str, message: bytes) -> None:
+        """``SET`` then ``PUBLISH`` in one ``MULTI``/``EXEC`` on the lane: atomic like the script,
+        for ~10 us less of the server's time per write.  An ACL user without ``MULTI``/``EXEC``
+        (rules written before tierkit used them) gets the script from then on, this write included."""
+        assert self._lane is not None
+        try:
+            self._lane.set_announced(name, data, ttl, channel, message)
+        except self._refused:
+            self._set_announced = self._set_scripted
+            self._set_scripted(name, data, ttl, channel, message)
 
     @hookimpl
     def tierkit_delete(self, key: str) -> bool:
