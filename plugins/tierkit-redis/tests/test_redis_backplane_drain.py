@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 import redis
 from backplane_helpers import Peer, local_value, memory_redis, wait_until
+from tierkit_redis._backplane import HEARTBEAT
 
 from tierkit import Cache
 from tierkit.tiers.memory import MemoryTier
@@ -171,4 +172,39 @@ def test_a_subscription_killed_under_a_busy_reader_is_noticed_and_restored(
     assert cache.get("k") == 2, "what changed while it was away is not served from memory"
     peer.call("set", "k", 3)
     read_until(cache.get, "k", 3, "the backplane to work again")
+    cache.close()
+
+
+def test_a_pong_drained_by_a_reader_answers_the_heartbeat(redis_url: str, settings: dict[str, Any]) -> None:
+    """A reader may drain the PONG before the thread that sent the PING runs again."""
+    cache = subscribed(Cache(**settings))
+    backplane = cache.chain.backplane
+    assert backplane is not None
+    transport: Any = backplane.transport
+    connect = transport._connect
+
+    class QuickReader:
+        """The subscription's connection, with a busy reader draining right after each PING."""
+
+        def __init__(self, connection: Any) -> None:
+            self._connection = connection
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self._connection, name)
+
+        def send_command(self, *args: Any) -> None:
+            self._connection.send_command(*args)
+            if args[0] == "PING":  # the GIL goes to a busy reader, which drains the answer first
+                time.sleep(0.05)
+                transport.drain()
+
+    def connect_with_a_quick_reader() -> Any:
+        return QuickReader(connect())
+
+    transport._connect = connect_with_a_quick_reader
+    assert redis.Redis.from_url(redis_url).client_kill_filter(_type="pubsub") >= 1
+    wait_until(lambda: cache.stats()["backplane"]["subscriptions"] == 2, "the cache to subscribe again")
+    time.sleep(3 * HEARTBEAT)  # a quiet channel: a PING every heartbeat, each answered to the reader
+    report = cache.stats()["backplane"]
+    assert (report["disconnects"], report["subscriptions"]) == (1, 2), report
     cache.close()

@@ -202,8 +202,8 @@ class RedisBackplane:
             if self._pinged_at is not None and now - self._pinged_at >= HEARTBEAT:
                 raise ConnectionError(f"no answer to PING within {HEARTBEAT:g}s")
             if self._pinged_at is None and now - self._heard_at >= HEARTBEAT:
+                self._pinged_at = now  # first: a reader may drain the PONG before this thread runs again
                 connection.send_command("PING")
-                self._pinged_at = now
             quiet = HEARTBEAT - (now - (self._heard_at if self._pinged_at is None else self._pinged_at))
             arrived = replies.arrived(max(quiet, 0.0))
             with self._reading:
