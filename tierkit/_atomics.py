@@ -248,6 +248,7 @@ class Atomics:
     def has(self, key: str) -> bool:
         """Whether some tier holds a live entry under ``key`` (no decoding, no backfill)."""
         check_key(key)
+        self.chain.stamp()  # local tiers answer after catching up with the backplane, as a read does
         for slot in self.chain.slots:
             answer = slot.ask(self.hooks[slot].has, key)
             if type(answer) is bool:

@@ -112,6 +112,21 @@ def test_a_busy_async_reader_applies_the_messages_on_the_event_loop(settings: di
     cache.close()
 
 
+def test_has_catches_up_like_a_read(settings: dict[str, Any], peer: Peer) -> None:
+    cache = subscribed(Cache(**settings))
+    cache.set("k", 1)
+    wait_until(lambda: peer.call("get", "k") == 1, "the peer to read k")
+    backplane = cache.chain.backplane
+    assert backplane is not None and backplane.fresh is not None
+    transport: Any = backplane.transport
+    transport._drained_at = time.monotonic() + 3600  # readers count as busy: the thread leaves it all to them
+    peer.call("delete", "k")
+    time.sleep(0.2)  # the message has arrived, and waits in the socket
+    backplane.fresh.until = float("-inf")
+    assert not cache.has("k"), "has() applied the delete before answering"
+    cache.close()
+
+
 def test_an_idle_process_is_kept_coherent_by_the_subscriber_thread(
     settings: dict[str, Any], peer: Peer
 ) -> None:
