@@ -1,4 +1,4 @@
-"""The ``redis`` tier's GET without redis-py's per-command machinery.
+"""The ``redis`` tier's GET and MGET without redis-py's per-command machinery.
 
 ``Redis.get`` spends most of a GET miss outside the socket: two ``getpid`` calls
 (the pool's fork check), the pool's lock, a ``poll`` for stray bytes on the
@@ -9,8 +9,9 @@ in tierkit pays that, and then asks the tiers below Redis.
 
 A :class:`ReadLane` keeps its own idle connections (made by the client's pool, so
 they count against ``max_connections`` and carry the same settings) and sends a
-pre-packed ``GET`` through redis-py's connection methods, which keep their error
-handling (timeouts, disconnect on error, lazy reconnect).  It keeps the
+pre-packed ``GET``, or an ``MGET`` the connection packs, through redis-py's
+connection methods, which keep their error handling (timeouts, disconnect on
+error, lazy reconnect).  It keeps the
 guarantees those skipped steps gave:
 
 * **stray bytes** — a connection goes back to the idle list connected only after
@@ -22,16 +23,17 @@ guarantees those skipped steps gave:
 * **retries** — a connection error is retried ``retries`` times on a fresh
   connection, as redis-py does; a timeout is not.  One more attempt is allowed
   when the connection had been idle, as redis-py's checkout reconnects one the
-  server closed.  GET is idempotent, so sending it again is harmless.
+  server closed.  GET and MGET are idempotent, so sending them again is harmless.
 
 Only for the plain pool of a single server, speaking RESP2, without client-side
-caching; other clients (Sentinel, cluster) keep ``Redis.get``.
+caching; other clients (Sentinel, cluster) keep ``Redis.get`` and ``Redis.mget``.
 """
 
 from __future__ import annotations
 
 import os
 import weakref
+from collections.abc import Sequence
 from typing import Any
 
 import redis
@@ -43,7 +45,7 @@ _lanes: weakref.WeakSet[ReadLane] = weakref.WeakSet()
 
 
 def read_lane(client: redis.Redis, retries: int) -> ReadLane | None:
-    """A lane for ``client``'s GETs, or ``None`` when its pool is not one the lane can use."""
+    """A lane for ``client``'s GETs and MGETs, or ``None`` when its pool is not one the lane can use."""
     pool = client.connection_pool
     if type(pool) is not redis.ConnectionPool or getattr(pool, "cache", None) is not None:
         return None
@@ -53,7 +55,7 @@ def read_lane(client: redis.Redis, retries: int) -> ReadLane | None:
 
 
 class ReadLane:
-    """GETs on connections of ``pool`` kept apart from it (see the module docstring)."""
+    """GETs and MGETs on connections of ``pool`` kept apart from it (see the module docstring)."""
 
     __slots__ = ("__weakref__", "_attempts", "_idle", "_make")
 
@@ -66,7 +68,14 @@ class ReadLane:
     def get(self, name: str) -> bytes | None:
         """``GET name``: the value, ``None`` if absent; redis-py's exceptions otherwise."""
         raw = name.encode()
-        command = (b"%b%d\r\n%b\r\n" % (_GET, len(raw), raw),)
+        return self._ask((b"%b%d\r\n%b\r\n" % (_GET, len(raw), raw),), True)  # type: ignore[no-any-return]
+
+    def mget(self, names: Sequence[str]) -> list[bytes | None]:
+        """``MGET names``: a value, or ``None``, per name (packed by the connection, as redis-py does)."""
+        return self._ask(("MGET", *names), False)  # type: ignore[no-any-return]
+
+    def _ask(self, command: tuple[Any, ...], packed: bool) -> Any:
+        """Send ``command`` (``packed`` bytes, else its arguments) on an idle connection; its reply."""
         idle = self._idle
         try:
             conn = idle.pop()
@@ -79,7 +88,10 @@ class ReadLane:
             while True:
                 attempts -= 1
                 try:
-                    conn.send_packed_command(command)
+                    if packed:
+                        conn.send_packed_command(command)
+                    else:
+                        conn.send_command(*command)
                     reply = conn.read_response()
                 except ResponseError:  # the reply was read in full: the connection is fine
                     clean = True
@@ -89,7 +101,7 @@ class ReadLane:
                         raise
                     continue
                 clean = True
-                return reply  # type: ignore[no-any-return]
+                return reply
         finally:
             if not clean:
                 conn.disconnect()

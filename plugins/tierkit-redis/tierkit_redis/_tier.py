@@ -122,6 +122,8 @@ class RedisTier(AsyncRedisHooks, Tier[RedisOptions]):
         self._lane = read_lane(self._reader, opts.retries)
         get = self._reader.get if self._lane is None else self._lane.get
         self._redis_get = cast("Callable[[str], bytes | None]", get)
+        mget = self._reader.mget if self._lane is None else self._lane.mget
+        self._redis_mget = cast("Callable[[list[str]], list[bytes | None]]", mget)
         self._set_announced = self._client.register_script(SET_ANNOUNCED)
         self._unlink_announced = self._client.register_script(UNLINK_ANNOUNCED)
 
@@ -155,8 +157,8 @@ class RedisTier(AsyncRedisHooks, Tier[RedisOptions]):
         """One ``MGET``; the chain decodes the payloads in one pass (no ``Entry`` per key)."""
         if not keys:
             return Payloads([], [], [])
-        raws = self._reader.mget(list(map(self._entries.__add__, keys)))  # prefixed in C, no bytecode per key
-        return unpack_columns(keys, cast("list[bytes | None]", raws), self._clock())
+        raws = self._redis_mget(list(map(self._entries.__add__, keys)))  # prefixed in C, no bytecode per key
+        return unpack_columns(keys, raws, self._clock())
 
     @hookimpl
     def tierkit_set(self, key: str, entry: Entry) -> None:
