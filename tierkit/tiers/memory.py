@@ -315,11 +315,8 @@ class MemoryTier(Tier[MemoryOptions]):
                         key, entry = data.popitem(last=False)
                         if entry[2]:
                             self._forget(key, entry)
-                elif excess == 1:  # no entry has tags: nothing to forget but the entries
-                    data.popitem(last=False)
-                else:  # the oldest keys, then one C-level pass popping them (no bytecode per key)
-                    oldest = list(itertools.islice(data, excess))
-                    collections.deque(map(data.pop, oldest, itertools.repeat(None)), maxlen=0)
+                else:  # no entry has tags: nothing to forget; the oldest popped in one C-level pass
+                    collections.deque(map(data.popitem, itertools.repeat(False, excess)), maxlen=0)
                 self._evictions += excess
             return
         evicted = 0
