@@ -129,6 +129,28 @@ def test_front_door_serves_hits_and_delegates_the_rest(clock: FakeClock) -> None
     assert counters.hits == 1
 
 
+def test_front_door_sends_a_hit_to_on_miss_once_a_catch_up_is_due(clock: FakeClock) -> None:
+    """``fresh.until``: past it the chain applies other processes' changes before serving (the backplane)."""
+    tier = build(clock)
+
+    class Counters:
+        hits = 0
+
+    class Fresh:
+        until = clock() + 1
+
+    asked: list[str] = []
+    counters = Counters()
+    get = tier.front_door(lambda key, default: asked.append(key) or "below", counters, fresh=Fresh())
+    assert get is not None
+    tier.tierkit_set("k", Entry("v", None, ()))  # no TTL: the clock is read all the same
+    assert get("k") == "v" and asked == []
+    clock.advance(1)
+    assert get("k") == "below" and asked == ["k"], "due: the hit goes to on_miss"
+    Fresh.until = clock() + 1
+    assert get("k") == "v" and counters.hits == 2
+
+
 def test_no_front_door_with_copy_on_read(clock: FakeClock) -> None:
     assert build(clock, copy_on_read=True).front_door(lambda k, d: d, object()) is None  # type: ignore[arg-type]
 

@@ -221,9 +221,9 @@ class AsyncChain:
         """
         chain = self.chain
         first = chain._first
-        front_door = getattr(first.tier, "front_door", None) if first is not None else None
-        fused = front_door(_below, first) if front_door is not None else None
+        fused = chain.front_door(first, _below) if first is not None else None
         read_through = self.read_through
+        fresh, clock = chain.fresh, chain.clock
         if first is None or fused is None:
 
             async def get(key: str, default: Any = None) -> Any:
@@ -238,6 +238,8 @@ class AsyncChain:
             if value is not _BELOW:
                 return value
             check_key(key)
+            if fresh is not None and clock() >= fresh.until:  # a hit due a catch-up: find() does it
+                return await read_through(key, default, 0, codec)
             first.misses += 1
             return await read_through(key, default, 1, codec)
 

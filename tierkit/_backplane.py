@@ -84,6 +84,9 @@ FLUSH_WAIT = 1.0
 """Seconds closing a cache (or the interpreter's exit) waits for queued messages to go out."""
 LOG_LENGTH = 10_000
 """Invalidations kept for tiers that catch up lazily (the session tier); older ones collapse into a clear."""
+CATCH_UP_EVERY = 0.001
+"""Seconds between a reading process's catch-ups on its own thread (:class:`CatchUp`): how long a busy
+process may serve a local copy after the message that changes it has arrived."""
 
 State = Literal["connecting", "subscribed", "disconnected", "closed"]
 
@@ -119,6 +122,12 @@ class Transport(Protocol):
     Optional: ``unpack_value(raw, now)``, the :class:`~tierkit.Entry` in stored bytes a
     message carries (``None`` if expired or not readable): with it, receivers replace
     their local copies with carried values; without it, every message drops.
+
+    Optional: ``drain()``, for a transport that can deliver on the calling thread: it calls
+    the listener, on that thread, for what has arrived, and returns without waiting for more
+    (raising nothing).  Readers then catch up themselves (:class:`CatchUp`), and the
+    transport's thread may leave the messages to them while they do (it must still deliver
+    what no reader drains soon, e.g. while the process is idle).
     """
 
     channel: str
@@ -126,6 +135,31 @@ class Transport(Protocol):
     def publish(self, message: bytes) -> None: ...
     def subscribe(self, listener: Listener) -> None: ...
     def close(self) -> None: ...
+
+
+class CatchUp:
+    """When a process's reads next bring its local copies up to date, on their own thread.
+
+    A subscriber thread that applies each burst of messages as it arrives must take the
+    GIL from a thread that is busy serving hits: both pay a context switch, and in a
+    CPU-bound process that cost more than the messages themselves (docs/coherence.md).
+    With a transport that can ``drain`` on the calling thread, hit paths serve a local
+    copy only while the clock is before :attr:`until`, and past it call :meth:`catch_up`
+    first: the messages of the last millisecond are applied by the reader, in one go.
+    """
+
+    __slots__ = ("_clock", "_drain", "until")
+
+    def __init__(self, clock: Callable[[], float], drain: Callable[[], None]) -> None:
+        self.until = float("-inf")
+        """The clock time up to which local copies may be served without a catch-up."""
+        self._clock = clock
+        self._drain = drain
+
+    def catch_up(self) -> None:
+        """Apply what has arrived (the transport's ``drain``); fresh for :data:`CATCH_UP_EVERY` more."""
+        self.until = self._clock() + CATCH_UP_EVERY  # first: the process's other readers need not wait
+        self._drain()
 
 
 Op = tuple[Literal["keys", "tags", "prefix", "clear"], tuple[str, ...]]
@@ -370,6 +404,8 @@ class Backplane:
         self.rider: TierSlot | None = None
         """The tier whose writes carry their own messages (its transport has an outbox; set by start)."""
         self._outbox: contextvars.ContextVar[bytes | None] | None = getattr(transport, "outbox", None)
+        self.fresh = None if getattr(transport, "drain", None) is None else CatchUp(clock, self._drain)
+        """Readers' catch-ups, when the transport can deliver on their thread (``drain``)."""
         self._unpack: Callable[[bytes, float], Entry | None] | None = getattr(transport, "unpack_value", None)
         self._replacing = tuple(
             slot for slot in self.local if getattr(slot.tier, "follow_invalidations", None) is None
@@ -457,6 +493,9 @@ class Backplane:
         self._failing = False
         self.published += 1
 
+    def _drain(self) -> None:
+        getattr(self.transport, "drain")()  # noqa: B009 — an optional capability; renewed after a fork
+
     def _failed(self, exc: Exception) -> None:
         """Count a message the others will not get; logged once per streak of failures, not per write."""
         self.publish_errors += 1
@@ -470,6 +509,13 @@ class Backplane:
             )
 
     # -- the reader's side ----------------------------------------------------------------------
+
+    def stamp(self) -> int:
+        """Taken before reading a shared tier (see :meth:`keep`), after catching up if it is due."""
+        fresh = self.fresh
+        if fresh is not None and self.clock() >= fresh.until:
+            fresh.catch_up()
+        return self.log.seq
 
     def keep(self, keys: Collection[str], stamp: int) -> Collection[str]:
         """The ``keys`` whose values read after ``stamp`` may go into local tiers (hold :attr:`lock`).

@@ -153,10 +153,7 @@ def build_chain(
             raise PluginError(
                 f"tier {slot.name!r} (kind {slot.kind!r}) does not match the hook specs: {exc}"
             ) from exc
-    chain = Chain(slots, skipped, pm, codec, clock, settings.default_ttl, settings.tier_names())
-    if (
-        settings.backplane == "auto"
-        and (started := start_backplane(slots, settings.namespace, codec, clock)) is not None
-    ):
-        chain.backplane, chain.backplane_tier = started
-    return chain
+    backplane = None
+    if settings.backplane == "auto":
+        backplane = start_backplane(slots, settings.namespace, codec, clock)
+    return Chain(slots, skipped, pm, codec, clock, settings.default_ttl, settings.tier_names(), backplane)

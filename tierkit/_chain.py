@@ -20,6 +20,7 @@ checks are type tests, so the hit path stays a hit path.
 from __future__ import annotations
 
 import functools
+import inspect
 import itertools
 import logging
 import operator
@@ -31,7 +32,7 @@ from typing import Any, Literal, TypeVar, cast
 
 import pluggy
 
-from tierkit._backplane import Backplane, Op
+from tierkit._backplane import Backplane, CatchUp, Op
 from tierkit._breaker import Breaker
 from tierkit._codec import Codec
 from tierkit._config import redact
@@ -496,6 +497,7 @@ class Chain:
         clock: Clock,
         default_ttl: float | None,
         order: Sequence[str],
+        backplane: tuple[Backplane, str] | None = None,
     ) -> None:
         self.slots = tuple(slots)
         self.skipped = tuple(skipped)
@@ -508,9 +510,9 @@ class Chain:
         self.closed = False
         self._flights = SingleFlight()
         self._close_lock = threading.Lock()
-        self.backplane: Backplane | None = None
-        """Keeps local tiers coherent across processes (:mod:`tierkit._backplane`); set by the builder."""
-        self.backplane_tier: str | None = None
+        self.backplane: Backplane | None = None if backplane is None else backplane[0]
+        """Keeps local tiers coherent across processes (:mod:`tierkit._backplane`)."""
+        self.backplane_tier: str | None = None if backplane is None else backplane[1]
         """The tier whose transport the backplane uses (its health shows the backplane's state)."""
         # Write plans, computed once: which tiers a write goes to, whether it needs bytes.
         slots = self.slots
@@ -552,14 +554,18 @@ class Chain:
 
             return get
 
+        fresh = self.fresh
+        clock = self.clock
+
         def after_first_miss(key: str, default: Any) -> Any:
             if type(key) is not str or not key or not key.isascii():
                 check_key(key)
+            if fresh is not None and clock() >= fresh.until:  # the front door's hit was due a catch-up
+                return self.read_through(key, default, 0, codec)  # find() catches up first
             first.misses += 1
             return self.read_through(key, default, 1, codec)
 
-        front_door = getattr(first.tier, "front_door", None)
-        fused: FrontDoor | None = front_door(after_first_miss, first) if front_door is not None else None
+        fused = self.front_door(first, after_first_miss)
         if fused is not None:
             return fused
         first_get = first.get
@@ -583,6 +589,24 @@ class Chain:
             return read_through(key, default, 1, codec)
 
         return get_first
+
+    @property
+    def fresh(self) -> CatchUp | None:
+        """When the backplane's messages are next applied by a reader (``None``: by its own thread)."""
+        return None if self.backplane is None else self.backplane.fresh
+
+    def front_door(self, first: TierSlot, on_miss: FrontDoor) -> FrontDoor | None:
+        """``first``'s fused read (:meth:`tierkit.Tier.front_door`), if it offers one.
+
+        Given :attr:`fresh` when its signature takes it (a front door written before it existed
+        still works: the backplane's own thread keeps its copies up to date)."""
+        front_door = getattr(first.tier, "front_door", None)
+        if front_door is None:
+            return None
+        if "fresh" in inspect.signature(front_door).parameters:
+            fused: FrontDoor | None = front_door(on_miss, first, fresh=self.fresh)
+            return fused
+        return cast("FrontDoor | None", front_door(on_miss, first))
 
     def read_through(self, key: str, default: Any, start: int, codec: Codec) -> Any:
         """Ask tiers from ``start`` on; backfill the tiers above a hit."""
@@ -812,9 +836,11 @@ class Chain:
     # -- the backplane (tierkit._backplane): local copies coherent across processes ---------------
 
     def stamp(self) -> int:
-        """Taken before reading a shared tier: what arrived since decides whether a backfill may happen."""
+        """Taken before reading a shared tier: what arrived since decides whether a backfill may happen.
+
+        Every read path takes one first, so it is also where a reader catches up with the backplane."""
         backplane = self.backplane
-        return 0 if backplane is None else backplane.log.seq
+        return 0 if backplane is None else backplane.stamp()
 
     def coherent(self, slot: TierSlot) -> bool:
         """Whether ``slot`` is one of the local tiers a backplane keeps coherent (writes go through it)."""
@@ -943,6 +969,8 @@ class Chain:
             payload = codec.encode(key, value)
         stored = True
         backplane = self.backplane
+        if backplane is not None:
+            backplane.stamp()  # a writing loop catches up too: its own echoes do not wake the subscriber
         op: Op = ("keys", (key,))
         announced = False
         for slot in writers:

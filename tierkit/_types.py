@@ -255,6 +255,20 @@ class HitCounter(Protocol):
     hits: int
 
 
+class Freshness(Protocol):
+    """Until when a front door may serve local copies before the chain brings them up to date."""
+
+    until: float
+    """A time on the context's clock; from then on a hit goes to ``on_miss`` (the chain catches up)."""
+
+
+class _NeverDue:
+    until = float("inf")
+
+
+NEVER_DUE: Freshness = _NeverDue()
+"""A front door's ``fresh`` when the chain gives none: its copies are always up to date."""
+
 FrontDoor = Callable[[str, Any], Any]
 """A fused ``get(key, default)``: see :meth:`Tier.front_door`."""
 
@@ -347,7 +361,9 @@ class Tier(Generic[OptionsT]):
         """
         return ()
 
-    def front_door(self, on_miss: FrontDoor, counters: HitCounter) -> FrontDoor | None:
+    def front_door(
+        self, on_miss: FrontDoor, counters: HitCounter, fresh: Freshness | None = None
+    ) -> FrontDoor | None:
         """Optional fast path: a fused ``get(key, default)`` serving hits from this tier.
 
         When this tier comes first in a chain, holds objects and is not
@@ -358,8 +374,11 @@ class Tier(Generic[OptionsT]):
         itself on a hit (after checking expiry on the context's clock) and add
         1 to ``counters.hits``; on anything else (miss, expired entry, a key it
         cannot look up) it must return ``on_miss(key, default)``, which checks
-        the key, counts the miss and goes on down the chain.  Nothing guards
-        it: it must be thread-safe and raise nothing of its own.  Return
+        the key, counts the miss and goes on down the chain.  With ``fresh``
+        (when the signature takes it), a hit is served only while the clock is
+        before ``fresh.until``; from then on it goes to ``on_miss`` too, which
+        applies what other processes changed first (the backplane).  Nothing
+        guards it: it must be thread-safe and raise nothing of its own.  Return
         ``None`` (the default) to offer none: the chain then calls
         :func:`~tierkit.hookspecs.tierkit_get` instead.
         """

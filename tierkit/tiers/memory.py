@@ -13,7 +13,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from tierkit._sizes import estimate_size
-from tierkit._types import Entry, FrontDoor, HitCounter, Tier, TierContext, TierHealth
+from tierkit._types import NEVER_DUE, Entry, Freshness, FrontDoor, HitCounter, Tier, TierContext, TierHealth
 from tierkit.errors import NotACounter
 from tierkit.hookspecs import hookimpl
 
@@ -73,16 +73,20 @@ class MemoryTier(Tier[MemoryOptions]):
         self._expired = 0
         self._lock = threading.Lock()
 
-    def front_door(self, on_miss: FrontDoor, counters: HitCounter) -> FrontDoor | None:
+    def front_door(
+        self, on_miss: FrontDoor, counters: HitCounter, fresh: Freshness | None = None
+    ) -> FrontDoor | None:
         """A fused ``get(key, default)`` that serves hits straight from this tier.
 
-        A hit costs one dict lookup, a clock read and an LRU touch, with no
-        further call.  Anything else (miss, expired, odd key) goes to
-        ``on_miss``.  Not offered with ``copy_on_read`` (the copy dominates anyway).
+        A hit costs one dict lookup, a clock read, a comparison with
+        ``fresh.until`` and an LRU touch, with no further call.  Anything else
+        (miss, expired, odd key, a catch-up due) goes to ``on_miss``.  Not
+        offered with ``copy_on_read`` (the copy dominates anyway).
         """
         if self._copy:
             return None
         data_get, touch, clock, expire = self._data.get, self._touch, self._clock, self._expire
+        fresh = NEVER_DUE if fresh is None else fresh
 
         def get(key: str, default: Any = None) -> Any:
             try:
@@ -91,7 +95,10 @@ class MemoryTier(Tier[MemoryOptions]):
                 return on_miss(key, default)
             if entry is not None:
                 expires_at = entry[1]
-                if expires_at is None or expires_at > clock():
+                now = clock()
+                if now >= fresh.until:
+                    return on_miss(key, default)
+                if expires_at is None or expires_at > now:
                     try:
                         touch(key)
                     except KeyError:  # removed by another thread since the lookup

@@ -7,13 +7,19 @@ It tells the backplane at once when the connection is lost — redis-py's
 ``PubSub`` would reconnect silently and hide the messages missed meanwhile —
 and PINGs when idle, so that a dead peer is noticed within two heartbeats.
 
-Once connected, the thread reads the socket itself (:mod:`tierkit_redis._resp`): each
-burst of messages is one ``recv`` and is handled whole before the thread blocks again.
+Once connected, the socket is read directly (:mod:`tierkit_redis._resp`): each burst of
+messages is one ``recv`` and is handled whole.  Readers of the cache drain it on their own
+thread (:meth:`RedisBackplane.drain`, every millisecond while they read): while they do, the
+thread leaves the bursts to them and only watches — it would otherwise take the GIL from a
+busy reader for every burst (docs/coherence.md).  It delivers what no reader drained within
+:data:`LEAVE` (an idle process), sends the heartbeats and reconnects.
 """
 
 from __future__ import annotations
 
+import socket
 import threading
+import time
 from collections.abc import Callable
 from contextvars import ContextVar
 from typing import Any, Protocol
@@ -27,6 +33,9 @@ HEARTBEAT = 1.0
 """Seconds of silence on the subscription before a PING; no answer within as long again: lost."""
 BACKOFF = (0.02, 1.0)
 """First and longest wait between reconnection attempts, in seconds."""
+LEAVE = 0.05
+"""Seconds since a reader last drained within which the thread leaves a burst to the readers (and
+looks again after as long): it then takes the GIL at most this often, not once per burst."""
 
 
 class Listener(Protocol):
@@ -65,6 +74,14 @@ class RedisBackplane:
         self._closed = threading.Event()
         self._connection: Any = None
         self._thread: threading.Thread | None = None
+        self._reading = threading.Lock()
+        """Held by whoever receives from the subscription and delivers (the thread, or a reader)."""
+        self._live: tuple[Replies, Listener, ForeignWrites | None] | None = None
+        """What :meth:`drain` reads: set once subscribed, cleared when the connection goes."""
+        self._drained_at = 0.0  # time.monotonic() of the last drain by a reader
+        self._heard_at = 0.0  # time.monotonic() of the last bytes received, by anyone
+        self._pinged_at: float | None = None
+        self._failure: BaseException | None = None  # what a reader's drain ran into, for the thread
 
     def __repr__(self) -> str:
         return f"RedisBackplane(channel={self.channel!r})"
@@ -76,6 +93,26 @@ class RedisBackplane:
 
     def publish(self, message: bytes) -> None:
         self._publish(self.channel, message)
+
+    def drain(self) -> None:
+        """Deliver, on the calling thread, what has arrived (the ``drain`` capability); never waits.
+
+        A failure is left to the subscriber thread, woken to report it and reconnect.
+        """
+        live = self._live
+        if live is None or not live[0].drains:
+            return
+        with self._reading:
+            if live is not self._live:
+                return  # reconnected meanwhile
+            try:
+                self._pump(*live)
+            except Exception as exc:
+                self._failure = exc
+                self._live = None
+                self._wake()
+                return
+            self._drained_at = time.monotonic()
 
     def subscribe(self, listener: Listener) -> None:
         self._thread = threading.Thread(
@@ -156,34 +193,60 @@ class RedisBackplane:
         self, connection: Any, replies: Replies, listener: Listener, foreign: ForeignWrites | None
     ) -> None:
         """Deliver until the connection fails (raises) or the backplane closes (returns)."""
-        pinged = False
+        self._heard_at, self._pinged_at, self._failure = time.monotonic(), None, None
         while not self._closed.is_set():
-            if not replies.wait(HEARTBEAT):
-                if pinged:
-                    raise ConnectionError(f"no answer to PING within {HEARTBEAT:g}s")
+            now = time.monotonic()
+            if self._pinged_at is not None and now - self._pinged_at >= HEARTBEAT:
+                raise ConnectionError(f"no answer to PING within {HEARTBEAT:g}s")
+            if self._pinged_at is None and now - self._heard_at >= HEARTBEAT:
                 connection.send_command("PING")
-                pinged = True
-                continue
-            while (reply := replies.next()) is not False:
-                kind = reply[0] if isinstance(reply, list) and reply else reply  # RESP3: a list subclass
-                if kind == b"message":
-                    if foreign is not None:
-                        foreign.announced(reply[2])
-                    listener.on_message(reply[2])
-                elif kind == b"pmessage" and foreign is not None:
-                    foreign.event(reply[2], reply[3])
-                elif kind in (b"pong", b"PONG"):
-                    pinged = False
-                elif kind == b"subscribe":
-                    listener.on_subscribed()
-                elif isinstance(reply, ReplyError):
-                    raise reply
-            if foreign is not None:
-                message = foreign.flush()  # the burst is over: what no writer announced
-                if message is not None:
-                    listener.on_message(message)
+                self._pinged_at = now
+            quiet = HEARTBEAT - (now - (self._heard_at if self._pinged_at is None else self._pinged_at))
+            arrived = replies.arrived(max(quiet, 0.0))
+            with self._reading:
+                if self._failure is not None:
+                    raise self._failure
+                if not arrived or time.monotonic() - self._drained_at >= LEAVE:
+                    self._pump(replies, listener, foreign)
+                    continue
+            self._closed.wait(LEAVE)  # the readers are draining: look again later
+
+    def _pump(self, replies: Replies, listener: Listener, foreign: ForeignWrites | None) -> None:
+        """Receive what has arrived and deliver every whole reply (hold :attr:`_reading`)."""
+        while replies.wait(0):
+            self._heard_at = time.monotonic()
+        while (reply := replies.next()) is not False:
+            kind = reply[0] if isinstance(reply, list) and reply else reply  # RESP3: a list subclass
+            if kind == b"message":
+                if foreign is not None:
+                    foreign.announced(reply[2])
+                listener.on_message(reply[2])
+            elif kind == b"pmessage" and foreign is not None:
+                foreign.event(reply[2], reply[3])
+            elif kind in (b"pong", b"PONG"):
+                self._pinged_at = None
+            elif kind == b"subscribe":
+                listener.on_subscribed()
+                self._live = (replies, listener, foreign)
+            elif isinstance(reply, ReplyError):
+                raise reply
+        if foreign is not None:
+            message = foreign.flush()  # the burst is over: what no writer announced
+            if message is not None:
+                listener.on_message(message)
+
+    def _wake(self) -> None:
+        """Make the thread's wait on the socket return (a reader's drain failed)."""
+        connection = self._connection
+        sock = getattr(connection, "_sock", None)
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
 
     def _drop(self) -> None:
+        self._live = None
         connection, self._connection = self._connection, None
         if connection is not None:
             try:

@@ -1,61 +1,91 @@
-"""The ``redis`` tier's GET and MGET without redis-py's per-command machinery.
+"""The ``redis`` tier's reads and single-key writes without redis-py's per-command machinery.
 
 ``Redis.get`` spends most of a GET miss outside the socket: two ``getpid`` calls
 (the pool's fork check), the pool's lock, a ``poll`` for stray bytes on the
 pooled connection, a retry object with two closures and, since redis-py 6,
 metrics hooks on checkout, release and completion — about 140 000 instructions
 and five system calls besides the ``sendto``/``recvfrom`` pair.  A cache miss
-in tierkit pays that, and then asks the tiers below Redis.
+in tierkit pays that, and then asks the tiers below Redis; a ``set`` pays it
+on top of the round trip it exists for.
 
-A :class:`ReadLane` keeps its own idle connections (made by the client's pool, so
-they count against ``max_connections`` and carry the same settings) and sends a
-pre-packed ``GET``, or an ``MGET`` the connection packs, through redis-py's
-connection methods, which keep their error handling (timeouts, disconnect on
-error, lazy reconnect).  It keeps the
+A :class:`Lane` keeps its own idle connections (made by the client's pool, so
+they count against ``max_connections`` and carry the same settings) and sends
+pre-packed ``GET``, ``SET`` and ``EVALSHA`` commands, and ``MGET`` packed by the
+connection, through redis-py's connection methods, which keep their error
+handling (timeouts, disconnect on error, lazy reconnect).  It keeps the
 guarantees those skipped steps gave:
 
 * **stray bytes** — a connection goes back to the idle list connected only after
   its reply has been read in full; anything else (an error, a timeout, a
   ``KeyboardInterrupt`` between the send and the read) disconnects it first, so
-  no reply can be read by the next GET.
+  no reply can be read by the next command.
 * **fork** — a child forgets the parent's connections (``os.register_at_fork``):
   it never writes to a socket its parent uses.
 * **retries** — a connection error is retried ``retries`` times on a fresh
-  connection, as redis-py does; a timeout is not.  One more attempt is allowed
-  when the connection had been idle, as redis-py's checkout reconnects one the
-  server closed.  GET and MGET are idempotent, so sending them again is harmless.
+  connection, as redis-py does for every command; a timeout is not.  One more
+  attempt is allowed when the connection had been idle, as redis-py's checkout
+  reconnects one the server closed.
+* **scripts** — ``EVALSHA``, and on ``NOSCRIPT`` (a restarted or flushed server)
+  ``EVAL``, which loads the script again, as redis-py's ``Script`` does.
 
 Only for the plain pool of a single server, speaking RESP2, without client-side
-caching; other clients (Sentinel, cluster) keep ``Redis.get`` and ``Redis.mget``.
+caching; other clients (Sentinel, cluster) keep redis-py's commands.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import redis
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import ResponseError
+from redis.exceptions import NoScriptError, ResponseError
 
 _GET = b"*2\r\n$3\r\nGET\r\n$"
-_lanes: weakref.WeakSet[ReadLane] = weakref.WeakSet()
+JOIN_UP_TO = 1 << 16
+"""Bytes up to which a command goes out as one buffer (one ``send``); a larger value goes apart, uncopied."""
+_lanes: weakref.WeakSet[Lane] = weakref.WeakSet()
+
+Script = Callable[..., Any]
+"""``script(keys=…, args=…)``: a Lua script run by name (``EVALSHA``), as redis-py's ``Script`` is called."""
 
 
-def read_lane(client: redis.Redis, retries: int) -> ReadLane | None:
-    """A lane for ``client``'s GETs and MGETs, or ``None`` when its pool is not one the lane can use."""
+def lane_of(client: redis.Redis, retries: int) -> Lane | None:
+    """A lane for ``client``'s commands, or ``None`` when its pool is not one the lane can use."""
     pool = client.connection_pool
     if type(pool) is not redis.ConnectionPool or getattr(pool, "cache", None) is not None:
         return None
     if pool.connection_kwargs.get("protocol") not in (None, 2, "2"):
         return None  # RESP3 may interleave push messages with replies
-    return ReadLane(pool, retries)
+    return Lane(pool, retries)
 
 
-class ReadLane:
-    """GETs and MGETs on connections of ``pool`` kept apart from it (see the module docstring)."""
+def _command(*parts: bytes) -> tuple[bytes, ...]:
+    """``parts`` as a RESP command, in as few buffers as :data:`JOIN_UP_TO` allows."""
+    chunks = [b"*%d\r\n" % len(parts)]
+    for part in parts:
+        if len(part) > JOIN_UP_TO:
+            chunks += (b"$%d\r\n" % len(part), part, b"\r\n")
+        else:
+            chunks.append(b"$%d\r\n%b\r\n" % (len(part), part))
+    return (b"".join(chunks),) if len(chunks) == len(parts) + 1 else tuple(chunks)
+
+
+def _bytes(arg: object) -> bytes:
+    if isinstance(arg, bytes):
+        return arg
+    if isinstance(arg, str):
+        return arg.encode()
+    if type(arg) is int:
+        return b"%d" % arg
+    raise TypeError(f"a lane sends bytes, str and int, not {type(arg).__name__}")
+
+
+class Lane:
+    """Commands on connections of ``pool`` kept apart from it (see the module docstring)."""
 
     __slots__ = ("__weakref__", "_attempts", "_idle", "_make")
 
@@ -68,14 +98,39 @@ class ReadLane:
     def get(self, name: str) -> bytes | None:
         """``GET name``: the value, ``None`` if absent; redis-py's exceptions otherwise."""
         raw = name.encode()
-        return self._ask((b"%b%d\r\n%b\r\n" % (_GET, len(raw), raw),), True)  # type: ignore[no-any-return]
+        return self._call((b"%b%d\r\n%b\r\n" % (_GET, len(raw), raw),))  # type: ignore[no-any-return]
 
     def mget(self, names: Sequence[str]) -> list[bytes | None]:
         """``MGET names``: a value, or ``None``, per name (packed by the connection, as redis-py does)."""
-        return self._ask(("MGET", *names), False)  # type: ignore[no-any-return]
+        return self._call(("MGET", *names), packed=False)  # type: ignore[no-any-return]
 
-    def _ask(self, command: tuple[Any, ...], packed: bool) -> Any:
-        """Send ``command`` (``packed`` bytes, else its arguments) on an idle connection; its reply."""
+    def set(self, name: str, value: bytes, ttl_ms: int) -> None:
+        """``SET name value`` with ``PX ttl_ms`` (0: no expiry)."""
+        if ttl_ms:
+            self._call(_command(b"SET", name.encode(), value, b"PX", b"%d" % ttl_ms))
+        else:
+            self._call(_command(b"SET", name.encode(), value))
+
+    def script(self, text: str) -> Script:
+        """``text`` run by its SHA-1 (``EVALSHA``), loaded again with ``EVAL`` when the server lacks it."""
+        sha = hashlib.sha1(text.encode()).hexdigest().encode()
+        source = text.encode()
+
+        def run(keys: Sequence[str] = (), args: Sequence[object] = ()) -> Any:
+            rest = [_bytes(key) for key in keys] + [_bytes(arg) for arg in args]
+            count = b"%d" % len(keys)
+            try:
+                return self._call(_command(b"EVALSHA", sha, count, *rest))
+            except NoScriptError:
+                return self._call(_command(b"EVAL", source, count, *rest))
+
+        return run
+
+    def _call(self, command: tuple[Any, ...], packed: bool = True) -> Any:
+        """Send ``command`` (``packed`` bytes, else its arguments) on an idle connection; its reply.
+
+        See the module docstring for what it guarantees.
+        """
         idle = self._idle
         try:
             conn = idle.pop()

@@ -1,9 +1,11 @@
 """The subscription's replies, read from its socket in large chunks (docs/coherence.md).
 
-A burst of backplane messages is one ``recv`` and one parse loop on the subscriber
-thread — not redis-py's read path per message — so the thread takes the GIL once per
-burst.  hiredis parses when it is installed (the ``hiredis`` extra); otherwise redis-py's
-own parser reads reply by reply (:class:`ConnectionReplies`), as a plain subscription would.
+A burst of backplane messages is one ``recv`` and one parse loop — not redis-py's read
+path per message — on the subscriber thread, or on a reader's own thread when it catches
+up (:meth:`Replies.arrived` lets the subscriber thread watch the socket meanwhile).
+hiredis parses when it is installed (the ``hiredis`` extra); otherwise redis-py's own
+parser reads reply by reply on the subscriber thread alone (:class:`ConnectionReplies`), as a
+plain subscription would.
 """
 
 from __future__ import annotations
@@ -32,6 +34,17 @@ class Replies:
         """The next whole reply already received, or ``False``."""
         return self._reader.gets()
 
+    drains = True
+    """Whether another thread may read this socket while the subscriber thread waits in :meth:`arrived`."""
+
+    def arrived(self, timeout: float) -> bool:
+        """Whether bytes are waiting in the socket, after up to ``timeout`` seconds; receives nothing.
+
+        Safe while another thread receives, unlike :meth:`wait`: it asks the kernel only (bytes a TLS
+        layer has decrypted but not handed out are not seen; a reader that drains takes them all).
+        """
+        return bool(select.select([self._sock], [], [], timeout)[0])
+
     def wait(self, timeout: float) -> bool:
         """Receive what arrives within ``timeout`` seconds: whether anything did (raises once closed)."""
         sock = self._sock
@@ -55,8 +68,13 @@ class Replies:
 class ConnectionReplies(Replies):
     """The same through redis-py's own parser, one reply per call (without hiredis)."""
 
+    drains = False  # redis-py's parser reads ahead into its own buffer: one thread only
+
     def __init__(self, connection: Any) -> None:
         self._connection = connection
+
+    def arrived(self, timeout: float) -> bool:
+        return self.wait(timeout)
 
     def next(self) -> Any:
         from redis.exceptions import ResponseError

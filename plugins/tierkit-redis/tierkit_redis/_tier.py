@@ -113,19 +113,22 @@ class RedisTier(AsyncRedisHooks, Tier[RedisOptions]):
     def _connect(self, opts: RedisOptions) -> None:
         """Make the clients: one server, or the master (and replicas) a Sentinel names."""
         from tierkit_redis._client import connect
-        from tierkit_redis._lane import read_lane
+        from tierkit_redis._lane import lane_of
 
         clients = connect(opts)
         self._client: redis.Redis = clients.write
         self._reader: redis.Redis = clients.read
         self._sentinel = clients.sentinel
-        self._lane = read_lane(self._reader, opts.retries)
-        get = self._reader.get if self._lane is None else self._lane.get
+        self._lane = lane_of(self._client, opts.retries)
+        read_lane = self._lane if self._reader is self._client else lane_of(self._reader, opts.retries)
+        self._lanes = tuple({id(lane): lane for lane in (self._lane, read_lane) if lane is not None}.values())
+        get = self._reader.get if read_lane is None else read_lane.get
         self._redis_get = cast("Callable[[str], bytes | None]", get)
-        mget = self._reader.mget if self._lane is None else self._lane.mget
+        mget = self._reader.mget if read_lane is None else read_lane.mget
         self._redis_mget = cast("Callable[[list[str]], list[bytes | None]]", mget)
-        self._set_announced = self._client.register_script(SET_ANNOUNCED)
-        self._unlink_announced = self._client.register_script(UNLINK_ANNOUNCED)
+        script = self._client.register_script if self._lane is None else self._lane.script
+        self._set_announced = script(SET_ANNOUNCED)
+        self._unlink_announced = script(UNLINK_ANNOUNCED)
 
     @classmethod
     def unavailable_reason(cls, options: BaseModel, context: TierContext) -> str | None:
@@ -163,16 +166,22 @@ class RedisTier(AsyncRedisHooks, Tier[RedisOptions]):
     @hookimpl
     def tierkit_set(self, key: str, entry: Entry) -> None:
         message = self._outbox.get()
-        if message is None:
-            self._write(self._client, key, entry, self._clock())
-            return
         value, expires_at, tags = entry
         now = self._clock()
         ttl = 0 if expires_at is None else ceil((expires_at - now) * 1000)
         if tags or (expires_at is not None and ttl <= 0):
-            self.tierkit_set_many({key: entry})  # a script and its tag sets, or an unlink: pipelined
+            if message is None:
+                self._write(self._client, key, entry, now)
+            else:
+                self.tierkit_set_many({key: entry})  # a script and its tag sets, or an unlink: pipelined
             return
         data = pack(value, expires_at, tags)
+        if message is None:
+            if self._lane is None:
+                self._client.set(self._entries + key, data, px=ttl or None)
+            else:
+                self._lane.set(self._entries + key, data, ttl)
+            return
         if carries(message) and len(data) <= self._opts.backplane_values:
             # SET and PUBLISH are one script: the value reaches the others in write order. (A
             # pipeline's or the sender thread's message could land after a newer write's and
@@ -437,8 +446,8 @@ class RedisTier(AsyncRedisHooks, Tier[RedisOptions]):
 
     @hookimpl
     def tierkit_close(self) -> None:
-        if self._lane is not None:
-            self._lane.close()
+        for lane in self._lanes:
+            lane.close()
         self._client.close()
 
 

@@ -1,5 +1,5 @@
-"""The tier's GETs go through a lane of their own (tierkit_redis._lane): what redis-py's
-per-command machinery guaranteed must still hold, against a real server."""
+"""The tier's GET, SET and scripts go through a lane of their own (tierkit_redis._lane): what
+redis-py's per-command machinery guaranteed must still hold, against a real server."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import pytest
 import redis
 from redis_helpers import RedisServer
 from tierkit_redis import RedisTier
+from tierkit_redis._lane import JOIN_UP_TO, lane_of
 
 from tierkit import Entry
 
@@ -117,6 +118,49 @@ def test_threads_reading_at_once_each_get_their_own_reply(tier: RedisTier) -> No
     for thread in threads:
         thread.join()
     assert wrong == []
+
+
+def test_a_set_stores_the_value_with_its_ttl_or_none(tier: RedisTier, redis_url: str) -> None:
+    admin = redis.Redis.from_url(redis_url)
+    tier.tierkit_set("ttl", Entry(b"v", time.time() + 60, ()))
+    tier.tierkit_set("forever", Entry(b"w", None, ()))
+    assert 55_000 < admin.pttl(tier.key_prefix + "k:ttl") <= 60_000
+    assert admin.pttl(tier.key_prefix + "k:forever") == -1
+    assert tier.tierkit_get("forever") == Entry(b"w", None, ())
+
+
+def test_a_value_larger_than_one_buffer_is_sent_in_pieces_intact(tier: RedisTier) -> None:
+    big = bytes(range(256)) * (JOIN_UP_TO // 256 * 3 + 1)
+    tier.tierkit_set("big", Entry(big, None, ()))
+    entry = tier.tierkit_get("big")
+    assert entry is not None and entry.value == big
+
+
+def test_a_timed_out_set_leaves_no_reply_behind_for_the_next_command(
+    redis_factory: Callable[..., RedisServer], make_tier: Callable[..., RedisTier]
+) -> None:
+    server = redis_factory()
+    tier = make_tier(server.url, socket_timeout=0.2)
+    tier.tierkit_set("b", Entry(b"value of b", None, ()))
+    server.admin().execute_command("CLIENT", "PAUSE", 500, "WRITE")
+    with pytest.raises(redis.TimeoutError):
+        tier.tierkit_set("a", Entry(b"value of a", None, ()))
+    time.sleep(0.6)
+    assert tier.tierkit_get("b") == Entry(b"value of b", None, ())
+
+
+def test_a_script_the_server_forgot_is_loaded_again(redis_url: str) -> None:
+    lane = lane_of(redis.Redis.from_url(redis_url), retries=1)
+    assert lane is not None
+    echo = lane.script("return {KEYS[1], ARGV[1], ARGV[2]}")
+    assert echo(keys=["key"], args=[b"bytes", 7]) == [b"key", b"bytes", b"7"]
+    redis.Redis.from_url(redis_url).script_flush()
+    assert echo(keys=["key"], args=["str", 8]) == [b"key", b"str", b"8"]
+    with pytest.raises(redis.ResponseError, match="boom"):
+        lane.script("return redis.error_reply('boom')")()
+    with pytest.raises(TypeError, match="float"):
+        echo(keys=["key"], args=[1.5, 1])
+    lane.close()
 
 
 def test_get_many_reads_through_the_lane_and_a_timed_out_one_leaves_no_reply_behind(
