@@ -237,6 +237,18 @@ def test_a_tuple_nan_enum_or_uuid_anywhere_takes_the_envelope(value: Any) -> Non
     assert same(codec.decode(payload), value)
 
 
+def test_decode_many_reads_marked_payloads_among_plain_ones() -> None:
+    """A batch mixing plain JSON with marked payloads (envelope, adapter) decodes as each alone."""
+    values = [{"a": 1}, (1, 2), [1.5], uuid.UUID(int=7), "text", Point(1, 2), None]
+    payloads = [codec.encode("k", value) for value in values]
+    row = Row(id=uuid.UUID(int=1), price=Decimal("2.5"), when=dt.datetime(2026, 1, 1), labels={"y"})
+    payloads.insert(2, AdapterCodec(TypeAdapter(Row), codec).encode("k", row))
+    assert {payload[:1] for payload in payloads} >= {b"e", b"a"}
+    decoded = codec.decode_many(payloads)
+    assert [type(value) for value in decoded] == [type(codec.decode(payload)) for payload in payloads]
+    assert decoded == [codec.decode(payload) for payload in payloads]
+
+
 def test_plain_json_needs_no_envelope_and_is_stored_as_is() -> None:
     payload = codec.encode("k", {"a": [1, 2.5, "x", None, True]})
     assert payload == b'{"a":[1,2.5,"x",null,true]}'

@@ -91,6 +91,10 @@ def fresh() -> None:
     MisbehavingPayloads.asked = []
 
 
+class StrKey(str):
+    """A key equal to a ``str`` the chain asked for, but not a ``str``."""
+
+
 def chain(clock: FakeClock, bad: type = Misbehaving) -> Cache:
     """memory → bad → good: what the bad tier breaks, the good one below must still serve."""
     kinds = {**KINDS, "bad": bad}
@@ -212,6 +216,7 @@ def test_get_many_reads_a_byte_tier_column_by_column_when_it_can(clock: FakeCloc
         Payloads(["k"], [memoryview(b'"bad"')], [None]),  # type: ignore[list-item]
         Payloads(["k"], [b'"bad"'], ["soon"]),  # type: ignore[list-item]
         Payloads([1], [b'"bad"'], [None]),  # type: ignore[list-item]
+        Payloads([StrKey("k"), StrKey("j")], [b'"bad"', b"2"], [None, None]),
         Payloads(["k"], [b'"bad"'], [None], {"k": ["t"]}),  # type: ignore[dict-item]
         Payloads(["k"], [b'"bad"'], [None], ["k"]),  # type: ignore[arg-type]
         None,
@@ -225,6 +230,7 @@ def test_get_many_reads_a_byte_tier_column_by_column_when_it_can(clock: FakeCloc
         "a memoryview payload",
         "a str deadline",
         "an int key",
+        "str-subclass keys, equal to the asked ones",
         "tags as a list",
         "tags not a mapping",
         "None",
@@ -251,6 +257,32 @@ def test_get_many_payloads_ignores_keys_nobody_asked_for_and_repeats(clock: Fake
     assert cache.get_many(["k"]) == {"k": 1}
     bad = cache.stats()["tiers"]["bad"]
     assert (bad["hits"], bad["contract_errors"]) == (1, 0)
+
+
+def test_get_many_payloads_may_answer_equal_keys_that_are_other_objects(clock: FakeClock) -> None:
+    cache = chain(clock, MisbehavingPayloads)
+    cache.set_many({"k": 1, "j": 2})
+    cache.clear(tiers=["memory"])
+    keys = ["".join(key) for key in ("k", "j")]  # equal to the asked keys, not the same objects
+    Misbehaving.answers["get_many_payloads"] = Payloads(keys, [b"1", b"2"], [None, None])
+    assert cache.get_many(["k", "j"]) == {"k": 1, "j": 2}
+    bad = cache.stats()["tiers"]["bad"]
+    assert (bad["hits"], bad["contract_errors"]) == (2, 0)
+
+
+def test_get_many_payloads_cannot_smuggle_keys_into_the_list_it_was_handed(clock: FakeClock) -> None:
+    class Rewriting(MisbehavingPayloads):
+        @hookimpl
+        def tierkit_get_many_payloads(self, keys: Sequence[str]) -> Payloads:
+            assert isinstance(keys, list)
+            keys[0] = "other"
+            return Payloads(keys, [b'"smuggled"', b"2"], [None, None])
+
+    cache = chain(clock, Rewriting)
+    cache.set_many({"k": 1, "j": 2})
+    cache.clear(tiers=["memory"])
+    assert cache.get_many(["k", "j"]) == {"k": 1, "j": 2}
+    assert cache.stats()["tiers"]["bad"]["hits"] == 1
 
 
 def test_a_corrupt_payload_in_a_batch_costs_only_its_own_key(clock: FakeClock) -> None:

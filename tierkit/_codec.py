@@ -34,7 +34,6 @@ import gc
 import hashlib
 import hmac
 import math
-import operator
 import pickle
 import re
 import struct
@@ -60,7 +59,6 @@ _PICKLE = ord("p")
 _ADAPTER = ord("a")
 _BUFFERS = ord("b")
 _MARKERS = frozenset((_ENVELOPE, _PICKLE, _ADAPTER, _BUFFERS))
-_first_byte = operator.itemgetter(0)
 _INT_MIN, _INT_MAX = -(2**63), 2**64 - 1
 _MAX_DEPTH = 254  # orjson refuses deeper JSON
 
@@ -300,11 +298,12 @@ class JsonCodec(Codec):
 
     def decode_many(self, payloads: Sequence[bytes]) -> list[Any]:
         # Plain JSON all through (the common case): orjson.loads mapped over the batch, no call per
-        # payload here.  Anything else, or a failure, goes payload by payload through decode.
+        # payload here.  A marker is a letter no JSON text starts with ('a', 'b', 'e', 'p'), so a
+        # payload carrying one fails orjson.loads: that, or any other failure, sends the batch payload
+        # by payload through decode (which reads the markers).
         try:
-            if _MARKERS.isdisjoint(map(_first_byte, payloads)):
-                return list(map(orjson.loads, payloads))
-        except Exception:  # an empty or corrupt payload: decode says which, and how
+            return list(map(orjson.loads, payloads))
+        except Exception:  # a marked, empty or corrupt payload: decode says which, and how
             pass
         return super().decode_many(payloads)
 

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import collections
 import copy
 import itertools
 import operator
 import threading
-from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -65,7 +65,7 @@ class MemoryTier(Tier[MemoryOptions]):
         self._max_bytes = options.max_bytes
         self._copy = options.copy_on_read
         self._clock = context.clock
-        self._data: OrderedDict[str, Entry] = OrderedDict()
+        self._data: collections.OrderedDict[str, Entry] = collections.OrderedDict()
         self._touch = self._data.move_to_end
         self._tags: dict[str, set[str]] = {}
         self._sizes: dict[str, int] = {}
@@ -131,9 +131,11 @@ class MemoryTier(Tier[MemoryOptions]):
 
     @hookimpl
     def tierkit_get_many(self, keys: Sequence[str]) -> Mapping[str, Entry]:
-        # A miss costs one membership test and no call: a cold memory tier in front of
-        # Redis is asked for every key of every get_many.
+        # A cold memory tier in front of Redis is asked for every key of every get_many:
+        # none of them held is one C-level pass, and a miss otherwise one membership test.
         data, get = self._data, self.tierkit_get
+        if data.keys().isdisjoint(keys):
+            return {}
         found: dict[str, Entry] = {}
         for key in keys:
             if key in data and (entry := get(key)) is not None:
@@ -156,11 +158,13 @@ class MemoryTier(Tier[MemoryOptions]):
         with self._lock:  # one lock and one eviction pass for the batch (backfill of get_many)
             data = self._data
             if self._max_bytes is None and not any(map(_tags_of, entries.values())):
-                # New untagged keys (a get_many backfill): one C-level insert of the batch; the keys
-                # it replaces go through _store first, so their old tags are forgotten.
-                for key in entries.keys() & data.keys():
-                    self._store(key, entries[key])
-                data.update(entries)
+                # New untagged keys (a get_many backfill): one C-level insert of the batch (items()
+                # hands out one reused pair, not a list of them); the keys it replaces go through
+                # _store first, so their old tags are forgotten.
+                if not data.keys().isdisjoint(entries):
+                    for key in entries.keys() & data.keys():
+                        self._store(key, entries[key])
+                data.update(entries.items())
             else:
                 for key, entry in entries.items():
                     self._store(key, entry)
@@ -315,15 +319,13 @@ class MemoryTier(Tier[MemoryOptions]):
             excess = max(excess, min(self._evict_batch, len(data) - 1))
         if max_bytes is None:  # a count bound only: pop the excess in one loop (a get_many backfill)
             if excess > 0:
-                popitem, forget = data.popitem, self._forget
-                if not self._tags:  # no entry has tags: nothing to forget but the entries
-                    for _ in itertools.repeat(None, excess):
-                        popitem(False)
-                else:
+                if self._tags:
                     for _ in range(excess):
-                        key, entry = popitem(last=False)
+                        key, entry = data.popitem(last=False)
                         if entry[2]:
-                            forget(key, entry)
+                            self._forget(key, entry)
+                else:  # no entry has tags: nothing to forget; the oldest popped in one C-level pass
+                    collections.deque(map(data.popitem, itertools.repeat(False, excess)), maxlen=0)
                 self._evictions += excess
             return
         evicted = 0

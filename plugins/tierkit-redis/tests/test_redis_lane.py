@@ -214,3 +214,22 @@ def test_a_user_without_multi_and_exec_gets_the_script_with_no_failed_write(
     assert cache.stats()["tiers"]["redis"]["errors"] == 0
     cache.close()
     other.close()
+
+
+def test_get_many_reads_through_the_lane_and_a_timed_out_one_leaves_no_reply_behind(
+    redis_factory: Callable[..., RedisServer], make_tier: Callable[..., RedisTier]
+) -> None:
+    server = redis_factory()
+    tier = make_tier(server.url, socket_timeout=0.2)
+    tier.tierkit_set_many({"a": Entry(b"value of a", None, ()), "b": Entry(b"value of b", None, ())})
+    assert tier.tierkit_get("a") == Entry(b"value of a", None, ())
+    assert tier.tierkit_get_many_payloads(["a", "absent", "b"]).keys == ["a", "b"]
+    admin = server.admin()
+    commands = [client["cmd"] for client in admin.client_list()]
+    assert (commands.count("get"), commands.count("mget")) == (0, 1)  # the MGET went on the GET's connection
+    admin.execute_command("CLIENT", "PAUSE", 500, "ALL")
+    with pytest.raises(redis.TimeoutError):
+        tier.tierkit_get_many_payloads(["a"])  # its reply comes after the pause
+    time.sleep(0.6)
+    assert tier.tierkit_get_many_payloads(["b", "a"]).payloads == [b"value of b", b"value of a"]
+    assert tier.tierkit_get("a") == Entry(b"value of a", None, ())

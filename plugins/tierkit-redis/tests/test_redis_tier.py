@@ -170,8 +170,8 @@ def test_get_many_and_set_many_take_one_round_trip(tier: RedisTier, monkeypatch:
         f"k{i}": Entry(f"v{i}".encode(), time.time() + 60, ("even",) if i % 2 else ()) for i in range(100)
     }
     # Connection set-up (a connect's handshake, a reconnect) happens outside the count, through
-    # both paths the batch uses: a read and a write (a get has a lane of its own).
-    tier.tierkit_has("warm-up")
+    # both paths the batch uses: a write (the pool's) and a read (gets and get_many have a lane).
+    tier.tierkit_get("warm-up")
     tier.tierkit_set_many({"warm-up": Entry(b"w", None, ())})
     counter = SendCounter(monkeypatch)
     tier.tierkit_set_many(entries)

@@ -96,8 +96,7 @@ class AsyncRedisHooks:
     async def tierkit_aget_many_payloads(self, keys: Sequence[str]) -> Payloads:
         if not keys:
             return Payloads([], [], [])
-        entries = self._entries
-        raws = await self._aclients.reader().mget([entries + key for key in keys])
+        raws = await self._aclients.reader().mget(list(map(self._entries.__add__, keys)))
         return unpack_columns(keys, cast("list[bytes | None]", raws), self._clock())
 
     @hookimpl

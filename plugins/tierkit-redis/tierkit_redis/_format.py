@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import struct
 from collections.abc import Sequence
-from operator import countOf, itemgetter
+from operator import itemgetter
 from typing import cast
 
 from tierkit import Entry, Payloads
@@ -25,7 +25,6 @@ _unpack_head = _HEAD.unpack_from
 _TAG_LEN = struct.Struct("<H")
 _NO_EXPIRY = math.inf
 _entry = tuple.__new__  # Entry(...) runs a Python-level __new__; this is the C one
-_first, _second, _third = itemgetter(0), itemgetter(1), itemgetter(2)
 
 
 def pack(value: bytes, expires_at: float | None, tags: tuple[str, ...]) -> bytes:
@@ -75,22 +74,22 @@ def unpack_columns(keys: Sequence[str], raws: Sequence[bytes | None], now: float
     """The live entries among ``raws`` (an MGET's answer for ``keys``), column by column.
 
     When every key hit and every value is ours, untagged and live (a warm batch),
-    the columns are built by C-level ``map`` passes; otherwise :func:`unpack`'s
-    common case is inlined per value, and the tags parsing called only for tagged ones.
+    the columns are built by C-level passes (the headers unpacked by ``map``, then
+    turned into columns by ``zip``); otherwise :func:`unpack`'s common case is inlined
+    per value, and the tags parsing called only for tagged ones.
     """
-    if raws and None not in raws:
+    if raws:
         try:
-            heads = list(map(_unpack_head, cast("list[bytes]", raws)))
-        except struct.error:  # a value too short to be ours: the loop below skips it
+            versions, expiries, tag_lens = zip(*map(_unpack_head, cast("list[bytes]", raws)), strict=True)
+        except (struct.error, TypeError):  # a miss (None) or a value too short to be ours: the loop below
             pass
         else:
-            count = len(heads)
-            if countOf(map(_first, heads), VERSION) == count and countOf(map(_third, heads), 0) == count:
-                deadlines: list[float | None] = list(map(_second, heads))
-                if min(cast("list[float]", deadlines)) > now:
-                    if _NO_EXPIRY in deadlines:
-                        deadlines = [None if d == _NO_EXPIRY else d for d in deadlines]
-                    return Payloads(list(keys), list(map(_payload, cast("list[bytes]", raws))), deadlines)
+            count = len(versions)
+            if versions.count(VERSION) == count and tag_lens.count(0) == count and min(expiries) > now:
+                deadlines: list[float | None] = list(expiries)
+                if _NO_EXPIRY in expiries:
+                    deadlines = [None if d == _NO_EXPIRY else d for d in deadlines]
+                return Payloads(list(keys), list(map(_payload, cast("list[bytes]", raws))), deadlines)
     return _unpack_each(keys, raws, now)
 
 

@@ -1,4 +1,4 @@
-"""The ``redis`` tier's single-key commands without redis-py's per-command machinery.
+"""The ``redis`` tier's reads and single-key writes without redis-py's per-command machinery.
 
 ``Redis.get`` spends most of a GET miss outside the socket: two ``getpid`` calls
 (the pool's fork check), the pool's lock, a ``poll`` for stray bytes on the
@@ -10,9 +10,10 @@ on top of the round trip it exists for.
 
 A :class:`Lane` keeps its own idle connections (made by the client's pool, so
 they count against ``max_connections`` and carry the same settings) and sends
-pre-packed ``GET``, ``SET``, ``EVALSHA`` and ``MULTI``/``EXEC`` commands through redis-py's connection
-methods, which keep their error handling (timeouts, disconnect on error, lazy
-reconnect).  It keeps the guarantees those skipped steps gave:
+pre-packed ``GET``, ``SET``, ``EVALSHA`` and ``MULTI``/``EXEC`` commands, and ``MGET``
+packed by the connection, through redis-py's connection methods, which keep their error
+handling (timeouts, disconnect on error, lazy reconnect).  It keeps the guarantees those
+skipped steps gave:
 
 * **stray bytes** — a connection goes back to the idle list connected only after
   its reply has been read in full; anything else (an error, a timeout, a
@@ -76,6 +77,13 @@ def _command(*parts: bytes) -> tuple[bytes, ...]:
     return (b"".join(chunks),) if len(chunks) == len(parts) + 1 else tuple(chunks)
 
 
+def _set(name: str, value: bytes, ttl_ms: int) -> tuple[bytes, ...]:
+    """``SET name value``, with ``PX ttl_ms`` unless it is 0 (no expiry)."""
+    if ttl_ms:
+        return _command(b"SET", name.encode(), value, b"PX", b"%d" % ttl_ms)
+    return _command(b"SET", name.encode(), value)
+
+
 def _bytes(arg: object) -> bytes:
     if isinstance(arg, bytes):
         return arg
@@ -102,12 +110,13 @@ class Lane:
         raw = name.encode()
         return self._call((b"%b%d\r\n%b\r\n" % (_GET, len(raw), raw),))  # type: ignore[no-any-return]
 
+    def mget(self, names: Sequence[str]) -> list[bytes | None]:
+        """``MGET names``: a value, or ``None``, per name (packed by the connection, as redis-py does)."""
+        return self._call(("MGET", *names), packed=False)  # type: ignore[no-any-return]
+
     def set(self, name: str, value: bytes, ttl_ms: int) -> None:
         """``SET name value`` with ``PX ttl_ms`` (0: no expiry)."""
-        if ttl_ms:
-            self._call(_command(b"SET", name.encode(), value, b"PX", b"%d" % ttl_ms))
-        else:
-            self._call(_command(b"SET", name.encode(), value))
+        self._call(_set(name, value, ttl_ms))
 
     def script(self, text: str) -> Script:
         """``text`` run by its SHA-1 (``EVALSHA``), loaded again with ``EVAL`` when the server lacks it."""
@@ -129,16 +138,15 @@ class Lane:
         transaction (``MULTI`` … ``EXEC``) in one round trip: atomic like a script — no other
         client's command runs between the two, so messages leave in write order — and cheaper for
         the server than ``EVALSHA`` of the same two commands."""
-        raw = name.encode()
-        store = (
-            _command(b"SET", raw, value, b"PX", b"%d" % ttl_ms) if ttl_ms else _command(b"SET", raw, value)
-        )
-        parts = (_MULTI, *store, *_command(b"PUBLISH", channel.encode(), message), _EXEC)
+        parts = (_MULTI, *_set(name, value, ttl_ms), *_command(b"PUBLISH", channel.encode(), message), _EXEC)
         self._call((b"".join(parts),) if len(parts) == 4 else parts, replies=4)
 
-    def _call(self, command: tuple[bytes, ...], replies: int = 1) -> Any:
-        """Send ``command`` on an idle connection and read its ``replies`` (see the module docstring);
-        the last one, or the first error reply, raised once all have been read."""
+    def _call(self, command: tuple[Any, ...], packed: bool = True, replies: int = 1) -> Any:
+        """Send ``command`` (``packed`` bytes, else its arguments) on an idle connection and read its
+        ``replies``: the last one, or the first error reply, raised once all have been read.
+
+        See the module docstring for what it guarantees.
+        """
         idle = self._idle
         try:
             conn = idle.pop()
@@ -152,7 +160,10 @@ class Lane:
                 attempts -= 1
                 error: ResponseError | None = None
                 try:
-                    conn.send_packed_command(command)
+                    if packed:
+                        conn.send_packed_command(command)
+                    else:
+                        conn.send_command(*command)
                     for _ in range(replies):
                         try:
                             reply = conn.read_response()
