@@ -524,11 +524,15 @@ class Backplane:
 
     # -- the reader's side ----------------------------------------------------------------------
 
-    def stamp(self) -> int:
-        """Taken before reading a shared tier (see :meth:`keep`), after catching up if it is due."""
+    def catch_up_if_due(self) -> None:
+        """Apply what has arrived when this process's readers are due a catch-up (:class:`CatchUp`)."""
         fresh = self.fresh
         if fresh is not None and self.clock() >= fresh.until:
             fresh.catch_up()
+
+    def stamp(self) -> int:
+        """Taken before reading a shared tier (see :meth:`keep`), after catching up if it is due."""
+        self.catch_up_if_due()
         return self.log.seq
 
     def keep(self, keys: Collection[str], stamp: int) -> Collection[str]:

@@ -970,7 +970,7 @@ class Chain:
         stored = True
         backplane = self.backplane
         if backplane is not None:
-            backplane.stamp()  # a writing loop catches up too: its own echoes do not wake the subscriber
+            backplane.catch_up_if_due()  # a writing loop too: its own echoes need not wake the subscriber
         op: Op = ("keys", (key,))
         announced = False
         for slot in writers:

@@ -217,7 +217,8 @@ def _work(
     ops = stale = reads = 0
     latencies: list[int] = []
     counter = itertools.count(1)
-    deadline = time.perf_counter() + seconds
+    # CPU: every thread of the worker, its subscriber's too
+    cpu, deadline = time.process_time(), time.perf_counter() + seconds
     clock = time.perf_counter_ns
     while True:
         index = order[bisect.bisect_left(cdf, rng.random())]
@@ -245,12 +246,18 @@ def _work(
         if ops % 256 == 0 and time.perf_counter() > deadline:
             break
     elapsed = seconds + (time.perf_counter() - deadline)
-    out.put((ops / elapsed, percentile(latencies, 0.99) / 1000, stale, reads))
+    out.put((ops / elapsed, percentile(latencies, 0.99) / 1000, stale, reads, ops, time.process_time() - cpu))
     if cache is not None:
         cache.close()
 
 
-def workload(url: str, variant: str, seconds: float, warmup: int) -> dict[str, float]:
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process ``pid`` so far (Linux ``/proc``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def workload(url: str, variant: str, seconds: float, warmup: int, server_pid: int) -> dict[str, float]:
     namespace = f"zipf-{variant}"
     shared = {
         "go": FORK.Value(ctypes.c_int, 0, lock=False),
@@ -267,15 +274,20 @@ def workload(url: str, variant: str, seconds: float, warmup: int) -> dict[str, f
         proc.start()
     while not all(shared["ready"]):
         time.sleep(0.01)
+    server_cpu = cpu_seconds(server_pid)
     shared["go"].value = 1
     results = [out.get() for _ in procs]
+    server_cpu = cpu_seconds(server_pid) - server_cpu
     for proc in procs:
         proc.join()
+    ops = sum(r[4] for r in results)
     return {
         "ops_per_s": sum(r[0] for r in results),
         "p99_us": statistics.median(r[1] for r in results),
         "stale": sum(r[2] for r in results),
         "reads": sum(r[3] for r in results),
+        "workers_cpu_us": 1e6 * sum(r[5] for r in results) / ops,
+        "server_cpu_us": 1e6 * server_cpu / ops,
     }
 
 
@@ -331,14 +343,15 @@ def main() -> None:
                 )
                 figures = {}
                 for variant in ("redis-py", "off", "backplane", "redis-py", "off", "backplane"):
-                    r = workload(server.url, variant, args.seconds, args.warmup)
+                    r = workload(server.url, variant, args.seconds, args.warmup, server.process.pid)
                     best = figures.get(variant)
                     if best is None or r["ops_per_s"] > best["ops_per_s"]:
                         figures[variant] = r
                 for variant, r in figures.items():
                     print(
                         f"  {variant:<10} {r['ops_per_s']:10.0f} ops/s  p99 {r['p99_us']:8.1f} µs  "
-                        f"stale reads {r['stale']} of {r['reads']}"
+                        f"stale reads {r['stale']} of {r['reads']}  CPU per operation: workers "
+                        f"{r['workers_cpu_us']:.2f} µs + redis-server {r['server_cpu_us']:.2f} µs"
                     )
                 base, off, on = (figures[v]["ops_per_s"] for v in ("redis-py", "off", "backplane"))
                 print(f"  backplane vs redis-py: {on / base:.2f}x   backplane vs off: {on / off:.2f}x")
