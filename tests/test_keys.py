@@ -185,6 +185,17 @@ def test_cache_key_method_gives_each_instance_its_entries() -> None:
     assert Tenant("a").load.invalidate(1) is False
 
 
+def test_a_remembered_method_key_is_not_reused_for_a_receiver_with_cache_key() -> None:
+    """The hit path remembers ``obj.method(x)``'s key by ``x`` alone only for receivers left out of it."""
+    loads.clear()
+    method_cache.clear()
+    for _ in range(3):  # the key of `1` is remembered once Repo is known to have no __cache_key__
+        assert Repo("a").load(1) == "item 1"
+    assert Tenant("t1").load(1) == Tenant("t2").load(1) == Tenant("t1").load(1) == "item 1"
+    assert Repo("b").load(1) == "item 1"
+    assert loads == [("a", 1), ("t1", 1), ("t2", 1)]
+
+
 def test_classmethods_key_the_class_by_its_qualified_name() -> None:
     method_cache.clear()
     assert Repo.table(1) == "Repo 1" and Tenant.table(1) == "Tenant 1"

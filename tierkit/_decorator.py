@@ -28,6 +28,8 @@ S = TypeVar("S")
 
 _KEY_MEMO_SIZE = 4096
 """Remembered key strings per @cached function (single str/int argument calls)."""
+_NO_ARGUMENT = object()
+"""A call not keyed by one argument alone (its type is in no memo)."""
 log = logging.getLogger("tierkit")
 
 
@@ -199,6 +201,7 @@ def cached(
         if inspect.iscoroutinefunction(func):
             return cached_coroutine(func, memo, ttl, tag_tuple, persistent, cache, compute)  # type: ignore[arg-type]
         prefix, arity, simple = memo.prefix, memo.arity, SIMPLE
+        method_arity, keyed_by_method = memo.keys.method_arity, memo.keys.keyed_by_method
         single: dict[type, dict[Any, str]] = {str: {}, int: {}}  # exact types: 1, 1.0, True differ
         # Per-cache state lives in closure cells: cheaper to read than attributes.
         bound_to: Cache | None = None
@@ -211,19 +214,26 @@ def cached(
         def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
             # The hit path is written out here, not delegated: it is the whole cost of a hit.
             nonlocal bound_to, get, bound_codec, policy
-            if kwargs or len(args) != arity:
-                key = memo.key(*args, **kwargs)
-            elif arity == 1 and type(args[0]) in single:
+            count = len(args)
+            if kwargs:
+                sole = _NO_ARGUMENT
+            elif count == arity == 1:
+                sole = args[0]
+            elif count == method_arity == 2 and not keyed_by_method.get(type(args[0]), True):
+                sole = args[1]  # obj.method(x), obj not keyed: keyed like f(x)
+            else:
+                sole = _NO_ARGUMENT
+            if type(sole) in single:
                 # one str or int argument, the commonest shape: its key string is remembered
-                memo_of_type = single[type(args[0])]
-                known = memo_of_type.get(args[0])
+                memo_of_type = single[type(sole)]
+                known = memo_of_type.get(sole)
                 if known is None:
                     key = memo.key(*args, **kwargs)
                     if len(memo_of_type) < _KEY_MEMO_SIZE:
-                        memo_of_type[args[0]] = key
+                        memo_of_type[sole] = key
                 else:
                     key = known
-            elif simple.issuperset(map(type, args)):
+            elif count == arity and not kwargs and simple.issuperset(map(type, args)):
                 key = prefix + repr(args)
                 if len(key) > MAX_PLAIN_KEY:
                     key = memo.key(*args, **kwargs)

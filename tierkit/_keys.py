@@ -107,15 +107,17 @@ class CallKeys(Generic[P]):
         self.prefix = prefix
         self.base = f"{namespace or self.name}:"
         """What every key of this function starts with, whatever its version or code."""
-        self._keyed_by_method: dict[type, bool] = {}
-        """Whether a receiver class has ``__cache_key__`` (a miss of ``getattr`` costs an exception)."""
+        self.keyed_by_method: dict[type, bool] = {}
+        """Whether a receiver class has ``__cache_key__`` (a miss of ``getattr`` costs an exception);
+        filled by :meth:`key`, read by ``@cached``'s hit path."""
         plain_method = key is None and not ignored and self.receiver == "self"
-        self._method_arity = self.positional if plain_method else -2
-        """Positional calls of a method with this many arguments may take the fast path of :meth:`key`."""
+        self.method_arity = self.positional if plain_method else -2
+        """Positional calls of a method with this many arguments, its receiver not keyed, key like
+        a function of the other arguments (the fast path of :meth:`key`)."""
 
     def key(self, *args: P.args, **kwargs: P.kwargs) -> str:
         """The cache key of a call: the same for ``f(1)``, ``f(x=1)`` and defaults spelled out."""
-        if len(args) == self._method_arity and not kwargs and not self._keyed_by_method.get(type(args[0]), 1):
+        if len(args) == self.method_arity and not kwargs and not self.keyed_by_method.get(type(args[0]), 1):
             rest = args[1:]  # the commonest method call: self left out, plain arguments
             if SIMPLE.issuperset(map(type, rest)):
                 text = repr(rest)
@@ -149,9 +151,9 @@ class CallKeys(Generic[P]):
         if self.receiver == "cls":
             return (_dotted(obj if isinstance(obj, type) else type(obj)),)
         kind = type(obj)
-        keyed = self._keyed_by_method.get(kind)
+        keyed = self.keyed_by_method.get(kind)
         if keyed is None:
-            keyed = self._keyed_by_method[kind] = getattr(kind, "__cache_key__", None) is not None
+            keyed = self.keyed_by_method[kind] = getattr(kind, "__cache_key__", None) is not None
         return (obj.__cache_key__(),) if keyed else ()
 
     def _unkeyable(self, values: tuple[Any, ...], exc: TypeError) -> str:
