@@ -200,72 +200,83 @@ def cached(
     def wrap(func: Callable[P, R], memo: _Memo[P, R]) -> Any:
         if inspect.iscoroutinefunction(func):
             return cached_coroutine(func, memo, ttl, tag_tuple, persistent, cache, compute)  # type: ignore[arg-type]
-        prefix, arity, simple = memo.prefix, memo.arity, SIMPLE
-        method_arity, keyed_by_method = memo.keys.method_arity, memo.keys.keyed_by_method
-        single: dict[type, dict[Any, str]] = {str: {}, int: {}}  # exact types: 1, 1.0, True differ
-        # Per-cache state lives in closure cells: cheaper to read than attributes.
-        bound_to: Cache | None = None
-        get: Callable[[str, Any], Any] = _unbound
-        bound_codec: Codec | None = None
-        policy = PLAIN
-        early = compute.early_refresh is not None
-
-        @functools.wraps(func)
-        def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-            # The hit path is written out here, not delegated: it is the whole cost of a hit.
-            nonlocal bound_to, get, bound_codec, policy
-            count = len(args)
-            if kwargs:
-                sole = _NO_ARGUMENT
-            elif count == arity == 1:
-                sole = args[0]
-            elif count == method_arity == 2 and not keyed_by_method.get(type(args[0]), True):
-                sole = args[1]  # obj.method(x), obj not keyed: keyed like f(x)
-            else:
-                sole = _NO_ARGUMENT
-            if type(sole) in single:
-                # one str or int argument, the commonest shape: its key string is remembered
-                memo_of_type = single[type(sole)]
-                known = memo_of_type.get(sole)
-                if known is None:
-                    key = memo.key(*args, **kwargs)
-                    if len(memo_of_type) < _KEY_MEMO_SIZE:
-                        memo_of_type[sole] = key
-                else:
-                    key = known
-            elif count == arity and not kwargs and simple.issuperset(map(type, args)):
-                key = prefix + repr(args)
-                if len(key) > MAX_PLAIN_KEY:
-                    key = memo.key(*args, **kwargs)
-            else:
-                key = memo.key(*args, **kwargs)
-            target = cache or get_cache()
-            if target is not bound_to:
-                bound_codec = memo.codec_for(target)
-                get = target.chain.reader(bound_codec)
-                policy = compute.policy_for(target)
-                bound_to = target
-            if not early:
-                value = get(key, MISSING)
-                if value is not MISSING:
-                    return cast(R, value)
-            chain, call = target.chain, functools.partial(func, *args, **kwargs)
-            if early:
-                miss = Miss(key, call, ttl, tag_tuple, persistent, bound_codec or target.codec, policy)
-                value = chain.guard.hit(miss)
-                if value is not MISSING:
-                    return cast(R, value)
-            return chain.compute(key, call, ttl, tag_tuple, persistent, bound_codec or target.codec, policy)
-
-        def invalidate(*args: P.args, **kwargs: P.kwargs) -> bool:
-            return (cache or get_cache()).delete(memo.key(*args, **kwargs))
-
-        wrapper.__dict__.update(
-            key=memo.key, invalidate=invalidate, invalidate_all=lambda: memo.invalidate_all(cache)
-        )
-        return cast(CachedFunction[P, R], wrapper)
+        return _cached_function(func, memo, ttl, tag_tuple, persistent, cache, compute)
 
     return cast(_Decorator, decorate)
+
+
+def _cached_function(
+    func: Callable[P, R],
+    memo: _Memo[P, R],
+    ttl: float | None,
+    tag_tuple: tuple[str, ...],
+    persistent: bool,
+    cache: Cache | None,
+    compute: Compute,
+) -> CachedFunction[P, R]:
+    """The wrapper of a plain (not ``async``) function; its hit path is the whole cost of a hit."""
+    prefix, arity, simple = memo.prefix, memo.arity, SIMPLE
+    method_arity, keyed_by_method = memo.keys.method_arity, memo.keys.keyed_by_method
+    single: dict[type, dict[Any, str]] = {str: {}, int: {}}  # exact types: 1, 1.0, True differ
+    # Per-cache state lives in closure cells: cheaper to read than attributes.
+    bound_to: Cache | None = None
+    get: Callable[[str, Any], Any] = _unbound
+    bound_codec: Codec | None = None
+    policy = PLAIN
+    early = compute.early_refresh is not None
+
+    @functools.wraps(func)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        # The hit path is written out here, not delegated: it is the whole cost of a hit.
+        nonlocal bound_to, get, bound_codec, policy
+        count = len(args)
+        if count == arity == 1 and not kwargs:
+            sole = args[0]
+        elif count == method_arity == 2 and not kwargs and not keyed_by_method.get(type(args[0]), True):
+            sole = args[1]  # obj.method(x), obj not keyed: keyed like f(x)
+        else:
+            sole = _NO_ARGUMENT
+        if type(sole) in single:
+            # one str or int argument, the commonest shape: its key string is remembered
+            memo_of_type = single[type(sole)]
+            known = memo_of_type.get(sole)
+            if known is None:
+                key = memo.key(*args, **kwargs)
+                if len(memo_of_type) < _KEY_MEMO_SIZE:
+                    memo_of_type[sole] = key
+            else:
+                key = known
+        elif count == arity and not kwargs and simple.issuperset(map(type, args)):
+            key = prefix + repr(args)
+            if len(key) > MAX_PLAIN_KEY:
+                key = memo.key(*args, **kwargs)
+        else:
+            key = memo.key(*args, **kwargs)
+        target = cache or get_cache()
+        if target is not bound_to:
+            bound_codec = memo.codec_for(target)
+            get = target.chain.reader(bound_codec)
+            policy = compute.policy_for(target)
+            bound_to = target
+        if not early:
+            value = get(key, MISSING)
+            if value is not MISSING:
+                return cast(R, value)
+        chain, call = target.chain, functools.partial(func, *args, **kwargs)
+        if early:
+            miss = Miss(key, call, ttl, tag_tuple, persistent, bound_codec or target.codec, policy)
+            value = chain.guard.hit(miss)
+            if value is not MISSING:
+                return cast(R, value)
+        return chain.compute(key, call, ttl, tag_tuple, persistent, bound_codec or target.codec, policy)
+
+    def invalidate(*args: P.args, **kwargs: P.kwargs) -> bool:
+        return (cache or get_cache()).delete(memo.key(*args, **kwargs))
+
+    wrapper.__dict__.update(
+        key=memo.key, invalidate=invalidate, invalidate_all=lambda: memo.invalidate_all(cache)
+    )
+    return cast(CachedFunction[P, R], wrapper)
 
 
 def _decorate(
