@@ -469,7 +469,7 @@ class Backplane:
         assert outbox is not None
         since = self._since.get()
         self._since.set(None)
-        message = encode(self.origin, op)
+        message = encode(self._origin, op)  # renewed in a forked child (_restart_in_child)
         stamp = self.log.seq if since is None else since
         outbox.set(with_tail(message, stamp) if value else message)
         try:
@@ -490,7 +490,7 @@ class Backplane:
 
     def _send(self, op: Op) -> None:
         try:
-            self.transport.publish(encode(self.origin, op))
+            self.transport.publish(encode(self._origin, op))
         except Exception as exc:
             self._failed(exc)
             return
