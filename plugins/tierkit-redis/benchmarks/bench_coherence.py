@@ -18,6 +18,10 @@ forked; every time is ``time.perf_counter`` (system-wide monotonic on Linux).
    ``WINDOW`` before the read started.  Compared: tierkit memory + Redis with the
    backplane, the same with ``backplane = "off"``, and redis-py alone (GET/SET of
    the same orjson values: every read a round trip).
+3. **Fan-out floor**: redis-server's CPU per write of redis-py alone (4 writer processes, 1 KB
+   values) for ``SET``; ``SET`` + ``PUBLISH`` of a 40-byte message to 4 subscribers; and
+   ``MULTI``/``SET``/``PUBLISH``/``EXEC`` with the value carried, as the backplane writes.  What any
+   pub/sub backplane costs the server, whatever the clients do.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ import random
 import statistics
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -291,6 +296,72 @@ def workload(url: str, variant: str, seconds: float, warmup: int, server_pid: in
     }
 
 
+def print_server_bound(off: dict[str, float], on: dict[str, float]) -> None:
+    """What redis-server's own work for the messages alone leaves of "backplane vs off".
+
+    When every core is busy (workers and server share them), throughput is cores over CPU
+    per operation; the server's extra CPU per operation then caps the ratio even if the
+    workers applied messages for free."""
+    cpu_off = off["workers_cpu_us"] + off["server_cpu_us"]
+    extra = on["server_cpu_us"] - off["server_cpu_us"]
+    busy = cpu_off * off["ops_per_s"] / 1e6
+    print(
+        f"  redis-server's extra CPU for the messages: {extra:.2f} µs per operation; with {busy:.1f} of "
+        f"{os.cpu_count()} CPUs busy (off), it alone caps backplane vs off at "
+        f"{cpu_off / (cpu_off + extra):.2f}x"
+    )
+
+
+# -- 3. the server's fan-out floor ------------------------------------------------------------------
+
+
+def _write(url: str, mode: str, writes: int, worker: int) -> None:
+    client, value = redis.Redis.from_url(url), PAD.encode()
+    for i in range(writes):
+        key = f"floor:{worker}:{i % 1000}"
+        if mode == "SET":
+            client.set(key, value, px=600_000)
+            continue
+        pipe = client.pipeline(transaction=mode != "SET + PUBLISH")
+        pipe.set(key, value, px=600_000)
+        pipe.publish("floor", b"m" * 40 if mode == "SET + PUBLISH" else b"m" * 40 + value)
+        pipe.execute()
+
+
+def fanout(url: str, server_pid: int, writes: int) -> dict[str, float]:
+    """redis-server's CPU per write, best of two rounds per mode, with 4 subscribers reading."""
+    stop = threading.Event()
+    subscriptions = [redis.Redis.from_url(url).pubsub() for _ in range(WORKERS)]
+    for subscription in subscriptions:
+        subscription.subscribe("floor")
+
+    def drain(subscription: Any) -> None:
+        while not stop.is_set():
+            subscription.get_message(timeout=0.05)
+
+    readers = [threading.Thread(target=drain, args=(sub,), daemon=True) for sub in subscriptions]
+    for reader in readers:
+        reader.start()
+    figures: dict[str, float] = {}
+    try:
+        for mode in ("SET", "SET + PUBLISH", "MULTI/SET/PUBLISH/EXEC") * 2:
+            before = cpu_seconds(server_pid)
+            procs = [FORK.Process(target=_write, args=(url, mode, writes, w)) for w in range(WORKERS)]
+            for proc in procs:
+                proc.start()
+            for proc in procs:
+                proc.join()
+            per_write = 1e6 * (cpu_seconds(server_pid) - before) / (WORKERS * writes)
+            figures[mode] = min(per_write, figures.get(mode, per_write))
+    finally:
+        stop.set()
+        for reader in readers:
+            reader.join()
+        for subscription in subscriptions:
+            subscription.close()
+    return figures
+
+
 def prefill(url: str) -> None:
     """Every key in Redis for each variant (tierkit's layout, and the plain one redis-py reads)."""
     loader = {v: Cache(**settings(url, f"zipf-{v}", "off")) for v in ("backplane", "off")}
@@ -308,7 +379,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--changes", type=int, default=1000)
     parser.add_argument("--seconds", type=float, default=5.0)
-    parser.add_argument("--only", choices=["propagation", "workload"])
+    parser.add_argument("--only", choices=["propagation", "workload", "fanout"])
     parser.add_argument(
         "--warmup",
         type=int,
@@ -325,7 +396,7 @@ def main() -> None:
         extra = ["notify-keyspace-events KA"] if args.keyspace else []
         server = RedisServer(Path(tmp), extra=extra).start()
         try:
-            if args.only != "workload":
+            if args.only in (None, "propagation"):
                 print(f"propagation, {args.changes} changes each (ms from a change to the reader seeing it)")
                 for pause, reader in ((True, "reader yielding between reads"), (False, "reader spinning")):
                     for kind in ("set", "tags", "prefix", "clear"):
@@ -334,7 +405,7 @@ def main() -> None:
                             f"  {reader:<30} {kind:<7} p50 {r['p50']:6.3f}  p99 {r['p99']:7.3f}  "
                             f"max {r['max']:7.3f}  stale after the delay: {r['stale']}"
                         )
-            if args.only != "propagation":
+            if args.only in (None, "workload"):
                 prefill(server.url)
                 print(
                     f"workload: {WORKERS} processes, {KEYS} keys Zipf({ZIPF_S}), {WRITE_SHARE:.0%} writes, "
@@ -355,6 +426,11 @@ def main() -> None:
                     )
                 base, off, on = (figures[v]["ops_per_s"] for v in ("redis-py", "off", "backplane"))
                 print(f"  backplane vs redis-py: {on / base:.2f}x   backplane vs off: {on / off:.2f}x")
+                print_server_bound(figures["off"], figures["backplane"])
+            if args.only in (None, "fanout"):
+                print(f"fan-out floor: redis-server CPU per write, {WORKERS} writers, {WORKERS} subscribers")
+                for mode, micros in fanout(server.url, server.process.pid, 5000).items():
+                    print(f"  {mode:<24} {micros:6.1f} µs")
         finally:
             server.stop()
 
