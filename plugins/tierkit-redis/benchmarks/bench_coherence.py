@@ -235,7 +235,10 @@ def _work(
             start = clock()
             put(key, {"v": ver, "pad": PAD})
             done = clock()
-            version[index], version_at[index] = ver, time.perf_counter()
+            # the time first: a reader reads the version, then its time, so it never pairs a new version
+            # with the time of the one before (which would make a read of the old value look stale)
+            version_at[index] = time.perf_counter()
+            version[index] = ver
         else:
             key = names[index]
             committed, committed_at = version[index], version_at[index]
