@@ -235,10 +235,9 @@ def _work(
             start = clock()
             put(key, {"v": ver, "pad": PAD})
             done = clock()
-            # the time first: a reader reads the version, then its time, so it never pairs a new version
-            # with the time of the one before (which would make a read of the old value look stale)
-            version_at[index] = time.perf_counter()
-            version[index] = ver
+            # assigned left to right, the time first: a reader reads the version, then its time, so it
+            # never pairs a new version with the previous write's time (an old value would look stale)
+            version_at[index], version[index] = time.perf_counter(), ver
         else:
             key = names[index]
             committed, committed_at = version[index], version_at[index]
