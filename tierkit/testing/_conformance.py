@@ -26,7 +26,7 @@ from tierkit.testing._expect import (
     expect_tags,
     fail,
 )
-from tierkit.testing._threads import _join, _run_threads, _start_thread
+from tierkit.testing._threads import _THREAD_TIMEOUT, _join, _run_threads, _start_thread
 
 _PIECE_SIZES = (1000, 3 << 20)
 """Payload sizes of the piece checks: a small one, and one a tier may store apart (the file tier's
@@ -529,20 +529,31 @@ class TierConformance(AtomicConformance):
 
     def test_invalidation_while_threads_write(self, tier: Any) -> None:
         """Invalidating a tag while other threads write removes exactly the entries that carry
-        it: an entry just rewritten without the tag stays, an entry just tagged stays indexed."""
-        writers, rounds = 4, 60
+        it: an entry just rewritten without the tag stays, an entry just tagged stays indexed.
+
+        The writers go on past their rounds until several invalidations have run while they
+        write (or a minute has passed): how the threads are scheduled must not decide whether
+        an unsafe tier is caught."""
+        writers, rounds, overlapping = 4, 60, 5
         writing = threading.Event()
         writing.set()
+        invalidations = [0]
+        written = [0] * writers
+        deadline = time.monotonic() + _THREAD_TIMEOUT / 2
 
         def write(worker: int) -> None:
-            for n in range(rounds):
+            n = 0
+            while n < rounds or (invalidations[0] < overlapping and time.monotonic() < deadline):
                 self.put(tier, f"spared{worker}:{n}", n, tags=("t",))
                 self.put(tier, f"doomed{worker}:{n}", n, tags=("t",))
                 self.put(tier, f"spared{worker}:{n}", n)
+                n += 1
+                written[worker] = n
 
         def invalidate() -> None:
             while writing.is_set():
                 tier.tierkit_invalidate_tags(tags=["t"])
+                invalidations[0] += 1
                 time.sleep(0)
 
         invalidator = _start_thread(invalidate)
@@ -553,7 +564,7 @@ class TierConformance(AtomicConformance):
             _join([invalidator])
         tier.tierkit_invalidate_tags(tags=["t"])
         for worker in range(writers):
-            for n in range(rounds):
+            for n in range(written[worker]):
                 what = "while 't' was being invalidated, then 't' invalidated once more"
                 spared, doomed = f"spared{worker}:{n}", f"doomed{worker}:{n}"
                 self.expect_value(tier, spared, n, f"{spared!r}, set with tag 't' then without it {what}")

@@ -119,7 +119,9 @@ def test_async_killed_cluster_master_costs_only_its_keys_then_heals(
         cluster.node_at(victim_port).stop()
         killed = time.monotonic()
         served = await tier.tierkit_aget_many(keys)
-        assert set(served) == set(keys) - on_victim, "the reachable shards keep serving"
+        # The victim's keys come back only if its replica has taken over meanwhile (1 s node
+        # timeout: a slow machine's retries can outlast it); every other key is served throughout.
+        assert set(keys) - on_victim <= set(served), "the reachable shards keep serving"
         assert await cache.aget_many(keys) == {key: key.upper() for key in keys}, (
             "the file tier serves the rest"
         )

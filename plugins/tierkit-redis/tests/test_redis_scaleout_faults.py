@@ -70,7 +70,9 @@ def test_killed_cluster_master_costs_only_its_keys_then_heals(
     killed = time.monotonic()
 
     served = tier.tierkit_get_many(keys)
-    assert set(served) == set(keys) - on_victim, "the reachable shards keep serving"
+    # The victim's keys come back only if its replica has taken over meanwhile (1 s node
+    # timeout: a slow machine's retries can outlast it); every other key is served throughout.
+    assert set(keys) - on_victim <= set(served), "the reachable shards keep serving"
     survivor = next(key for key in keys if key not in on_victim)
     assert tier.tierkit_get(survivor) == served[survivor]
     health = tier.tierkit_health()
