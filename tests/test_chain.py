@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, ClassVar
 
 import pytest
 
@@ -332,3 +333,89 @@ def test_a_value_whose_class_is_not_importable_here_is_a_miss_and_kept(clock: Fa
     assert store("bytes1")["k"].value == foreign  # another process can still read it
     stats = cache.stats()["tiers"]["bytes1"]
     assert (stats["corrupt"], stats["errors"]) == (0, 1)
+
+
+class RoomyTier(DictTier):
+    """An object tier that makes room: records each count, and what the codec had decoded by then."""
+
+    rooms: ClassVar[list[tuple[int, int]]] = []
+    decoded: ClassVar[list[int]] = []
+    refuse = False
+
+    def make_room(self, count: int) -> None:
+        if self.refuse:
+            raise MemoryError("no room")
+        self.rooms.append((count, len(self.decoded)))
+
+
+@pytest.fixture
+def roomy(clock: FakeClock, monkeypatch: pytest.MonkeyPatch) -> Cache:
+    """roomy1 (makes room) over dict2 (an object tier that does not) over bytes3; decodes counted."""
+    RoomyTier.rooms.clear()
+    RoomyTier.decoded.clear()
+    cache = Cache(
+        order=["roomy1", "dict2", "bytes3"],
+        tiers={"roomy1": {"kind": "roomy"}, "dict2": {"kind": "dict"}, "bytes3": {"kind": "bytes"}},
+        clock=clock,
+        kinds={**KINDS, "roomy": RoomyTier},
+    )
+    codec = cache.chain.codec
+    decode_many = codec.decode_many
+
+    def counted(payloads: Sequence[bytes]) -> list[Any]:
+        RoomyTier.decoded.append(len(payloads))
+        return decode_many(payloads)
+
+    monkeypatch.setattr(codec, "decode_many", counted)
+    return cache
+
+
+def test_get_many_makes_room_for_the_hits_before_decoding_them(roomy: Cache) -> None:
+    codec = JsonCodec()
+    store("bytes3").update({f"k{n}": tierkit.Entry(codec.encode("k", n), None, ()) for n in range(3)})
+    assert roomy.get_many(["k0", "k1", "k2", "absent", "gone"]) == {"k0": 0, "k1": 1, "k2": 2}
+    assert RoomyTier.rooms == [(3, 0)]  # the hits, not the keys asked; nothing decoded yet
+    assert RoomyTier.decoded == [3] and set(store("roomy1")) == {"k0", "k1", "k2"}
+    assert roomy.get_many(["absent", "gone"]) == {}
+    assert RoomyTier.rooms == [(3, 0)]  # no hit: nothing made room for
+    store("dict2")["k3"] = tierkit.Entry(3, None, ())
+    assert roomy.get_many(["k3"]) == {"k3": 3}
+    assert RoomyTier.rooms == [(3, 0)]  # an object tier's hits need no decoding: copied as they are
+
+
+def test_a_tier_without_make_room_or_with_the_default_is_not_asked(roomy: Cache) -> None:
+    assert [slot.make_room is not None for slot in roomy.chain.slots] == [True, False, False]
+    assert roomy.chain.room_makers[2] == ((roomy.chain.slots[0], roomy.chain.slots[0].make_room),)
+
+
+def test_a_failing_make_room_is_the_tier_failing_and_the_read_goes_on(roomy: Cache) -> None:
+    roomy.chain.slots[0].tier.refuse = True
+    store("bytes3")["k"] = tierkit.Entry(JsonCodec().encode("k", "v"), None, ())
+    assert roomy.get_many(["k"]) == {"k": "v"}
+    assert roomy.stats()["tiers"]["roomy1"]["errors"] == 1
+    assert "k" in store("roomy1")  # still copied up
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.mark.anyio
+async def test_aget_many_makes_room_on_non_blocking_tiers_only(roomy: Cache) -> None:
+    store("bytes3")["k"] = tierkit.Entry(JsonCodec().encode("k", "v"), None, ())
+    assert await roomy.aget_many(["k"]) == {"k": "v"}
+    assert RoomyTier.rooms == []  # DictTier declares nothing: it may block, so not called on the loop
+    RoomyTier.blocking = False
+    try:
+        fresh = Cache(
+            order=["roomy1", "bytes3"],
+            tiers={"roomy1": {"kind": "roomy"}, "bytes3": {"kind": "bytes"}},
+            clock=roomy.chain.clock,
+            kinds={**KINDS, "roomy": RoomyTier},
+        )
+        store("roomy1").clear()
+        assert await fresh.aget_many(["k"]) == {"k": "v"}
+        assert [count for count, _ in RoomyTier.rooms] == [1]
+    finally:
+        del RoomyTier.blocking

@@ -174,3 +174,28 @@ def test_set_many_replacing_a_tagged_entry_forgets_its_tags_and_makes_it_recent(
     assert tier.tierkit_invalidate_tags(["t"]) == 0
     tier.tierkit_set_many({"d": Entry(4, None, ()), "e": Entry(5, None, ())})  # evicts the oldest: b
     assert [key for key in "abcde" if tier.tierkit_get(key) is not None] == ["a", "c", "d", "e"]
+
+
+def test_make_room_evicts_what_the_coming_entries_would(clock: FakeClock) -> None:
+    tier = build(clock, max_entries=4)
+    for key in "abcd":
+        tier.tierkit_set(key, Entry(key, None, ("t",) if key == "a" else ()))
+    tier.tierkit_get("a")  # most recent now: b, c are the two oldest
+    tier.make_room(2)
+    assert list(tier._data) == ["d", "a"] and tier.tierkit_stats()["evictions"] == 2
+    tier.make_room(1)  # room for one is there already
+    assert list(tier._data) == ["d", "a"]
+    tier.make_room(10)  # more than it holds: everything goes, tag index included
+    assert not tier._data and tier._tags == {} and tier.tierkit_stats()["evictions"] == 4
+    tier.tierkit_set_many({k: Entry(k, None, ()) for k in "wxyz"})
+    assert tier.tierkit_stats()["evictions"] == 4  # the batch then fits without evicting
+
+
+def test_make_room_keeps_the_byte_count_of_a_size_bounded_tier(clock: FakeClock) -> None:
+    tier = build(clock, max_entries=3, max_bytes=100_000)
+    for key in "abc":
+        tier.tierkit_set(key, Entry("x" * 1000, None, ()))
+    before = tier.tierkit_stats()["bytes"]
+    tier.make_room(1)
+    assert list(tier._data) == ["b", "c"]
+    assert tier.tierkit_stats()["bytes"] == before * 2 // 3

@@ -119,6 +119,10 @@ class AsyncChain:
         self.chain = chain
         self.hooks = {slot: _Hooks(slot) for slot in chain.slots}
         self.blocking = any(slot.blocking for slot in chain.slots)
+        self.room_makers = tuple(
+            tuple(maker for maker in room if not maker[0].blocking) for room in chain.room_makers
+        )
+        """:attr:`Chain.room_makers` that may be called on the event loop (non-blocking tiers)."""
         """Some tier's control-plane hooks (health, stats, close) may block: run them in a thread."""
         self._flights: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, asyncio.Task[Any]]]
         self._flights = weakref.WeakKeyDictionary()
@@ -279,14 +283,14 @@ class AsyncChain:
         for index, slot in enumerate(chain.slots):
             if not wanted:
                 break
-            hooks = self.hooks[slot]
+            hooks, room = self.hooks[slot], self.room_makers[index]
             read_payloads = hooks.get_many_payloads
             if read_payloads is not None:
                 answer = await self.ask(slot, read_payloads, list(wanted))
-                hits = chain.payload_hits(slot, wanted, answer, codec, now=False)
+                hits = chain.payload_hits(slot, wanted, answer, codec, now=False, room=room)
             else:
                 answer = await self.ask(slot, hooks.get_many, list(wanted))
-                hits = chain.entry_hits(slot, wanted, answer, codec, now=False)
+                hits = chain.entry_hits(slot, wanted, answer, codec, now=False, room=room)
             if hits is None:
                 continue
             if index and hits.keys:

@@ -55,6 +55,7 @@ from tierkit._types import (
     KeyReport,
     Parts,
     Payloads,
+    Tier,
     TierHealth,
     TierReport,
     Unavailable,
@@ -99,6 +100,7 @@ class TierSlot:
         "invalidate_tags",
         "kind",
         "latency",
+        "make_room",
         "max_ttl",
         "misses",
         "name",
@@ -156,6 +158,11 @@ class TierSlot:
         self.invalidate_tags: Callable[[Sequence[str]], Any] = tier.tierkit_invalidate_tags
         self.invalidate_prefix: Callable[[str], Any] = tier.tierkit_invalidate_prefix
         self.clear: Callable[[], Any] = tier.tierkit_clear
+        make_room = getattr(tier, "make_room", None)
+        self.make_room: Callable[[int], Any] | None = (
+            None if getattr(make_room, "__func__", None) is Tier.make_room else make_room
+        )
+        """:meth:`tierkit.Tier.make_room`, if the tier offers more than the default's nothing."""
         self.health: Callable[[], Any] = getattr(tier, "tierkit_health", _healthy)
         self.stats: Callable[[], Any] = getattr(tier, "tierkit_stats", dict)
         self.close: Callable[[], Any] = getattr(tier, "tierkit_close", _nothing)
@@ -395,6 +402,8 @@ class Skipped:
 _OPERATION = {"get_buffer": "get", "set_parts": "set"}
 """Latency histograms of hooks that stand in for another: a ``get`` is a ``get``, whichever hook served it."""
 
+Room = tuple[tuple[TierSlot, Callable[[int], Any]], ...]
+"""Tiers that make room for a batch before it is decoded, with their :meth:`tierkit.Tier.make_room`."""
 _Hit = tuple[Any, bytes | bytearray | memoryview | None, Entry]
 """A hit on its way up: (value, its payload if it came from a byte tier, the stored entry)."""
 _HANDED = (bytearray, memoryview)
@@ -528,6 +537,10 @@ class Chain:
             tuple(above for above in slots[:i] if above.write == "always") for i in range(len(slots))
         )
         self._backfill_capped = tuple(any(t.max_ttl is not None for t in ts) for ts in self._backfill_targets)
+        self.room_makers: tuple[Room, ...] = tuple(
+            tuple((t, t.make_room) for t in ts if t.make_room is not None) for ts in self._backfill_targets
+        )
+        """The targets of a backfill from tier i that make room before its batch is decoded."""
         first = slots[0] if slots else None
         self._first = first if first is not None and not first.holds_bytes and not first.remote else None
         self.get: Callable[[str, Any], Any] = self.reader(codec)
@@ -684,11 +697,12 @@ class Chain:
         for index, slot in enumerate(self.slots):
             if not wanted:
                 break
-            read_payloads = slot.get_many_payloads
+            read_payloads, room = slot.get_many_payloads, self.room_makers[index]
             if read_payloads is not None:
-                hits = self.payload_hits(slot, wanted, slot.ask(read_payloads, list(wanted)), codec)
+                answer = slot.ask(read_payloads, list(wanted))
+                hits = self.payload_hits(slot, wanted, answer, codec, room=room)
             else:
-                hits = self.entry_hits(slot, wanted, slot.ask(slot.get_many, list(wanted)), codec)
+                hits = self.entry_hits(slot, wanted, slot.ask(slot.get_many, list(wanted)), codec, room=room)
             if hits is None:
                 continue
             if index and hits.keys:
@@ -698,12 +712,19 @@ class Chain:
         return found
 
     def entry_hits(
-        self, slot: TierSlot, wanted: Mapping[str, None], entries: object, codec: Codec, now: bool = True
+        self,
+        slot: TierSlot,
+        wanted: Mapping[str, None],
+        entries: object,
+        codec: Codec,
+        now: bool = True,
+        room: Room = (),
     ) -> Hits | None:
         """The checked, decoded hits of one tier's ``tierkit_get_many`` answer (``None``: the tier failed).
 
         A key nobody asked for is ignored; a value that is not an ``Entry`` (of
-        bytes, for a byte tier) fails the whole answer.
+        bytes, for a byte tier) fails the whole answer.  ``room``: the tiers the
+        hits will be copied into that make room for them first (:meth:`_decoded`).
         """
         if not isinstance(entries, Mapping):
             if entries is not UNAVAILABLE:
@@ -728,15 +749,21 @@ class Chain:
         tags = {key: _tag_tuple(tags) for key, (_, _, tags) in zip(keys, found, strict=True) if tags}
         if not holds_bytes:
             return Hits(keys, held, None, expires_at, tags)
-        return self._decoded(slot, keys, held, expires_at, tags, codec, now)
+        return self._decoded(slot, keys, held, expires_at, tags, codec, now, room)
 
     def payload_hits(
-        self, slot: TierSlot, wanted: Mapping[str, None], answer: object, codec: Codec, now: bool = True
+        self,
+        slot: TierSlot,
+        wanted: Mapping[str, None],
+        answer: object,
+        codec: Codec,
+        now: bool = True,
+        room: Room = (),
     ) -> Hits | None:
         """The checked, decoded hits of a ``tierkit_get_many_payloads`` answer (``None``: the tier failed).
 
         Keys nobody asked for, and repeated keys, are ignored; anything else the
-        contract does not allow fails the whole answer.
+        contract does not allow fails the whole answer.  ``room``: as for :meth:`entry_hits`.
         """
         if type(answer) is not Payloads:
             if answer is not UNAVAILABLE:
@@ -755,7 +782,7 @@ class Chain:
             keys, payloads, expires_at = _asked(wanted, keys, payloads, expires_at)
         if tags:
             tags = {key: _tag_tuple(tags[key]) for key in keys if key in tags}
-        return self._decoded(slot, keys, payloads, expires_at, tags, codec, now)
+        return self._decoded(slot, keys, payloads, expires_at, tags, codec, now, room)
 
     def _decoded(
         self,
@@ -766,12 +793,19 @@ class Chain:
         tags: Mapping[str, tuple[str, ...]],
         codec: Codec,
         now: bool,
+        room: Room = (),
     ) -> Hits:
         """A byte tier's hits, decoded in one batch (:meth:`~tierkit.Codec.decode_many`).
 
-        If some payload cannot be decoded, each is decoded on its own so that only
-        the bad ones are dropped (counted and, if corrupt, removed: :meth:`_undecodable`).
+        The tiers in ``room`` first evict what the hits will displace
+        (:meth:`tierkit.Tier.make_room`), so the decoded values reuse the memory the
+        evicted ones free.  If some payload cannot be decoded, each is decoded on its
+        own so that only the bad ones are dropped (counted and, if corrupt, removed:
+        :meth:`_undecodable`).
         """
+        if keys:
+            for target, make_room in room:
+                target.call(make_room, len(keys))
         try:
             values = codec.decode_many(payloads)
         except CodecError:

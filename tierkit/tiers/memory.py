@@ -129,6 +129,15 @@ class MemoryTier(Tier[MemoryOptions]):
             return Entry(copy.deepcopy(entry[0]), expires_at, entry[2])
         return entry
 
+    def make_room(self, count: int) -> None:
+        """Evict the least recently used entries that ``count`` new ones would displace (by count;
+        a byte bound is kept when they are stored, their sizes being unknown until then)."""
+        with self._lock:
+            data = self._data
+            excess = min(len(data) + count - self._max_entries, len(data))
+            if excess > 0:
+                self._pop_oldest(excess)
+
     @hookimpl
     def tierkit_get_many(self, keys: Sequence[str]) -> Mapping[str, Entry]:
         # A cold memory tier in front of Redis is asked for every key of every get_many:
@@ -311,6 +320,17 @@ class MemoryTier(Tier[MemoryOptions]):
                 removed += 1
         return removed
 
+    def _pop_oldest(self, count: int) -> None:
+        """Evict the ``count`` least recently used entries (there are at least that many)."""
+        data = self._data
+        if self._tags or self._max_bytes is not None:
+            for _ in range(count):
+                key, entry = data.popitem(last=False)
+                self._forget(key, entry)
+        else:  # no entry has tags, no sizes kept: nothing to forget; the oldest popped in one C-level pass
+            collections.deque(map(data.popitem, itertools.repeat(False, count)), maxlen=0)
+        self._evictions += count
+
     def _evict(self) -> None:
         """Drop least-recently-used entries until both bounds hold."""
         data, max_bytes, max_entries = self._data, self._max_bytes, self._max_entries
@@ -319,14 +339,7 @@ class MemoryTier(Tier[MemoryOptions]):
             excess = max(excess, min(self._evict_batch, len(data) - 1))
         if max_bytes is None:  # a count bound only: pop the excess in one loop (a get_many backfill)
             if excess > 0:
-                if self._tags:
-                    for _ in range(excess):
-                        key, entry = data.popitem(last=False)
-                        if entry[2]:
-                            self._forget(key, entry)
-                else:  # no entry has tags: nothing to forget; the oldest popped in one C-level pass
-                    collections.deque(map(data.popitem, itertools.repeat(False, excess)), maxlen=0)
-                self._evictions += excess
+                self._pop_oldest(excess)
             return
         evicted = 0
         while evicted < excess or self._bytes > max_bytes:
