@@ -83,7 +83,7 @@ def _default(field: Any) -> str:
     if value is PydanticUndefined and field.default_factory is not None:
         value = field.default_factory()  # type: ignore[call-arg]
         if isinstance(value, BaseModel):
-            return "its defaults" if value.model_fields else "`{}`"
+            return "its defaults" if type(value).model_fields else "`{}`"
     if value is PydanticUndefined:
         return "required"
     if value is None:
