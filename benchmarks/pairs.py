@@ -77,6 +77,8 @@ class Context:
         return self._full
 
     def close(self) -> None:
+        """Close what the workloads so far opened (the next :meth:`full_chain` opens a new one)."""
+        self._full = None
         for close in reversed(self.closers):
             try:
                 close()

@@ -123,6 +123,8 @@ def _pairs(ctx: Context, workloads: Any, results: dict[str, Any]) -> list[dict[s
             results["failures"].append(f"{workload.key}: {traceback.format_exc()}")
             print("FAILED\n" + traceback.format_exc())
             continue
+        finally:  # its caches closed: no later row runs beside their backplane threads and connections
+            ctx.close()
         if row.skipped:
             print(f"skipped: {row.skipped}")
         else:
