@@ -55,12 +55,12 @@ from tierkit._types import (
     KeyReport,
     Parts,
     Payloads,
-    Tier,
     TierHealth,
     TierReport,
     Unavailable,
     WritePolicy,
     new_entry,
+    room_maker,
 )
 from tierkit.errors import CodecError
 from tierkit.hookspecs import ASYNC_HOOKS
@@ -158,10 +158,7 @@ class TierSlot:
         self.invalidate_tags: Callable[[Sequence[str]], Any] = tier.tierkit_invalidate_tags
         self.invalidate_prefix: Callable[[str], Any] = tier.tierkit_invalidate_prefix
         self.clear: Callable[[], Any] = tier.tierkit_clear
-        make_room = getattr(tier, "make_room", None)
-        self.make_room: Callable[[int], Any] | None = (
-            None if getattr(make_room, "__func__", None) is Tier.make_room else make_room
-        )
+        self.make_room: Callable[[int], Any] | None = room_maker(tier)
         """:meth:`tierkit.Tier.make_room`, if the tier offers more than the default's nothing."""
         self.health: Callable[[], Any] = getattr(tier, "tierkit_health", _healthy)
         self.stats: Callable[[], Any] = getattr(tier, "tierkit_stats", dict)

@@ -405,3 +405,9 @@ class Tier(Generic[OptionsT]):
     @hookimpl
     def tierkit_stats(self) -> Mapping[str, Any]:
         return {}
+
+
+def room_maker(tier: object) -> Callable[[int], Any] | None:
+    """``tier``'s :meth:`Tier.make_room`, or ``None`` if it offers none (absent, or the default's nothing)."""
+    make_room = getattr(tier, "make_room", None)
+    return None if getattr(make_room, "__func__", None) is Tier.make_room else make_room

@@ -13,7 +13,7 @@ import pytest
 
 from tierkit import hookspecs
 from tierkit._contract import check_tier_class
-from tierkit._types import Entry, Parts, Payloads, TierHealth
+from tierkit._types import Entry, Parts, Payloads, TierHealth, room_maker
 from tierkit.testing._atomic_conformance import AtomicConformance
 from tierkit.testing._context import FakeClock
 from tierkit.testing._expect import (
@@ -358,6 +358,28 @@ class TierConformance(AtomicConformance):
             what = f"get_many_payloads() for {key!r}"
             expect_tags(tags, tuple(expected[key].tags), what)
             expect_entry(Entry(payload, deadline, tags), expected[key], what)
+
+    # -- making room before a batch (optional) -----------------------------------
+
+    def test_make_room_keeps_the_batch_that_follows(self, tier: Any, clock: FakeClock) -> None:
+        """``make_room(count)`` (optional) raises nothing, and the ``count`` entries stored next are kept."""
+        make_room = room_maker(tier)
+        if make_room is None:
+            pytest.skip("tier does not make room (no Tier.make_room of its own: the chain does not ask)")
+        for n in range(3):
+            self.put(tier, f"before{n}", n)
+        make_room(0)
+        for n in range(3):
+            self.expect_value(tier, f"before{n}", n, f"'before{n}' after make_room(0)")
+        make_room(3)
+        batch = {f"after{n}": Entry(self.value(tier, n), None, ()) for n in range(3)}
+        if self.supports_batch:
+            tier.tierkit_set_many(entries=batch)
+        else:
+            for key, entry in batch.items():
+                tier.tierkit_set(key=key, entry=entry)
+        for n in range(3):
+            self.expect_value(tier, f"after{n}", n, f"'after{n}', stored after make_room(3)")
 
     # -- large payloads in pieces (optional) -------------------------------------
 
