@@ -160,5 +160,7 @@ def test_the_real_tier_passes_everything(pytester: pytest.Pytester) -> None:
     result = run_suite(pytester, "diskcache_tier", "DiskcacheTier")
     passed, skipped, failed = result.listoutcomes()
     assert [r.nodeid for r in failed] == [], "\n".join(r.longreprtext for r in failed)
-    assert [r.nodeid for r in skipped] == [], "every check applies to the diskcache tier"
+    # Every check applies but make_room's: the tier never evicts, so it has no room to make.
+    skips = [r.nodeid.rpartition("::")[2] for r in skipped]
+    assert skips == ["test_make_room_keeps_the_batch_that_follows"], "every other check applies"
     assert len(passed) >= 30
