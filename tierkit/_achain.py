@@ -119,11 +119,11 @@ class AsyncChain:
         self.chain = chain
         self.hooks = {slot: _Hooks(slot) for slot in chain.slots}
         self.blocking = any(slot.blocking for slot in chain.slots)
+        """Some tier's control-plane hooks (health, stats, close) may block: run them in a thread."""
         self.room_makers = tuple(
             tuple(maker for maker in room if not maker[0].blocking) for room in chain.room_makers
         )
         """:attr:`Chain.room_makers` that may be called on the event loop (non-blocking tiers)."""
-        """Some tier's control-plane hooks (health, stats, close) may block: run them in a thread."""
         self._flights: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, asyncio.Task[Any]]]
         self._flights = weakref.WeakKeyDictionary()
         self.get: AsyncGet = self.reader(chain.codec)

@@ -333,17 +333,10 @@ class MemoryTier(Tier[MemoryOptions]):
 
     def _evict(self) -> None:
         """Drop least-recently-used entries until both bounds hold."""
-        data, max_bytes, max_entries = self._data, self._max_bytes, self._max_entries
-        excess = len(data) - max_entries
+        data, max_bytes = self._data, self._max_bytes
+        excess = len(data) - self._max_entries
         if excess > 0:  # over the count: at least evict_batch at once (Django's culling), never the newest
-            excess = max(excess, min(self._evict_batch, len(data) - 1))
-        if max_bytes is None:  # a count bound only: pop the excess in one loop (a get_many backfill)
-            if excess > 0:
-                self._pop_oldest(excess)
-            return
-        evicted = 0
-        while evicted < excess or self._bytes > max_bytes:
-            key, entry = data.popitem(last=False)
-            self._forget(key, entry)
-            evicted += 1
-        self._evictions += evicted
+            self._pop_oldest(max(excess, min(self._evict_batch, len(data) - 1)))
+        if max_bytes is not None:
+            while self._bytes > max_bytes:  # a value larger than the bound goes too: it is the last
+                self._pop_oldest(1)
